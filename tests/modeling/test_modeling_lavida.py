@@ -1,0 +1,243 @@
+"""LavidaForVideoAnomalyDetection on tiny configs: training step, freezing/LoRA, save/load, input errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel
+
+from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
+from lavida.lora import add_lora
+
+LOSS_TERMS = ("loss", "lm_loss", "focal_loss", "dice_loss", "iou_loss", "object_score_loss")
+
+
+def test_full_size_defaults_follow_the_paper():
+    config = LavidaConfig()
+    assert config.projector_hidden_size == 768 and config.num_queries == 48 and config.qformer_layers == 5
+    assert config.compression_ratio == 0.5 and config.lof_k == 8 and config.static_threshold == 0.01
+    weights = (config.lm_loss_weight, config.focal_loss_weight, config.dice_loss_weight, config.iou_loss_weight,
+               config.object_score_loss_weight)
+    assert weights == (1.0, 20.0, 2.0, 1.0, 2.0)
+    assert config.mllm_hidden_size == 3584  # Qwen2-VL-7B
+    assert config.text_embedding_size == 512  # CLIP B/32 text tower
+    assert config.sam_config.vision_config.backbone_config.blocks_per_stage == [1, 2, 11, 2]  # Hiera-S
+    assert config.sam_prompt_size == 256
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="compression_ratio"):
+        LavidaConfig.tiny(compression_ratio=0.0)
+    with pytest.raises(ValueError, match="text_pooling"):
+        LavidaConfig.tiny(text_pooling="max")
+
+
+def test_forward_backward_with_lora_reaches_only_trainable_parts(tiny_model, tiny_batch):
+    tiny_model.freeze_towers()
+    peft_model = add_lora(tiny_model)
+    peft_model.train()
+    out = peft_model(**tiny_batch)
+    for term in LOSS_TERMS:
+        value = getattr(out, term)
+        assert value is not None and torch.isfinite(value), term
+    assert out.focal_loss > 0 and out.dice_loss > 0  # sample 0 has a non-empty target
+    assert out.frame_logits.shape == (2, 8)
+    assert out.mask_logits.shape == (2, 8, 32, 32)
+    assert out.iou_scores.shape == (2, 8, 3)
+    assert out.seg_hidden_state.shape == (2, 64)
+    out.loss.backward()
+
+    grads = {name: p.grad for name, p in peft_model.named_parameters()}
+
+    def reached(fragment: str) -> bool:
+        hits = [g for n, g in grads.items() if fragment in n]
+        assert hits, f"no parameter named like {fragment}"
+        return any(g is not None and g.abs().sum() > 0 for g in hits)
+
+    assert reached("semantic_projector")
+    assert reached("sam.mask_decoder")
+    assert reached("lora_A") or reached("lora_B")
+    assert reached("lm_head")
+    for frozen in ("mllm.model.visual.", "sam.vision_encoder.", "text_encoder."):
+        hits = {n: g for n, g in grads.items() if frozen in n}
+        assert hits and all(g is None for g in hits.values()), f"{frozen} received gradients"
+        assert all(not p.requires_grad for n, p in peft_model.named_parameters() if frozen in n)
+    # LoRA wrapped only the LLM's attention projections
+    lora_modules = {n.split(".lora_")[0] for n in grads if ".lora_" in n}
+    assert lora_modules and all(".language_model.layers." in n and n.endswith(("q_proj", "v_proj"))
+                                for n in lora_modules)
+
+
+def test_inference_without_targets_has_no_loss(tiny_model, tiny_batch):
+    tiny_model.eval()
+    batch = {k: v for k, v in tiny_batch.items() if k not in ("labels", "target_masks")}
+    with torch.no_grad():
+        out = tiny_model(**batch)
+    assert out.loss is None and out.lm_loss is None
+    probabilities = torch.sigmoid(out.frame_logits)
+    assert torch.all((probabilities > 0) & (probabilities < 1))
+
+
+def test_precomputed_class_embeddings_match(tiny_model, tiny_batch):
+    tiny_model.eval()
+    batch = {k: v for k, v in tiny_batch.items() if k not in ("labels", "target_masks")}
+    with torch.no_grad():
+        direct = tiny_model(**batch)
+        embeddings = tiny_model.encode_class_names(batch.pop("class_input_ids"), batch.pop("class_attention_mask"))
+        cached = tiny_model(**batch, class_embeddings=embeddings)
+    torch.testing.assert_close(direct.frame_logits, cached.frame_logits)
+
+
+def test_padding_names_are_ignored(tiny_model, tiny_batch):
+    """A padded name slot (class_mask False) must not change the result."""
+    tiny_model.eval()
+    batch = {k: v for k, v in tiny_batch.items() if k not in ("labels", "target_masks")}
+    with torch.no_grad():
+        reference = tiny_model(**batch)
+        padded = dict(batch)
+        pad_ids = torch.zeros_like(batch["class_input_ids"][:, :1])
+        padded["class_input_ids"] = torch.cat([batch["class_input_ids"], pad_ids], dim=1)
+        padded["class_attention_mask"] = torch.cat([batch["class_attention_mask"], torch.ones_like(pad_ids)], dim=1)
+        padded["class_mask"] = torch.tensor([[True, True, False]] * 2)
+        out = tiny_model(**padded)
+    torch.testing.assert_close(reference.frame_logits, out.frame_logits, atol=1e-5, rtol=1e-5)
+
+
+def _eval_outputs(model, batch):
+    model.eval()
+    with torch.no_grad():
+        out = model(**{k: v for k, v in batch.items() if k not in ("labels", "target_masks")})
+    return out.frame_logits, out.mask_logits
+
+
+def test_save_pretrained_then_auto_model_gives_identical_outputs(tiny_model, tiny_batch, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert "model.safetensors" in files and not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "lavida"
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(loaded, LavidaForVideoAnomalyDetection)
+    for a, b in zip(_eval_outputs(tiny_model, tiny_batch), _eval_outputs(loaded, tiny_batch)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_trust_remote_code_load_without_the_package(tiny_model, tiny_batch, tmp_path):
+    model_dir = tmp_path / "model"
+    tiny_model.save_pretrained(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["auto_map"]["AutoModel"] == "modeling_lavida.LavidaForVideoAnomalyDetection"
+    inputs = {k: v.contiguous() for k, v in tiny_batch.items() if k not in ("labels", "target_masks")}
+    save_file(inputs, tmp_path / "inputs.safetensors")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["lavida"] = None  # the package is not importable in this process
+        try:
+            import lavida
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("lavida is importable")
+        import torch
+        from safetensors.torch import load_file, save_file
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
+        assert "transformers_modules" in type(model).__module__, type(model).__module__
+        inputs = load_file({str(tmp_path / 'inputs.safetensors')!r})
+        with torch.no_grad():
+            out = model(**inputs)
+        save_file({{"frame_logits": out.frame_logits, "mask_logits": out.mask_logits}},
+                  {str(tmp_path / 'outputs.safetensors')!r})
+    """)
+    env_run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                             env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf")})
+    assert env_run.returncode == 0, env_run.stderr[-3000:]
+    remote = load_file(tmp_path / "outputs.safetensors")
+    frame_logits, mask_logits = _eval_outputs(tiny_model, tiny_batch)
+    torch.testing.assert_close(remote["frame_logits"], frame_logits, rtol=0, atol=0)
+    torch.testing.assert_close(remote["mask_logits"], mask_logits, rtol=0, atol=0)
+
+
+def test_checkpoint_with_missing_or_extra_keys_is_refused(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    dropped = next(k for k in weights if "semantic_projector.prompt_proj" in k)
+    del weights[dropped]
+    weights["semantic_projector.extra_head.weight"] = torch.zeros(2, 2)
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError) as error:
+        AutoModel.from_pretrained(tmp_path)
+    message = str(error.value)
+    assert dropped in message and "semantic_projector.extra_head.weight" in message
+    assert "missing keys" in message and "unexpected keys" in message
+
+
+def test_from_components_adds_seg_token_and_keeps_tower_weights(byte_tokenizer, tmp_path):
+    from transformers import AutoModelForImageTextToText, Qwen2VLConfig
+
+    tiny = LavidaConfig.tiny()
+    torch.manual_seed(1)
+    mllm_config = Qwen2VLConfig(**{**tiny.mllm_config.to_dict()})
+    mllm_config.text_config.vocab_size = 263  # the checkpoint does not know <SEG> yet
+    mllm = AutoModelForImageTextToText.from_config(mllm_config)
+    tokenizer = byte_tokenizer.__class__.from_pretrained(_save_tokenizer_without_seg(byte_tokenizer, tmp_path))
+    mllm.save_pretrained(tmp_path / "mllm")
+    tokenizer.save_pretrained(tmp_path / "mllm")
+    sam = AutoModel.from_config(tiny.sam_config)
+    sam.save_pretrained(tmp_path / "sam")
+    text = AutoModel.from_config(tiny.text_encoder_config)
+    text.save_pretrained(tmp_path / "text")
+
+    model = LavidaForVideoAnomalyDetection.from_components(tmp_path / "mllm", tmp_path / "sam", tmp_path / "text",
+                                                           compression_ratio=0.75)
+    assert model.config.seg_token_id == 263 and model.config.compression_ratio == 0.75
+    assert model.mllm.get_input_embeddings().weight.shape[0] == 264
+    torch.testing.assert_close(model.sam.mask_decoder.iou_token.weight, sam.mask_decoder.iou_token.weight)
+    torch.testing.assert_close(model.mllm.get_input_embeddings().weight[:263], mllm.get_input_embeddings().weight)
+    assert not any(p.requires_grad for p in model.text_encoder.parameters())
+    assert not any(p.requires_grad for p in model.sam.vision_encoder.parameters())
+
+
+def _save_tokenizer_without_seg(tokenizer, tmp_path):
+    """Write the byte tokenizer minus <SEG> (a stand-in for a pretrained MLLM tokenizer)."""
+    from transformers import Qwen2Tokenizer
+
+    from lavida.processing.byte_tokenizer import QWEN_CHAT_TEMPLATE, byte_to_unicode
+
+    vocab = {char: byte for byte, char in byte_to_unicode().items()}
+    specials = [t for t in tokenizer.convert_ids_to_tokens(list(range(256, 263)))]
+    for offset, token in enumerate(specials):
+        vocab[token] = 256 + offset
+    plain = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, bos_token=None, eos_token="<|im_end|>",
+                           pad_token="<|endoftext|>")
+    plain.add_tokens(specials, special_tokens=True)
+    plain.chat_template = QWEN_CHAT_TEMPLATE
+    folder = tmp_path / "plain_tokenizer"
+    plain.save_pretrained(folder)
+    return folder
+
+
+def test_clear_errors_for_bad_inputs(tiny_model, tiny_batch, byte_tokenizer):
+    tiny_model.eval()
+    batch = {k: v for k, v in tiny_batch.items() if k not in ("labels", "target_masks")}
+    seg_id = byte_tokenizer.convert_tokens_to_ids("<SEG>")
+
+    no_seg = dict(batch, input_ids=batch["input_ids"].masked_fill(batch["input_ids"] == seg_id, 33))
+    with pytest.raises(ValueError, match="No <SEG> token"):
+        tiny_model(**no_seg)
+
+    empty = dict(batch, class_input_ids=batch["class_input_ids"][:, :0], class_attention_mask=batch["class_attention_mask"][:, :0])
+    with pytest.raises(ValueError, match="list is empty"):
+        tiny_model(**empty)
+    with pytest.raises(ValueError, match="list of sample"):
+        tiny_model(**dict(batch, class_mask=torch.tensor([[True, True], [False, False]])))
+
+    with pytest.raises(ValueError, match="Frame count mismatch"):
+        tiny_model(**dict(batch, sam_pixel_values=batch["sam_pixel_values"][:, :6]))
+    with pytest.raises(ValueError, match="Frame count mismatch"):
+        tiny_model(**dict(tiny_batch, target_masks=tiny_batch["target_masks"][:, :4]))
