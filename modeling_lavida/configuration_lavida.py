@@ -213,7 +213,7 @@ class LavidaConfig(PreTrainedConfig):
             text_encoder_config = {
                 "model_type": "clip_text_model", "vocab_size": vocab_size, "hidden_size": 32,
                 "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                "max_position_embeddings": 77, "projection_dim": 32, "eos_token_id": ids["<|endoftext|>"],
+                "max_position_embeddings": 77, "projection_dim": 32, "eos_token_id": ids["<|im_end|>"],
                 "bos_token_id": ids["<|im_start|>"], "pad_token_id": ids["<|endoftext|>"],
             }
         defaults = {
