@@ -1,0 +1,122 @@
+"""``LavidaTrainer``: a ``transformers.Trainer`` for LAVIDA's mixed loss, and the collator that feeds it.
+
+Why plain ``Trainer`` and not TRL's ``SFTTrainer``: the LM term here is a short fixed answer ("Sure, it is <SEG>.")
+that the processor already labels (assistant tokens only), while the loss that matters is the segmentation mix,
+which SFTTrainer knows nothing about; SFTTrainer's own ``compute_loss`` is LM-specific and it rewrites pad/eos ids.
+The Trainer gives everything else we need: accelerate/DeepSpeed launch, gradient accumulation and clipping,
+checkpoints with optimizer state, resume, evaluation and best-checkpoint selection.
+
+- ``compute_loss`` returns the model's total loss and accumulates each term (``lm_loss``, ``focal_loss``,
+  ``dice_loss``, ``iou_loss``, ``object_score_loss``); ``log`` adds their means since the last log, averaged
+  across processes.
+- ``prediction_step`` returns frame logits and frame labels so ``compute_frame_metrics`` can report frame AUC on a
+  held-out *pseudo-anomaly* set (checkpoint selection never looks at a VAD test set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import EvalPrediction, Trainer
+
+LOSS_TERMS = ("lm_loss", "focal_loss", "dice_loss", "iou_loss", "object_score_loss")
+
+
+class LavidaTrainer(Trainer):
+    """Trainer whose logs carry every term of the mixed loss."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._term_sums = torch.zeros(len(LOSS_TERMS), dtype=torch.float64)
+        self._term_steps = 0
+
+    def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None):
+        outputs = model(**inputs)
+        if outputs.loss is None:
+            raise ValueError("The batch has no target_masks, so the model returned no loss: the collator must pass "
+                             "targets for training.")
+        if model.training:
+            values = [getattr(outputs, term) for term in LOSS_TERMS]
+            self._term_sums += torch.tensor([float(v.detach()) if v is not None else 0.0 for v in values],
+                                            dtype=torch.float64)
+            self._term_steps += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._term_steps:
+            means = (self._term_sums / self._term_steps).to(self.args.device)
+            means = self.accelerator.reduce(means, reduction="mean") if self.accelerator.num_processes > 1 else means
+            for term, value in zip(LOSS_TERMS, means.tolist()):
+                logs[term] = round(value, 6)
+            self._term_sums.zero_()
+            self._term_steps = 0
+        super().log(logs, start_time)
+
+    def prediction_step(self, model, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            outputs = model(**inputs)
+        loss = outputs.loss.detach() if outputs.loss is not None else None
+        if prediction_loss_only:
+            return loss, None, None
+        frame_labels = (inputs["target_masks"].flatten(2).amax(dim=-1) > 0.5).long()  # (B, T)
+        return loss, outputs.frame_logits.detach(), frame_labels
+
+
+def compute_frame_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    """Frame AUC and accuracy at 0.5 of the object score on an evaluation set of pseudo-anomalies."""
+    from sklearn.metrics import roc_auc_score
+
+    logits = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1)
+    labels = np.asarray(prediction.label_ids).reshape(-1)
+    keep = labels >= 0
+    logits, labels = logits[keep], labels[keep]
+    metrics = {"frame_accuracy": float(((logits > 0) == (labels > 0)).mean()) if len(labels) else float("nan")}
+    metrics["frame_auc"] = float(roc_auc_score(labels, logits)) if len(np.unique(labels)) == 2 else float("nan")
+    return metrics
+
+
+@dataclass
+class LavidaDataCollator:
+    """Turns corpus rows into a model batch through ``LavidaProcessor``.
+
+    A row has ``frames`` (``uint8 [T, H, W, 3]`` or a list of T images), ``masks`` (``[T, H, W]`` or a list of T
+    images) and ``names`` (the prompt list); ``sample_id`` seeds the prompt phrasing so a batch is the same on every
+    process and after a resume.
+    """
+
+    processor: Any
+    phrasing: str = "random"
+    seed: int = 0
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        videos = [_as_array(row["frames"], channels=3) for row in rows]
+        masks = [_as_array(row["masks"], channels=None) > 0 for row in rows]
+        names = [list(row["names"]) for row in rows]
+        key = "|".join(str(row.get("sample_id", i)) for i, row in enumerate(rows))
+        seed = int(hashlib.sha256(f"{self.seed}:{key}".encode()).hexdigest()[:8], 16)
+        batch = self.processor(videos, names, target_masks=masks, phrasing=self.phrasing, seed=seed)
+        return dict(batch)
+
+
+def _as_array(value: Any, channels: int | None) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        array = value
+    elif isinstance(value, torch.Tensor):
+        array = value.numpy()
+    else:
+        array = np.stack([np.asarray(frame.convert("RGB") if channels == 3 and hasattr(frame, "convert") else frame)
+                          for frame in value])
+    if channels is None and array.ndim == 4:
+        array = array[..., 0]
+    return array
+
+
+__all__ = ["LOSS_TERMS", "LavidaDataCollator", "LavidaTrainer", "compute_frame_metrics"]
