@@ -83,6 +83,11 @@ class LavidaPreTrainedModel(PreTrainedModel):
         "Qwen3VLTextDecoderLayer", "Qwen3VLVisionBlock", "TwoWayQFormerBlock", "Sam2MaskDecoder",
     ]
 
+    def save_pretrained(self, save_directory, *args, save_original_format: bool = False, **kwargs):
+        """Save with the modules' own key names. transformers would otherwise rename the Qwen-VL keys back to their
+        legacy layout (``mllm.visual.*``), which ``Trainer``'s resume (a plain ``load_state_dict``) cannot read."""
+        return super().save_pretrained(save_directory, *args, save_original_format=save_original_format, **kwargs)
+
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, SemanticProjector):
