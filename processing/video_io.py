@@ -146,4 +146,292 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
     yield from rest
 
 
-__all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "write_video"]
+# ----------------------------------------------------------------------------------------------------------------------
+# Sources and metadata
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameArray:
+    """Decoded frames with their frame rate: ``frames`` is ``uint8 [F, H, W, 3]`` RGB."""
+
+    frames: np.ndarray
+    fps: float = DEFAULT_ARRAY_FPS
+
+
+VideoSource = str | os.PathLike | bytes | np.ndarray | FrameArray
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video holds, as decoded.
+
+    Attributes:
+        num_frames: the exact number of frames the decoder produces (counted, not read from the header).
+        fps: frames per second (the stream's average rate); frame ``i`` is shown at ``i / fps`` seconds.
+        width, height: frame size in pixels.
+        duration_s: ``num_frames / fps``.
+        codec: the decoder's name (``h264``, ``vp9``, ``gif``...; ``rawvideo`` for frame arrays).
+        damaged: some packets did not decode (the frames that did are used; a warning is logged).
+    """
+
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    duration_s: float
+    codec: str
+    damaged: bool = False
+
+    def to_dict(self) -> dict[str, int | float | str]:
+        return {"num_frames": self.num_frames, "fps": self.fps, "width": self.width, "height": self.height,
+                "duration_s": self.duration_s, "codec": self.codec, "damaged": self.damaged}
+
+
+def describe_source(source: VideoSource) -> str:
+    """A short name of ``source`` for messages: the path, or what kind of in-memory video it is."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"the video data ({len(source)} bytes)"
+    frames = source.frames if isinstance(source, FrameArray) else source
+    return f"the frame array {list(np.shape(frames))}"
+
+
+def _check_array(source: np.ndarray | FrameArray) -> tuple[np.ndarray, float]:
+    frames, fps = (source.frames, source.fps) if isinstance(source, FrameArray) else (source, DEFAULT_ARRAY_FPS)
+    frames = np.asarray(frames)
+    name = describe_source(source)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise UserInputError(f"Video frames {name} must be uint8 RGB [frames, height, width, 3], got "
+                             f"{frames.dtype} {list(frames.shape)}: convert them with np.asarray(..., np.uint8).")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise UserInputError(f"The fps of {name} must be a positive number, got {fps!r}.")
+    return frames, float(fps)
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise UserInputError(f"Video {path} does not exist: check the path.")
+    if not path.is_file():
+        raise UserInputError(f"Video {path} is not a file: give the path of a video file.")
+    if path.stat().st_size == 0:
+        raise UserInputError(f"Video {path} is empty (0 bytes): re-export or re-download it.")
+
+
+def _open_container(source: str | os.PathLike | bytes) -> tuple[av.container.InputContainer, av.VideoStream]:
+    """Open a file or bytes for decoding and return the container and its first video stream."""
+    name = describe_source(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise UserInputError("The video data is empty (0 bytes): upload or pass a non-empty video file.")
+        target = io.BytesIO(bytes(source))
+    else:
+        _check_path(Path(source))
+        target = str(source)
+    try:
+        container = av.open(target, mode="r")
+    except (av.FFmpegError, OSError) as error:
+        raise UserInputError(f"Video {name} could not be opened as a video ({_short(error)}): check that it is a "
+                             f"complete, untruncated file in a format FFmpeg reads ({SUPPORTED_FORMATS_HINT}).") from None
+    if not container.streams.video:
+        container.close()
+        raise UserInputError(f"Video {name} has no video stream (it may be audio only, or truncated): "
+                             f"give a video file ({SUPPORTED_FORMATS_HINT}).")
+    # FFmpeg's default threading: frame threading would make which frames a damaged packet takes with it timing
+    # dependent, and probe and iteration must agree frame for frame.
+    return container, container.streams.video[0]
+
+
+def _short(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error)
+    return text.split(":")[0].strip() if text else type(error).__name__
+
+
+@dataclass
+class _DecodeReport:
+    rejected_packets: int = 0
+    stopped_early: bool = False
+
+    @property
+    def damaged(self) -> bool:
+        return self.rejected_packets > 0 or self.stopped_early
+
+
+def _decode(container: av.container.InputContainer, stream: av.VideoStream, name: str,
+            report: _DecodeReport | None = None) -> Iterator[av.VideoFrame]:
+    """Every frame the decoder can produce, skipping packets it rejects (a damaged or truncated file).
+
+    Rejected packets are skipped rather than ending the read so that a single bad packet does not lose the rest
+    of the video; probe and iteration share this function, so they always see the same frames.
+    """
+    report = report if report is not None else _DecodeReport()
+    try:
+        for packet in container.demux(stream):
+            try:
+                yield from packet.decode()
+            except av.FFmpegError:
+                report.rejected_packets += 1
+    except av.FFmpegError as error:  # the demuxer itself gave up: keep what was decoded
+        report.stopped_early = True
+        logger.warning("Video %s: reading stopped early (%s); using the frames decoded so far.", name, _short(error))
+    if report.rejected_packets:
+        logger.warning("Video %s is damaged: %d packet(s) could not be decoded and were skipped.", name,
+                       report.rejected_packets)
+
+
+def _stream_fps(stream: av.VideoStream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            return float(rate)
+    logger.warning("The video declares no frame rate; assuming %.0f fps.", FALLBACK_FPS)
+    return FALLBACK_FPS
+
+
+def probe_video(source: VideoSource) -> VideoInfo:
+    """Metadata of ``source`` with the exact decoded frame count.
+
+    Container headers often miss or misstate the frame count (webm and mkv store none; damaged files claim frames
+    that do not decode), so the frames are counted by decoding them (without colour conversion: roughly two thirds of the cost
+    of reading the video as RGB). Results for files are cached by path, size and modification time.
+
+    Raises:
+        UserInputError: a missing, empty or unreadable file, a bad frame array, or fewer than 2 decodable frames.
+    """
+    if isinstance(source, (np.ndarray, FrameArray)):
+        frames, fps = _check_array(source)
+        info = VideoInfo(num_frames=int(frames.shape[0]), fps=fps, width=int(frames.shape[2]),
+                         height=int(frames.shape[1]), duration_s=frames.shape[0] / fps, codec="rawvideo")
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        info = _probe_container(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        _check_path(path)
+        stat = path.stat()
+        info = _probe_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    else:
+        raise UserInputError(f"Cannot read a video from a {type(source).__name__}: give a path, the bytes of a "
+                             "video file or uint8 frames [frames, height, width, 3].")
+    if info.num_frames < MIN_FRAMES and info.damaged:
+        raise UserInputError(f"Video {describe_source(source)} is damaged or truncated: only {info.num_frames} "
+                             f"frame(s) decode and at least {MIN_FRAMES} are needed: re-export or re-download it.")
+    if info.num_frames < MIN_FRAMES:
+        raise UserInputError(f"Video {describe_source(source)} has {info.num_frames} decodable frame(s); at least "
+                             f"{MIN_FRAMES} are needed to score a video: give a longer video.")
+    return info
+
+
+@lru_cache(maxsize=64)
+def _probe_file(path: str, size: int, mtime_ns: int) -> VideoInfo:
+    return _probe_container(path)
+
+
+def _probe_container(source: str | bytes) -> VideoInfo:
+    container, stream = _open_container(source)
+    with container:
+        codec = stream.codec_context.name
+        fps = _stream_fps(stream)
+        width, height, count = stream.codec_context.width, stream.codec_context.height, 0
+        report = _DecodeReport()
+        for frame in _decode(container, stream, describe_source(source), report):
+            if count == 0:
+                width, height = frame.width, frame.height
+            count += 1
+    return VideoInfo(num_frames=count, fps=fps, width=int(width), height=int(height), duration_s=count / fps,
+                     codec=codec, damaged=report.damaged)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Streaming frames and clips
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class DecodedFrame(NamedTuple):
+    """One decoded frame: ``index`` counts decoded frames from 0; ``image`` is ``uint8 [H, W, 3]`` RGB."""
+
+    index: int
+    image: np.ndarray
+
+
+@dataclass
+class Clip:
+    """``clip_length`` sampled frames, the unit the model scores.
+
+    Attributes:
+        frames: ``uint8 [T, H, W, 3]`` RGB.
+        frame_indices: ``int64 [T]`` decoded-frame index of each frame (padding repeats the last real index).
+        real: ``bool [T]``; False marks padding that completes the last clip (a copy of its last real frame).
+    """
+
+    frames: np.ndarray
+    frame_indices: np.ndarray
+    real: np.ndarray
+
+    @property
+    def num_real(self) -> int:
+        return int(self.real.sum())
+
+
+def _check_stride(stride: int) -> int:
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise UserInputError(f"The frame stride must be a positive integer (1 = every frame), got {stride!r}.")
+    return int(stride)
+
+
+def iter_frames(source: VideoSource, stride: int = 1) -> Iterator[DecodedFrame]:
+    """Decode ``source`` one frame at a time and yield every ``stride``-th frame (indices 0, stride, 2*stride...).
+
+    Only the current frame is held in memory. Frames that change size mid-stream are rescaled to the first
+    frame's size so every frame has the same shape.
+    """
+    stride = _check_stride(stride)
+    if isinstance(source, (np.ndarray, FrameArray)):
+        frames, _ = _check_array(source)
+        for index in range(0, frames.shape[0], stride):
+            yield DecodedFrame(index, frames[index])
+        return
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise UserInputError(f"Cannot read a video from a {type(source).__name__}: give a path, the bytes of a "
+                             "video file or uint8 frames [frames, height, width, 3].")
+    container, stream = _open_container(source)
+    with container:
+        size: tuple[int, int] | None = None
+        for index, frame in enumerate(_decode(container, stream, describe_source(source))):
+            if index % stride:
+                continue
+            if size is None:
+                size = (frame.width, frame.height)
+            yield DecodedFrame(index, frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+
+
+def iter_clips(source: VideoSource, stride: int = 1, clip_length: int = DEFAULT_CLIP_LENGTH) -> Iterator[Clip]:
+    """Group the frames of ``iter_frames(source, stride)`` into clips of ``clip_length`` sampled frames.
+
+    The last clip is completed by repeating its last frame; ``Clip.real`` tells real frames from padding.
+    Holds one clip in memory.
+    """
+    if isinstance(clip_length, bool) or not isinstance(clip_length, (int, np.integer)) or clip_length < 1:
+        raise ValueError(f"clip_length must be a positive integer, got {clip_length!r}.")
+    images: list[np.ndarray] = []
+    indices: list[int] = []
+    for index, image in iter_frames(source, stride):
+        images.append(image)
+        indices.append(index)
+        if len(images) == clip_length:
+            yield _make_clip(images, indices, clip_length)
+            images, indices = [], []
+    if images:
+        yield _make_clip(images, indices, clip_length)
+
+
+def _make_clip(images: list[np.ndarray], indices: list[int], clip_length: int) -> Clip:
+    real = np.zeros(clip_length, dtype=bool)
+    real[: len(images)] = True
+    missing = clip_length - len(images)
+    return Clip(frames=np.stack(images + [images[-1]] * missing),  # (T, H, W, 3)
+                frame_indices=np.asarray(indices + [indices[-1]] * missing, dtype=np.int64),
+                real=real)
+
+
+__all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "MIN_FRAMES", "Clip", "DecodedFrame", "FrameArray", "VideoInfo",
+           "VideoSource", "describe_source", "iter_clips", "iter_frames", "probe_video", "write_video"]
