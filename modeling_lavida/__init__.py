@@ -4,7 +4,7 @@ Importing the package registers ``LavidaConfig`` with ``AutoConfig`` and ``Lavid
 ``AutoModel``, and marks both for ``trust_remote_code`` export: every ``save_pretrained``/``push_to_hub`` writes the
 model's code files and an ``auto_map`` next to the weights, so the checkpoint also loads for users without the
 package (``AutoModel.from_pretrained(path, trust_remote_code=True)``). ``LavidaProcessor`` is registered with
-``AutoProcessor`` the same way.
+``AutoProcessor`` the same way, and the ``video-anomaly-detection`` pipeline task is registered.
 """
 
 from transformers import AutoConfig, AutoModel, AutoProcessor
@@ -23,6 +23,10 @@ from .processing.processing_lavida import LavidaProcessor  # noqa: E402  (needs 
 
 AutoProcessor.register(LavidaConfig, LavidaProcessor, exist_ok=True)
 LavidaProcessor.register_for_auto_class("AutoProcessor")
+
+from .processing.pipeline_lavida import register_pipeline  # noqa: E402
+
+register_pipeline()  # pipeline("video-anomaly-detection", model=...)
 
 __all__ = ["LavidaConfig", "LavidaForVideoAnomalyDetection", "LavidaOutput", "LavidaPreTrainedModel", "LavidaProcessor",
            "__version__"]
