@@ -13,8 +13,10 @@ A source is a path, the bytes of a video file, a ``uint8 [F, H, W, 3]`` array (a
 video, a video with fewer than two frames) raises ``lavida.errors.UserInputError`` naming the input.
 
 Damaged videos: a file whose container cannot be opened (for instance an mp4 cut before its index) is an error. A file
-that opens but stops decoding part-way is read up to the last frame that decodes, with a warning; ``probe_video`` and
-the frame iterators use the same decoder, so their frame counts always agree.
+that opens but has packets that do not decode (an mp4 cut after its index, a damaged stream) is read with those
+packets skipped and a warning; ``probe_video`` and the frame iterators use the same decoder, so their frame counts
+always agree. Frame indices count decoded frames, so frames lost in the middle of a damaged file shift the indices
+(and times) of the frames after them.
 
 Writing: ``write_video`` encodes H.264 into a temporary file and renames it into place, so a failed write leaves
 nothing behind.

@@ -1,0 +1,365 @@
+"""Writing one video's detection to an output folder.
+
+    record = DetectionRecord(source="walk.mp4", info=probe_video("walk.mp4"), anomalies=["fighting"],
+                             scores=scores, events=find_events(scores, fps, 0.5), threshold=0.5, model_id="lavida-tiny")
+    write_results("out/walk", record, masks=detection.mask)   # masks: frame index -> float [H, W] in [0, 1]
+
+The folder holds:
+
+- ``result.json``: video metadata, anomaly names, model id, threshold, settings, per-frame ``scores`` and ``events``;
+- ``scores.csv``: ``frame,time_s,score,is_anomaly``, one row per decoded frame (the same rounded scores as the JSON);
+- ``scores.png``: the score over time with the threshold line and the events shaded;
+- ``overlay.mp4``: H.264 at the original size and frame rate, the anomaly mask tinted over each frame and a score bar
+  along the bottom. Frames are decoded again from the source and masks requested one frame at a time, so memory
+  stays flat for long videos. An odd-sized video keeps its size by being encoded 4:4:4 (see ``write_video``).
+
+Everything is written into a hidden temporary folder next to the target and renamed into place at the end: a failure
+leaves no half-written folder, and an existing folder is replaced only once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import UserInputError
+from .postprocessing import Event, resize_masks, threshold_scores
+from .video_io import VideoInfo, VideoSource, describe_source, iter_frames, write_video
+
+logger = logging.getLogger(__name__)
+
+RESULT_JSON, SCORES_CSV, SCORES_PNG, OVERLAY_MP4 = "result.json", "scores.csv", "scores.png", "overlay.mp4"
+RESULT_FORMAT_VERSION = 1
+
+MaskFn = Callable[[int], "np.ndarray | None"]  # frame index -> float [H, W] anomaly probability, or None (no mask)
+
+
+@dataclass
+class DetectionRecord:
+    """What the writers need to know about one video's detection (no model objects).
+
+    Attributes:
+        source: the video (path, bytes or frames); the overlay decodes it again.
+        info: its metadata; ``info.num_frames`` must equal ``len(scores)``.
+        anomalies: the names the model was prompted with.
+        scores: ``float [F]`` one anomaly probability per decoded frame.
+        events: the runs found by ``find_events`` with the same threshold.
+        threshold: score at or above which a frame counts as anomalous.
+        model_id: the checkpoint path or Hub id.
+        settings: other knobs worth recording (stride, min_event_frames, smoothing_sigma...).
+        video_name: name shown in the plot and JSON (default: the path or a description of the source).
+    """
+
+    source: VideoSource
+    info: VideoInfo
+    anomalies: list[str]
+    scores: np.ndarray
+    events: list[Event]
+    threshold: float
+    model_id: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    video_name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if self.scores.size != self.info.num_frames:
+            raise ValueError(f"Got {self.scores.size} scores for a video of {self.info.num_frames} frames; "
+                             "there must be exactly one score per decoded frame.")
+        if self.video_name is None:
+            self.video_name = Path(self.source).name if isinstance(self.source, (str, os.PathLike)) else describe_source(
+                self.source)
+
+
+@dataclass
+class OutputOptions:
+    """Which files to write and how the overlay looks."""
+
+    overlay: bool = True
+    plot: bool = True
+    score_decimals: int = 6  # rounding shared by result.json and scores.csv, so the two agree exactly
+    mask_color: tuple[int, int, int] = (255, 48, 48)  # RGB tint of the anomaly mask
+    mask_opacity: float = 0.55  # tint strength where the mask probability is 1
+    mask_outline_threshold: float = 0.5  # the mask boundary is outlined at this probability
+    bar_color_normal: tuple[int, int, int] = (64, 200, 96)
+    bar_color_anomaly: tuple[int, int, int] = (235, 64, 52)
+    overlay_crf: int = 20
+    overlay_preset: str = "medium"
+    progress: bool | None = None  # None: a progress bar only when writing to a terminal
+    overwrite: bool = True
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The folder
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_directory(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``target`` when the block succeeds and is deleted when it fails.
+
+    Raises:
+        UserInputError: ``target`` exists and ``overwrite`` is False, or it exists and is not a folder.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise UserInputError(f"Output {target} exists and is not a folder: choose another --out folder.")
+    if target.exists() and not overwrite:
+        raise UserInputError(f"Output folder {target} already exists: remove it or choose another --out folder.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    staging = target.parent / f".{target.name}.partial-{token}"
+    staging.mkdir()
+    try:
+        yield staging
+        if target.exists():
+            # Swap rather than delete first, so the old results survive until the new ones are in place.
+            retired = target.parent / f".{target.name}.old-{token}"
+            target.rename(retired)
+            staging.rename(target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_results(out_dir: str | Path, record: DetectionRecord, masks: MaskFn | None = None,
+                  options: OutputOptions | None = None) -> Path:
+    """Write ``result.json``, ``scores.csv``, ``scores.png`` and ``overlay.mp4`` into ``out_dir``, atomically.
+
+    Args:
+        out_dir: the folder to create (replaced if it exists and ``options.overwrite``).
+        record: the detection.
+        masks: frame index -> ``float [H, W]`` mask probabilities (any size; resized bilinearly to the frame), or
+            None to tint nothing. Called once per frame, in order, while the overlay is written.
+        options: which files and how they look.
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    options = options or OutputOptions()
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir, overwrite=options.overwrite) as staging:
+        write_result_json(staging / RESULT_JSON, record, options.score_decimals)
+        write_scores_csv(staging / SCORES_CSV, record, options.score_decimals)
+        if options.plot:
+            plot_scores(staging / SCORES_PNG, record)
+        if options.overlay:
+            write_overlay(staging / OVERLAY_MP4, record, masks, options)
+    logger.info("Wrote results for %s to %s", record.video_name, out_dir)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _rounded(values: np.ndarray, decimals: int) -> list[float]:
+    return [round(float(value), decimals) for value in values]
+
+
+def result_dict(record: DetectionRecord, decimals: int = 6) -> dict[str, Any]:
+    """The content of ``result.json`` as plain Python."""
+    events = [{key: round(value, decimals) if isinstance(value, float) else value
+               for key, value in event.to_dict().items()} for event in record.events]
+    return {
+        "format_version": RESULT_FORMAT_VERSION,
+        "video": {"name": record.video_name, **record.info.to_dict()},
+        "anomalies": list(record.anomalies),
+        "model_id": record.model_id,
+        "threshold": record.threshold,
+        "settings": dict(record.settings),
+        "num_events": len(events),
+        "events": events,
+        "scores": _rounded(record.scores, decimals),
+    }
+
+
+def write_result_json(path: str | Path, record: DetectionRecord, decimals: int = 6) -> None:
+    """``result.json``: see ``result_dict``."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(result_dict(record, decimals), handle, indent=1)
+        handle.write("\n")
+
+
+def write_scores_csv(path: str | Path, record: DetectionRecord, decimals: int = 6) -> None:
+    """``scores.csv``: ``frame,time_s,score,is_anomaly`` per decoded frame (``is_anomaly`` is 0 or 1)."""
+    anomalous = threshold_scores(record.scores, record.threshold)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["frame", "time_s", "score", "is_anomaly"])
+        for frame, (score, flag) in enumerate(zip(record.scores.tolist(), anomalous.tolist())):
+            writer.writerow([frame, f"{frame / record.info.fps:.{decimals}f}", f"{score:.{decimals}f}", int(flag)])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Plot
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _names_line(names: list[str], width: int = 90) -> str:
+    text = ", ".join(names)
+    if len(text) <= width:
+        return text
+    shown = textwrap.shorten(text, width=width - 12, placeholder="")
+    hidden = len(names) - len([name for name in shown.split(", ") if name])
+    return f"{shown.rstrip(', ')} (+{hidden} more)"
+
+
+def plot_scores(path: str | Path, record: DetectionRecord) -> None:
+    """``scores.png``: score over time (seconds, frames on the top axis), threshold line, events shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed or wanted
+    from matplotlib import pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    fps = record.info.fps
+    # Frame i covers [i / fps, (i + 1) / fps): repeat the last score so the last frame's step is drawn too.
+    times = np.arange(record.scores.size + 1) / fps
+    curve = np.append(record.scores, record.scores[-1])
+    score_color, event_color, threshold_color = "#1f5fa8", "#e0483a", "#555555"
+    with plt.rc_context({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False}):
+        figure, axis = plt.subplots(figsize=(10, 3.6), dpi=130, layout="constrained")
+        try:
+            for event in record.events:
+                axis.axvspan(event.start_s, event.end_s, color=event_color, alpha=0.16, lw=0)
+            axis.fill_between(times, curve, step="post", color=score_color, alpha=0.12, lw=0)
+            axis.step(times, curve, where="post", color=score_color, lw=1.6)
+            axis.axhline(record.threshold, color=threshold_color, ls="--", lw=1.1)
+            for event in record.events:
+                peak_frame = event.start_frame + int(np.argmax(record.scores[event.start_frame:event.end_frame + 1]))
+                axis.annotate(f"{event.peak_score:.2f}", (peak_frame / fps + 0.5 / fps, event.peak_score),
+                              xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8, color=event_color)
+            duration = record.scores.size / fps
+            axis.set_xlim(0, duration)
+            axis.set_ylim(0, 1.08)
+            axis.set_xlabel("time (s)")
+            axis.set_ylabel("anomaly score")
+            axis.grid(axis="y", alpha=0.25)
+            frames_axis = axis.secondary_xaxis("top", functions=(lambda t: t * fps, lambda f: f / fps))
+            frames_axis.set_xlabel("frame", fontsize=9, color="#666666")
+            frames_axis.tick_params(labelsize=8, colors="#666666")
+            handles = [Line2D([], [], color=score_color, lw=1.6, label="score"),
+                       Line2D([], [], color=threshold_color, ls="--", lw=1.1,
+                                  label=f"threshold {record.threshold:g}"),
+                       Patch(color=event_color, alpha=0.3, label=f"events ({len(record.events)})")]
+            axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)
+            axis.set_title(f"Anomaly score of {record.video_name}  |  {_names_line(record.anomalies)}", loc="left",
+                           fontsize=11)
+            figure.savefig(path)
+        finally:
+            plt.close(figure)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Overlay video
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _mask_at_frame_size(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    mask = np.asarray(mask, dtype=np.float32)
+    if mask.shape != (height, width):
+        mask = resize_masks(mask, (height, width))
+    return np.clip(mask, 0.0, 1.0)
+
+
+def _outline(binary: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: mask pixels with a 4-neighbour outside the mask."""
+    padded = np.pad(binary, 1, mode="edge")
+    inside = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return binary & ~inside
+
+
+def render_overlay_frame(image: np.ndarray, score: float, threshold: float, mask: np.ndarray | None,
+                         options: OutputOptions | None = None) -> np.ndarray:
+    """One overlay frame.
+
+    Args:
+        image: ``uint8 [H, W, 3]`` RGB frame.
+        score: the frame's anomaly probability.
+        threshold: where the bar switches colour and draws its tick.
+        mask: ``float [h, w]`` anomaly probability (resized to ``[H, W]`` if needed), or None.
+
+    Returns:
+        ``uint8 [H, W, 3]``: the frame with the mask tinted (strength proportional to the probability, boundary
+        outlined) and a score bar along the bottom rows.
+    """
+    options = options or OutputOptions()
+    height, width = image.shape[:2]
+    canvas = image.astype(np.float32)
+    if mask is not None:
+        probability = _mask_at_frame_size(mask, height, width)
+        alpha = (options.mask_opacity * probability)[..., None]  # (H, W, 1)
+        canvas = canvas * (1.0 - alpha) + np.asarray(options.mask_color, np.float32) * alpha
+        canvas[_outline(probability >= options.mask_outline_threshold)] = options.mask_color
+    # Score bar: darkened strip, filled to the score, a white tick at the threshold.
+    bar = max(4, round(height * 0.05))
+    canvas[height - bar:] *= 0.35
+    filled = int(round(float(np.clip(score, 0.0, 1.0)) * width))
+    color = options.bar_color_anomaly if score >= threshold else options.bar_color_normal
+    canvas[height - bar + 1:, :filled] = color
+    tick = min(width - 1, int(round(threshold * width)))
+    canvas[height - bar:, max(0, tick - 1):tick + 1] = 255.0
+    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+
+
+def write_overlay(path: str | Path, record: DetectionRecord, masks: MaskFn | None = None,
+                  options: OutputOptions | None = None) -> None:
+    """``overlay.mp4``: the source re-decoded frame by frame, each frame rendered by ``render_overlay_frame``.
+
+    Same frame count, size and frame rate as the source. Raises ``ValueError`` (and writes nothing) if the source
+    decodes to a different number of frames than ``record.scores`` has.
+    """
+    options = options or OutputOptions()
+    info = record.info
+
+    def frames() -> Iterator[np.ndarray]:
+        count = 0
+        with tqdm(total=info.num_frames, desc=f"overlay {record.video_name}", unit="frame", leave=False,
+                  disable=None if options.progress is None else not options.progress) as bar:
+            for index, image in iter_frames(record.source):
+                if index >= info.num_frames:
+                    raise ValueError(f"{record.video_name} decodes to more frames than the {info.num_frames} scored.")
+                mask = masks(index) if masks is not None else None
+                yield render_overlay_frame(image, float(record.scores[index]), record.threshold, mask, options)
+                count += 1
+                bar.update(1)
+        if count != info.num_frames:
+            raise ValueError(f"{record.video_name} decoded to {count} frames but {info.num_frames} were scored.")
+
+    write_video(path, frames(), info.fps, crf=options.overlay_crf, preset=options.overlay_preset, odd_size="exact")
+
+
+def format_summary(record: DetectionRecord, max_events: int = 5) -> str:
+    """A one-line summary, e.g. ``walk.mp4: 2 events (fighting, fire) at 1.2-3.4 s (peak 0.91), 5.0-5.6 s (peak 0.62)``."""
+    names = _names_line(record.anomalies, width=60)
+    if not record.events:
+        best = float(record.scores.max()) if record.scores.size else 0.0
+        return f"{record.video_name}: no events ({names}); highest score {best:.2f} < threshold {record.threshold:g}"
+    spans = ", ".join(f"{event.start_s:.1f}-{event.end_s:.1f} s (peak {event.peak_score:.2f})"
+                      for event in record.events[:max_events])
+    more = f" and {len(record.events) - max_events} more" if len(record.events) > max_events else ""
+    plural = "event" if len(record.events) == 1 else "events"
+    return f"{record.video_name}: {len(record.events)} {plural} ({names}) at {spans}{more}"
+
+
+__all__ = ["OVERLAY_MP4", "RESULT_JSON", "SCORES_CSV", "SCORES_PNG", "DetectionRecord", "MaskFn", "OutputOptions",
+           "atomic_directory", "format_summary", "plot_scores", "render_overlay_frame", "result_dict", "write_overlay",
+           "write_result_json", "write_results", "write_scores_csv"]
