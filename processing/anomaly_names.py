@@ -50,7 +50,7 @@ def parse_anomaly_names(names: str | Iterable[str], limits: AnomalyNameLimits | 
         items = list(names)
         for item in items:
             if not isinstance(item, str):
-                raise UserInputError(f"Anomaly name {item!r} is a {type(item).__name__}, not text: give names "
+                raise UserInputError(f"Anomaly name {item!r} is not text ({type(item).__name__}): give names "
                                      "as strings, e.g. [\"fighting\", \"fire\"].")
     parsed: list[str] = []
     seen: set[str] = set()

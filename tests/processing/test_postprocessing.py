@@ -1,0 +1,94 @@
+"""Scores, events and masks from model outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lavida.processing.postprocessing import (Event, fill_skipped_frames, find_events, logits_to_probabilities,
+                                              resize_masks, smooth_scores, threshold_scores)
+
+
+def test_probabilities_match_sigmoid_and_survive_extremes():
+    logits = np.array([-2000.0, -3.0, 0.0, 1.5, 2000.0])
+    probabilities = logits_to_probabilities(logits)
+    assert probabilities.dtype == np.float32 and np.all(np.isfinite(probabilities))
+    np.testing.assert_allclose(probabilities[1:4], 1 / (1 + np.exp(-logits[1:4])), rtol=1e-6)
+    assert probabilities[0] == 0.0 and probabilities[-1] == 1.0
+    np.testing.assert_allclose(logits_to_probabilities(torch.tensor(logits[1:4])), probabilities[1:4], rtol=1e-6)
+
+
+def test_fill_gives_each_frame_its_nearest_sampled_score():
+    # Samples at 0, 4, 8 of 11 frames: frame 2 is a tie (takes the earlier), 9 and 10 follow the last sample.
+    filled = fill_skipped_frames(np.array([0, 4, 8]), np.array([0.1, 0.5, 0.9]), 11)
+    np.testing.assert_allclose(filled, [0.1, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.9, 0.9, 0.9, 0.9])
+    # Samples need not start at frame 0.
+    np.testing.assert_allclose(fill_skipped_frames([3], [0.7], 5), [0.7] * 5)
+
+
+@pytest.mark.parametrize("indices, scores, num_frames, message", [
+    ([], [], 5, "No sampled frames"),
+    ([0, 2], [0.1], 5, "must match"),
+    ([2, 1], [0.1, 0.2], 5, "strictly increasing"),
+    ([0, 5], [0.1, 0.2], 5, r"must lie in \[0, 5\)"),
+])
+def test_fill_rejects_inconsistent_samples(indices, scores, num_frames, message):
+    with pytest.raises(ValueError, match=message):
+        fill_skipped_frames(np.array(indices), np.array(scores), num_frames)
+
+
+def test_smoothing_is_off_at_zero_and_keeps_constants_and_mass():
+    scores = np.array([0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1], dtype=np.float32)
+    np.testing.assert_array_equal(smooth_scores(scores, 0.0), scores)
+    np.testing.assert_allclose(smooth_scores(np.full(6, 0.3), 4.0), 0.3, rtol=1e-6)  # kernel wider than the video
+    smoothed = smooth_scores(scores, 1.0)
+    assert smoothed[2] < 0.5 < scores[2]  # a one-frame spike no longer crosses the threshold
+    assert smoothed[1] == pytest.approx(smoothed[3])  # symmetric spread
+    assert smoothed.sum() == pytest.approx(scores.sum(), rel=0.02)
+    with pytest.raises(ValueError, match="non-negative"):
+        smooth_scores(scores, -1.0)
+
+
+def test_events_on_a_hand_built_curve():
+    scores = np.zeros(30, dtype=np.float32)
+    scores[0:2] = 0.8             # a run at the very start
+    scores[5:9] = [0.5, 0.9, 0.7, 0.6]   # starts exactly at the threshold (counts as anomalous)
+    scores[12] = 0.95             # a single frame
+    scores[15:18] = 0.49          # just below: not an event
+    scores[25:30] = 0.6           # runs to the last frame
+    events = find_events(scores, fps=10.0, threshold=0.5, min_length=1)
+    assert [(e.start_frame, e.end_frame) for e in events] == [(0, 1), (5, 8), (12, 12), (25, 29)]
+    second = events[1]
+    assert second == Event(start_frame=5, end_frame=8, start_s=0.5, end_s=0.9, peak_score=pytest.approx(0.9),
+                           mean_score=pytest.approx(0.675))
+    assert events[-1].end_s == pytest.approx(3.0) and events[-1].num_frames == 5
+    # min_length drops short runs; a higher threshold splits nothing but removes weak runs.
+    assert [(e.start_frame, e.end_frame) for e in find_events(scores, 10.0, 0.5, min_length=3)] == [(5, 8), (25, 29)]
+    assert [(e.start_frame, e.end_frame) for e in find_events(scores, 10.0, 0.75)] == [(0, 1), (6, 6), (12, 12)]
+    assert find_events(np.full(10, 0.2), 25.0) == []
+    assert threshold_scores(scores, 0.5).sum() == sum(e.num_frames for e in events)
+
+
+def test_event_arguments_are_checked():
+    with pytest.raises(ValueError, match="fps"):
+        find_events(np.ones(3), fps=0.0)
+    with pytest.raises(ValueError, match="min_length"):
+        find_events(np.ones(3), fps=1.0, min_length=0)
+    with pytest.raises(ValueError, match="threshold"):
+        find_events(np.ones(3), fps=1.0, threshold=1.5)
+
+
+def test_resize_masks_is_bilinear_to_native_size():
+    rng = np.random.default_rng(0)
+    masks = rng.normal(size=(2, 6, 10)).astype(np.float32)  # (N, h, w) logits
+    resized = resize_masks(masks, (97, 161))
+    assert resized.shape == (2, 97, 161) and resized.dtype == np.float32
+    expected = torch.nn.functional.interpolate(torch.from_numpy(masks)[:, None], size=(97, 161), mode="bilinear",
+                                               align_corners=False)[:, 0].numpy()
+    np.testing.assert_allclose(resized, expected, rtol=1e-6)
+    assert resized.min() >= masks.min() - 1e-6 and resized.max() <= masks.max() + 1e-6  # no overshoot
+    single = resize_masks(torch.full((4, 4), 0.25), (9, 7))
+    assert single.shape == (9, 7) and np.allclose(single, 0.25)
+    with pytest.raises(ValueError, match=r"\[h, w\] or \[N, h, w\]"):
+        resize_masks(np.zeros(5), (4, 4))
