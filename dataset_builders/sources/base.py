@@ -60,18 +60,21 @@ class Layout:
         )
 
     def require_dir(self, relative: str | Path) -> Path:
+        """``data_root / relative``, which must be a folder."""
         path = self.data_root / relative
         if not path.is_dir():
             raise self.error(f"missing folder {relative}")
         return path
 
     def require_file(self, relative: str | Path) -> Path:
+        """``data_root / relative``, which must be a file."""
         path = self.data_root / relative
         if not path.is_file():
             raise self.error(f"missing file {relative}")
         return path
 
     def read_json(self, relative: str | Path) -> Any:
+        """The parsed JSON file ``data_root / relative``; missing or invalid JSON is a layout error."""
         path = self.require_file(relative)
         try:
             with path.open(encoding="utf-8") as handle:

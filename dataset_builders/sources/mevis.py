@@ -56,16 +56,16 @@ class MevisReader:
         )
         folder = self.layout.resolve_split(split, _SPLITS)
         self.image_dir = self.layout.require_dir(f"{folder}/JPEGImages")
-        self._videos = read_meta_expressions(self.layout, f"{folder}/meta_expressions.json")
+        self._videos = read_meta_expressions(self.layout, f"{folder}/meta_expressions.json", "anno_id")
         self._mask_dict = self.layout.read_json(f"{folder}/mask_dict.json")
         if not isinstance(self._mask_dict, dict):
             raise self.layout.error(f"{folder}/mask_dict.json must map anno ids to per-frame RLE lists")
         for video in self._videos.values():
             for expression in video["expressions"].values():
-                missing = [a for a in expression.get("anno_id", []) if str(a) not in self._mask_dict]
-                if missing or "anno_id" not in expression:
+                missing = [a for a in expression["anno_id"] if str(a) not in self._mask_dict]
+                if missing:
                     raise self.layout.error(
-                        f"expression {expression.get('exp')!r} refers to anno ids {missing or 'none'} that "
+                        f"expression {expression['exp']!r} refers to anno ids {missing} that "
                         f"{folder}/mask_dict.json lacks"
                     )
 

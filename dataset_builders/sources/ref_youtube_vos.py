@@ -27,8 +27,13 @@ logger = logging.getLogger(__name__)
 _SPLITS = {"train": "train"}
 
 
-def read_meta_expressions(layout: Layout, relative: str) -> dict[str, dict]:
-    """``meta_expressions.json`` -> ``{video: {"expressions": {id: {"exp", "obj_id", ...}}, "frames": [...]}}``.
+def read_meta_expressions(layout: Layout, relative: str, target_key: str = "obj_id") -> dict[str, dict]:
+    """``meta_expressions.json`` -> ``{video: {"expressions": {id: {"exp", target_key, ...}}, "frames": [...]}}``.
+
+    Args:
+        layout: the source's layout (for errors).
+        relative: the file, relative to the data root.
+        target_key: the key naming what an expression refers to ("obj_id"; MeViS: "anno_id").
 
     Raises:
         UserInputError: if the file is missing or not in the release's shape.
@@ -40,6 +45,12 @@ def read_meta_expressions(layout: Layout, relative: str) -> dict[str, dict]:
         for v in videos.values()
     ):
         raise layout.error(f"{relative} must map 'videos' to {{video: {{'expressions': {{...}}, 'frames': [...]}}}}")
+    for video_id, video in videos.items():
+        for expression in video["expressions"].values():
+            if not isinstance(expression, dict) or not isinstance(expression.get("exp"), str) or (
+                target_key not in expression
+            ):
+                raise layout.error(f"{relative}: an expression of video {video_id} lacks 'exp' or {target_key!r}")
     return videos
 
 

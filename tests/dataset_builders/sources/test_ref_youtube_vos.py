@@ -64,3 +64,11 @@ def test_missing_expressions_name_the_layout(tmp_path):
         get_source("ref-youtube-vos", tmp_path)
     with pytest.raises(UserInputError, match=r"unknown split 'valid'"):
         get_source("ref-youtube-vos", tmp_path, split="valid")  # the valid split has no masks
+
+
+def test_malformed_expressions_are_reported(tmp_path, files):
+    _write_ref_ytvos(tmp_path, files)
+    files.json(tmp_path / "meta_expressions" / "train" / "meta_expressions.json",
+               {"videos": {"a1": {"expressions": {"0": {"expression": "a cat"}}, "frames": ["00000"]}}})
+    with pytest.raises(UserInputError, match=r"an expression of video a1 lacks 'exp' or 'obj_id'"):
+        get_source("ref-youtube-vos", tmp_path)
