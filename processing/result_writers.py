@@ -24,10 +24,10 @@ import json
 import logging
 import os
 import shutil
-import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 RESULT_JSON, SCORES_CSV, SCORES_PNG, OVERLAY_MP4 = "result.json", "scores.csv", "scores.png", "overlay.mp4"
 RESULT_FORMAT_VERSION = 1
+MAX_PEAK_LABELS = 12
 
 MaskFn = Callable[[int], "np.ndarray | None"]  # frame index -> float [H, W] anomaly probability, or None (no mask)
 
@@ -95,6 +96,7 @@ class OutputOptions:
     mask_outline_threshold: float = 0.5  # the mask boundary is outlined at this probability
     bar_color_normal: tuple[int, int, int] = (64, 200, 96)
     bar_color_anomaly: tuple[int, int, int] = (235, 64, 52)
+    min_bar_px_for_text: int = 12  # the bar (5% of the height) carries the score as text from this height up
     overlay_crf: int = 20
     overlay_preset: str = "medium"
     progress: bool | None = None  # None: a progress bar only when writing to a terminal
@@ -212,13 +214,20 @@ def write_scores_csv(path: str | Path, record: DetectionRecord, decimals: int = 
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _names_line(names: list[str], width: int = 90) -> str:
-    text = ", ".join(names)
-    if len(text) <= width:
-        return text
-    shown = textwrap.shorten(text, width=width - 12, placeholder="")
-    hidden = len(names) - len([name for name in shown.split(", ") if name])
-    return f"{shown.rstrip(', ')} (+{hidden} more)"
+def _names_line(names: list[str], width: int = 110) -> str:
+    """The names joined by commas, cut after ``width`` characters with a ``(+N more)`` count."""
+    shown: list[str] = []
+    length = 0
+    for name in names:
+        if shown and length + len(name) + 2 > width:
+            break
+        shown.append(name)
+        length += len(name) + 2
+    if len(shown[0]) > width:
+        shown[0] = shown[0][: width - 1] + "\u2026"
+    if len(shown) == len(names):
+        return ", ".join(shown)
+    return f"{', '.join(shown)} (+{len(names) - len(shown)} more)"
 
 
 def plot_scores(path: str | Path, record: DetectionRecord) -> None:
@@ -243,7 +252,8 @@ def plot_scores(path: str | Path, record: DetectionRecord) -> None:
             axis.fill_between(times, curve, step="post", color=score_color, alpha=0.12, lw=0)
             axis.step(times, curve, where="post", color=score_color, lw=1.6)
             axis.axhline(record.threshold, color=threshold_color, ls="--", lw=1.1)
-            for event in record.events:
+            # Label the highest peaks only: dozens of labels on a long video would hide the curve.
+            for event in sorted(record.events, key=lambda e: e.peak_score, reverse=True)[:MAX_PEAK_LABELS]:
                 peak_frame = event.start_frame + int(np.argmax(record.scores[event.start_frame:event.end_frame + 1]))
                 axis.annotate(f"{event.peak_score:.2f}", (peak_frame / fps + 0.5 / fps, event.peak_score),
                               xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8, color=event_color)
@@ -261,8 +271,9 @@ def plot_scores(path: str | Path, record: DetectionRecord) -> None:
                                   label=f"threshold {record.threshold:g}"),
                        Patch(color=event_color, alpha=0.3, label=f"events ({len(record.events)})")]
             axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)
-            axis.set_title(f"Anomaly score of {record.video_name}  |  {_names_line(record.anomalies)}", loc="left",
-                           fontsize=11)
+            figure.suptitle(f"Anomaly score: {record.video_name}", x=0.01, ha="left", fontsize=12,
+                            fontweight="bold")
+            axis.set_title(f"anomalies: {_names_line(record.anomalies)}", loc="left", fontsize=9.5, color="#333333")
             figure.savefig(path)
         finally:
             plt.close(figure)
@@ -317,7 +328,27 @@ def render_overlay_frame(image: np.ndarray, score: float, threshold: float, mask
     canvas[height - bar + 1:, :filled] = color
     tick = min(width - 1, int(round(threshold * width)))
     canvas[height - bar:, max(0, tick - 1):tick + 1] = 255.0
-    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+    frame = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+    if bar >= options.min_bar_px_for_text:
+        _label_bar(frame, bar, f"score {score:.2f}")
+    return frame
+
+
+@lru_cache(maxsize=8)
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _label_bar(frame: np.ndarray, bar: int, text: str) -> None:
+    """Write ``text`` in the score bar, in place (only the bar strip goes through PIL)."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.fromarray(frame[-bar:])
+    ImageDraw.Draw(strip).text((4, bar / 2), text, fill=(255, 255, 255), font=_font(max(8, bar - 3)), anchor="lm",
+                               stroke_width=1, stroke_fill=(0, 0, 0))
+    frame[-bar:] = np.asarray(strip)
 
 
 def write_overlay(path: str | Path, record: DetectionRecord, masks: MaskFn | None = None,

@@ -1,0 +1,193 @@
+"""The output folder: result.json, scores.csv, scores.png and overlay.mp4."""
+
+from __future__ import annotations
+
+import csv
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from lavida.errors import UserInputError
+from lavida.processing.postprocessing import find_events
+from lavida.processing.result_writers import (DetectionRecord, OutputOptions, format_summary, render_overlay_frame,
+                                              write_results)
+from lavida.processing.video_io import iter_frames, probe_video
+
+HEIGHT, WIDTH, NUM_FRAMES, FPS = 97, 161, 100, 25
+ANOMALY_FRAMES = slice(40, 60)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """H.264 4:4:4 (odd size), 100 frames of a grey gradient, 25 fps, encoded with PyAV."""
+    path = tmp_path_factory.mktemp("videos") / "walk.mp4"
+    gradient = np.linspace(60, 180, WIDTH, dtype=np.float32)[None, :, None]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(FPS))
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv444p"
+        for index in range(NUM_FRAMES):
+            image = np.broadcast_to(gradient + index % 7, (HEIGHT, WIDTH, 3)).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def hand_scores() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    scores = (0.1 + 0.1 * rng.random(NUM_FRAMES)).astype(np.float32)
+    scores[ANOMALY_FRAMES] = np.linspace(0.6, 0.95, 20)
+    scores[80:82] = 0.7  # a short blip
+    return scores
+
+
+def make_record(video: Path, scores: np.ndarray | None = None) -> DetectionRecord:
+    scores = hand_scores() if scores is None else scores
+    info = probe_video(video)
+    return DetectionRecord(source=video, info=info, anomalies=["fighting", "fire"], scores=scores,
+                           events=find_events(scores, info.fps, 0.5), threshold=0.5, model_id="local/lavida-tiny",
+                           settings={"stride": 2})
+
+
+def box_mask(index: int) -> np.ndarray | None:
+    """Low-resolution mask (as the decoder gives): a box in the anomaly frames, nothing elsewhere."""
+    mask = np.zeros((24, 40), dtype=np.float32)
+    if ANOMALY_FRAMES.start <= index < ANOMALY_FRAMES.stop:
+        mask[4:14, 8:24] = 1.0
+    return mask
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], Fraction]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)], stream.average_rate
+
+
+@pytest.fixture(scope="module")
+def written(video, tmp_path_factory) -> tuple[Path, DetectionRecord, list[int]]:
+    calls: list[int] = []
+
+    def masks(index: int) -> np.ndarray | None:
+        calls.append(index)
+        return box_mask(index)
+
+    record = make_record(video)
+    out = write_results(tmp_path_factory.mktemp("out") / "walk", record, masks, OutputOptions(progress=False))
+    return out, record, calls
+
+
+def test_folder_holds_the_four_outputs_and_nothing_else(written):
+    out, _, _ = written
+    assert sorted(path.name for path in out.iterdir()) == ["overlay.mp4", "result.json", "scores.csv", "scores.png"]
+    assert [path.name for path in out.parent.iterdir()] == ["walk"]  # no staging folder left
+
+
+def test_overlay_matches_input_frames_size_and_fps(written, video):
+    out, _, calls = written
+    frames, rate = read_video(out / "overlay.mp4")
+    _, input_rate = read_video(video)
+    assert len(frames) == NUM_FRAMES and rate == input_rate == FPS
+    assert frames[0].shape == (HEIGHT, WIDTH, 3)
+    assert calls == list(range(NUM_FRAMES))  # masks requested lazily, once per frame, in order
+
+
+def test_overlay_tints_the_mask_and_draws_the_score_bar(written, video):
+    out, record, _ = written
+    overlay, _ = read_video(out / "overlay.mp4")
+    source = [frame.image for frame in iter_frames(video)]
+    # The box (rows 4:14 of 24, cols 8:24 of 40 at low resolution) covers rows ~20-55, cols ~40-90 at full size.
+    box = (slice(25, 50), slice(45, 85))
+    inside, before = overlay[50][box].astype(int), source[50][box].astype(int)
+    assert (inside[..., 0] - inside[..., 2]).mean() > 60 > (before[..., 0] - before[..., 2]).mean() + 40
+    assert np.abs(overlay[10][box].astype(int) - source[10][box].astype(int)).mean() < 4  # no mask: untouched
+    # Score bar on the bottom rows: frame 50 (score ~0.78) is red up to ~78% of the width; frame 10 green and short.
+    bottom = HEIGHT - 2
+    red = overlay[50][bottom, :, 0].astype(int) - overlay[50][bottom, :, 1].astype(int) > 80
+    assert abs(red.sum() / WIDTH - record.scores[50]) < 0.05
+    green = overlay[10][bottom, :, 1].astype(int) - overlay[10][bottom, :, 0].astype(int) > 60
+    assert abs(green.sum() / WIDTH - record.scores[10]) < 0.05
+
+
+def test_csv_and_json_agree(written):
+    out, record, _ = written
+    result = json.loads((out / "result.json").read_text())
+    with open(out / "scores.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["frame", "time_s", "score", "is_anomaly"]
+    assert len(rows) == len(result["scores"]) == NUM_FRAMES
+    assert [float(row["score"]) for row in rows] == result["scores"]
+    assert [int(row["frame"]) for row in rows] == list(range(NUM_FRAMES))
+    assert float(rows[30]["time_s"]) == pytest.approx(30 / FPS)
+    flagged = [int(row["frame"]) for row in rows if row["is_anomaly"] == "1"]
+    in_events = [f for event in result["events"] for f in range(event["start_frame"], event["end_frame"] + 1)]
+    assert flagged == in_events == list(range(40, 60)) + [80, 81]
+    assert result["video"] == {"name": "walk.mp4", "num_frames": NUM_FRAMES, "fps": FPS, "width": WIDTH,
+                               "height": HEIGHT, "duration_s": NUM_FRAMES / FPS, "codec": "h264", "damaged": False}
+    assert (result["anomalies"], result["model_id"], result["threshold"]) == (["fighting", "fire"],
+                                                                              "local/lavida-tiny", 0.5)
+    assert result["settings"] == {"stride": 2} and result["num_events"] == 2
+    assert result["events"][0] == {"start_frame": 40, "end_frame": 59, "start_s": 1.6, "end_s": 2.4,
+                                   "peak_score": 0.95, "mean_score": pytest.approx(0.775, abs=1e-6)}
+    np.testing.assert_allclose(result["scores"], record.scores, atol=5e-7)
+
+
+def test_plot_is_a_readable_png(written):
+    out, _, _ = written
+    with Image.open(out / "scores.png") as image:
+        assert image.format == "PNG" and image.width >= 1000 and image.height >= 400
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    # Event shading (light red) is present.
+    reddish = (pixels[..., 0] > 230) & (pixels[..., 1] < 225) & (pixels[..., 2] < 225)
+    assert reddish.sum() > 1000
+
+
+def test_failure_leaves_no_folder_and_keeps_old_results(video, tmp_path):
+    record = make_record(video)
+
+    def broken_masks(index: int) -> np.ndarray:
+        if index == 50:
+            raise RuntimeError("mask decoder failed")
+        return box_mask(index)
+
+    with pytest.raises(RuntimeError, match="mask decoder failed"):
+        write_results(tmp_path / "walk", record, broken_masks, OutputOptions(progress=False, plot=False))
+    assert list(tmp_path.iterdir()) == []
+
+    # A finished folder survives a failed rewrite untouched.
+    first = write_results(tmp_path / "walk", record, None, OutputOptions(progress=False, plot=False, overlay=False))
+    before = (first / "result.json").read_text()
+    with pytest.raises(RuntimeError):
+        write_results(tmp_path / "walk", make_record(video, np.zeros(NUM_FRAMES, np.float32)), broken_masks,
+                      OutputOptions(progress=False, plot=False))
+    assert [path.name for path in tmp_path.iterdir()] == ["walk"]
+    assert (first / "result.json").read_text() == before
+
+
+def test_existing_folder_and_wrong_score_count(video, tmp_path):
+    (tmp_path / "walk").mkdir()
+    with pytest.raises(UserInputError, match="already exists"):
+        write_results(tmp_path / "walk", make_record(video), None, OutputOptions(overwrite=False, overlay=False))
+    with pytest.raises(ValueError, match="99 scores for a video of 100 frames"):
+        make_record(video, np.zeros(99, np.float32))
+
+
+def test_render_overlay_frame_resizes_masks():
+    image = np.full((30, 50, 3), 100, dtype=np.uint8)
+    mask = np.zeros((3, 5), dtype=np.float32)
+    mask[1, 2] = 1.0
+    frame = render_overlay_frame(image, score=0.2, threshold=0.5, mask=mask)
+    assert frame.shape == image.shape and frame.dtype == np.uint8
+    assert frame[15, 25, 0] > 150 and frame[15, 25, 2] < 90  # the centre is tinted red
+    np.testing.assert_array_equal(frame[2, 2], image[2, 2])  # far from the mask: untouched
+
+
+def test_summary_names_events(video):
+    record = make_record(video)
+    assert format_summary(record) == ("walk.mp4: 2 events (fighting, fire) at 1.6-2.4 s (peak 0.95), "
+                                      "3.2-3.3 s (peak 0.70)")
+    quiet = make_record(video, np.full(NUM_FRAMES, 0.2, np.float32))
+    assert format_summary(quiet).startswith("walk.mp4: no events (fighting, fire); highest score 0.20")
