@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from .postprocessing import fill_skipped_frames, find_events, smooth_scores
-from .video_io import VideoInfo, VideoSource, iter_clips, probe_video
+from ..errors import UserInputError
+from .video_io import VideoInfo, VideoSource, describe_source, iter_clips, probe_video
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def detect_video(model, processor, source: VideoSource, anomalies: list[str], op
     frames = np.concatenate(sampled_frames) if sampled_frames else np.zeros(0, dtype=np.int64)
     scores_sampled = np.concatenate(sampled_scores) if sampled_scores else np.zeros(0, dtype=np.float32)
     if len(frames) == 0:
-        raise ValueError("No frame could be decoded from the video.")
+        raise UserInputError(f"No frame could be decoded from {describe_source(source)}.")
     scores = fill_skipped_frames(frames, scores_sampled, info.num_frames)
     if options.smoothing_sigma > 0:
         scores = smooth_scores(scores, options.smoothing_sigma)

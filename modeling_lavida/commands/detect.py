@@ -1,0 +1,89 @@
+"""Detect user-named anomalies in videos: per-frame scores, events, a plot and a mask overlay.
+
+Examples:
+    lavida detect street.mp4 --anomalies "fighting, fire, bicycle"
+    lavida detect a.mp4 b.webm --anomalies "red circle" --model path/to/checkpoint --stride 2 --out results
+
+Writes DIR/<video stem>/result.json, scores.csv, scores.png and overlay.mp4 (unless --no-overlay), and prints a
+one-line summary per video. A bad video is reported on one line and the others still run; the exit status is 2 if
+any input failed. Without --model the embedded default model (lavida-tiny) is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (mp4, webm, avi, mkv, gif, ...)")
+    parser.add_argument("--anomalies", required=True, help='comma-separated anomaly names, e.g. "fighting, fire"')
+    parser.add_argument("--model", default=None, help="checkpoint folder or Hub id (default: the embedded lavida-tiny)")
+    parser.add_argument("--out", default="outputs", help="output folder (default: outputs)")
+    parser.add_argument("--stride", type=int, default=1, help="score every N-th frame (default: 1)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="event threshold on the score (default: 0.5)")
+    parser.add_argument("--min-event-frames", type=int, default=1, help="shortest event, in frames (default: 1)")
+    parser.add_argument("--smoothing", type=float, default=0.0,
+                        help="Gaussian temporal smoothing sigma in frames (default: 0 = off)")
+    parser.add_argument("--clip-batch-size", type=int, default=2, help="clips per model call (default: 2)")
+    parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4 (faster)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def _output_names(videos: list[str]) -> list[str]:
+    """Folder name per video: its stem, made unique when two inputs share one."""
+    names, seen = [], {}
+    for video in videos:
+        stem = Path(video).stem or "video"
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        names.append(stem if count == 0 else f"{stem}-{count + 1}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from lavida.errors import UserInputError
+    from lavida.model_factory import default_model_path, load_model_and_processor
+    from lavida.processing.anomaly_names import parse_anomaly_names
+    from lavida.processing.detection import DetectionOptions, detect_video
+    from lavida.processing.result_writers import DetectionRecord, OutputOptions, format_summary, write_results
+
+    if args.stride < 1:
+        raise UserInputError(f"--stride must be a positive number of frames, got {args.stride}.")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UserInputError(f"--threshold must be between 0 and 1, got {args.threshold}.")
+    names = parse_anomaly_names(args.anomalies)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, processor = load_model_and_processor(args.model, device=device)
+    model_id = args.model or f"lavida-tiny ({default_model_path().name}, embedded)"
+    options = DetectionOptions(stride=args.stride, threshold=args.threshold, min_event_frames=args.min_event_frames,
+                               smoothing_sigma=args.smoothing, clip_batch_size=args.clip_batch_size,
+                               keep_masks=not args.no_overlay)
+    failures = 0
+    for video, folder in zip(args.videos, _output_names(args.videos)):
+        try:
+            with tqdm(total=0, unit="frame", desc=Path(video).name, leave=False, disable=None) as bar:
+                def progress(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+                detection = detect_video(model, processor, video, names, options, progress=progress)
+            record = DetectionRecord(
+                source=video, info=detection.info, anomalies=names, scores=detection.scores, events=detection.events,
+                threshold=args.threshold, model_id=model_id,
+                settings={"stride": args.stride, "min_event_frames": args.min_event_frames,
+                          "smoothing_sigma": args.smoothing},
+            )
+            out_dir = write_results(Path(args.out) / folder, record,
+                                    masks=None if args.no_overlay else detection.mask,
+                                    options=OutputOptions(overlay=not args.no_overlay))
+            print(f"{format_summary(record)} -> {out_dir}")
+        except (UserInputError, FileNotFoundError) as error:
+            failures += 1
+            print(f"lavida detect: error: {error}", file=sys.stderr)
+    return 2 if failures else 0
