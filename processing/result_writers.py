@@ -1,7 +1,8 @@
 """Writing one video's detection to an output folder.
 
     record = DetectionRecord(source="walk.mp4", info=probe_video("walk.mp4"), anomalies=["fighting"],
-                             scores=scores, events=find_events(scores, fps, 0.5), threshold=0.5, model_id="lavida-tiny")
+                             scores=scores, events=find_events(scores, fps, 0.5), threshold=0.5,
+                             model_id="lavida-tiny")
     write_results("out/walk", record, masks=detection.mask)   # masks: frame index -> float [H, W] in [0, 1]
 
 The folder holds:
@@ -80,8 +81,8 @@ class DetectionRecord:
             raise ValueError(f"Got {self.scores.size} scores for a video of {self.info.num_frames} frames; "
                              "there must be exactly one score per decoded frame.")
         if self.video_name is None:
-            self.video_name = Path(self.source).name if isinstance(self.source, (str, os.PathLike)) else describe_source(
-                self.source)
+            is_path = isinstance(self.source, (str, os.PathLike))
+            self.video_name = Path(self.source).name if is_path else describe_source(self.source)
 
 
 @dataclass
@@ -103,9 +104,9 @@ class OutputOptions:
     overwrite: bool = True
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # The folder
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -166,9 +167,9 @@ def write_results(out_dir: str | Path, record: DetectionRecord, masks: MaskFn | 
     return out_dir
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Tables
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _rounded(values: np.ndarray, decimals: int) -> list[float]:
@@ -209,9 +210,9 @@ def write_scores_csv(path: str | Path, record: DetectionRecord, decimals: int = 
             writer.writerow([frame, f"{frame / record.info.fps:.{decimals}f}", f"{score:.{decimals}f}", int(flag)])
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Plot
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _names_line(names: list[str], width: int = 110) -> str:
@@ -279,9 +280,9 @@ def plot_scores(path: str | Path, record: DetectionRecord) -> None:
             plt.close(figure)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Overlay video
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _mask_at_frame_size(mask: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -379,7 +380,10 @@ def write_overlay(path: str | Path, record: DetectionRecord, masks: MaskFn | Non
 
 
 def format_summary(record: DetectionRecord, max_events: int = 5) -> str:
-    """A one-line summary, e.g. ``walk.mp4: 2 events (fighting, fire) at 1.2-3.4 s (peak 0.91), 5.0-5.6 s (peak 0.62)``."""
+    """A one-line summary of the events.
+
+    Example: ``walk.mp4: 2 events (fighting, fire) at 1.2-3.4 s (peak 0.91), 5.0-5.6 s (peak 0.62)``.
+    """
     names = _names_line(record.anomalies, width=60)
     if not record.events:
         best = float(record.scores.max()) if record.scores.size else 0.0

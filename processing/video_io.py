@@ -50,9 +50,9 @@ FALLBACK_FPS = 25.0  # used when a container declares no frame rate at all
 SUPPORTED_FORMATS_HINT = "mp4 (H.264), webm, avi, mkv, mov or gif"
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Writing
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 _FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
@@ -148,9 +148,9 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
     yield from rest
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Sources and metadata
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -234,8 +234,9 @@ def _open_container(source: str | os.PathLike | bytes) -> tuple[av.container.Inp
     try:
         container = av.open(target, mode="r")
     except (av.FFmpegError, OSError) as error:
-        raise UserInputError(f"Video {name} could not be opened as a video ({_short(error)}): check that it is a "
-                             f"complete, untruncated file in a format FFmpeg reads ({SUPPORTED_FORMATS_HINT}).") from None
+        raise UserInputError(
+            f"Video {name} could not be opened as a video ({_short(error)}): check that it is a complete, "
+            f"untruncated file in a format FFmpeg reads ({SUPPORTED_FORMATS_HINT}).") from None
     if not container.streams.video:
         container.close()
         raise UserInputError(f"Video {name} has no video stream (it may be audio only, or truncated): "
@@ -294,8 +295,8 @@ def probe_video(source: VideoSource) -> VideoInfo:
     """Metadata of ``source`` with the exact decoded frame count.
 
     Container headers often miss or misstate the frame count (webm and mkv store none; damaged files claim frames
-    that do not decode), so the frames are counted by decoding them (without colour conversion: roughly two thirds of the cost
-    of reading the video as RGB). Results for files are cached by path, size and modification time.
+    that do not decode), so the frames are counted by decoding them (without colour conversion: roughly two thirds
+    of the cost of reading the video as RGB). Results for files are cached by path, size and modification time.
 
     Raises:
         UserInputError: a missing, empty or unreadable file, a bad frame array, or fewer than 2 decodable frames.
@@ -343,9 +344,9 @@ def _probe_container(source: str | bytes) -> VideoInfo:
                      codec=codec, damaged=report.damaged)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Streaming frames and clips
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class DecodedFrame(NamedTuple):
