@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import UserInputError
+from .processing_lavida import MAX_NAME_CHARS, MAX_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ _WHITESPACE = re.compile(r"\s+")
 class AnomalyNameLimits:
     """Bounds on the name list: the class-name encoder and the prompt grow with both."""
 
-    max_names: int = 256
-    max_name_chars: int = 200
+    max_names: int = MAX_NAMES
+    max_name_chars: int = MAX_NAME_CHARS
 
 
 def parse_anomaly_names(names: str | Iterable[str], limits: AnomalyNameLimits | None = None) -> list[str]:
