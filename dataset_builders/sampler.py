@@ -1,0 +1,128 @@
+"""The Anomaly Exposure Sampler (section 3 of the method): any segmentation target can play the anomaly.
+
+For each ``SourceItem``:
+
+- with probability ``anomaly_probability`` (0.5), and only if the chosen target's mask is non-empty, the sample is
+  **anomalous**: the name list holds the true target name(s) (``group_size`` objects: 1-2 for category videos, one
+  class for semantic sources, one referring expression for referring sources) plus distractors, shuffled; the mask is
+  the union of the targets' masks;
+- otherwise it is **normal**: the list holds distractors only and the mask is empty;
+- the number of distractors is uniform in ``[1, max_names - true_count]`` (max_names 30; 20 for Mapillary, 6 for
+  Cityscapes); distractors are names absent from the item (not in ``present_names``);
+- frame label = 1 where the frame's mask is non-empty.
+
+Deterministic: every draw comes from the ``numpy.random.Generator`` the caller passes (seed it per sample).
+Optionally a share of the distractors can be *hard negatives* (names related to what is visible, e.g. sharing a colour
+or a shape), through ``hard_negatives``; the paper's sampler has none (share 0, the default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .source_item import SourceItem
+
+HardNegativeFn = Callable[[set[str], Sequence[str]], list[str]]  # (present names, pool) -> candidate distractors
+
+
+@dataclass
+class PseudoAnomalySample:
+    """One training sample in the corpus schema.
+
+    Attributes:
+        frames: ``uint8 [T, H, W, 3]``; masks: ``bool [T, H, W]`` (all False for a normal sample).
+        names: the prompt list (shuffled); name_labels: 1 for a true target name, else 0.
+        frame_labels: ``int [T]``, 1 where the mask is non-empty.
+    """
+
+    sample_id: str
+    source: str
+    frames: np.ndarray
+    masks: np.ndarray
+    names: list[str]
+    name_labels: list[int]
+    frame_labels: list[int]
+    is_anomalous: bool
+
+    def to_row(self) -> dict:
+        return {"sample_id": self.sample_id, "source": self.source, "frames": self.frames, "masks": self.masks,
+                "names": self.names, "name_labels": self.name_labels, "frame_labels": self.frame_labels,
+                "is_anomalous": self.is_anomalous}
+
+
+class AnomalyExposureSampler:
+    """Turns ``SourceItem``s into anomalous / normal samples with distractor names.
+
+    Args:
+        max_names: size bound of the name list (30; Mapillary 20; Cityscapes 6).
+        anomaly_probability: chance that an item with a non-empty target becomes anomalous (0.5).
+        hard_negatives: optional function giving related absent names; ``hard_negative_share`` of the distractors
+            are drawn from it when it has enough candidates.
+    """
+
+    def __init__(self, max_names: int = 30, anomaly_probability: float = 0.5,
+                 hard_negatives: HardNegativeFn | None = None, hard_negative_share: float = 0.0):
+        if max_names < 2:
+            raise ValueError(f"max_names must be >= 2 (one true name and one distractor), got {max_names}.")
+        if not 0.0 <= anomaly_probability <= 1.0:
+            raise ValueError(f"anomaly_probability must be in [0, 1], got {anomaly_probability}.")
+        self.max_names = max_names
+        self.anomaly_probability = anomaly_probability
+        self.hard_negatives = hard_negatives
+        self.hard_negative_share = hard_negative_share
+
+    def _distractors(self, item: SourceItem, pool: Sequence[str], count: int, rng: np.random.Generator) -> list[str]:
+        absent = [name for name in dict.fromkeys(pool) if name not in item.present_names]
+        if not absent:
+            raise ValueError(f"Item {item.item_id} of {item.source}: no absent name in the distractor pool.")
+        count = min(count, len(absent))
+        chosen: list[str] = []
+        if self.hard_negatives is not None and self.hard_negative_share > 0:
+            related = [n for n in self.hard_negatives(item.present_names, absent) if n in set(absent)]
+            take = min(len(related), int(round(count * self.hard_negative_share)))
+            if take:
+                chosen = [related[i] for i in rng.choice(len(related), size=take, replace=False)]
+        rest = [name for name in absent if name not in set(chosen)]
+        extra = count - len(chosen)
+        if extra > 0:
+            chosen += [rest[i] for i in rng.choice(len(rest), size=extra, replace=False)]
+        return chosen
+
+    def sample(self, item: SourceItem, pool: Sequence[str], rng: np.random.Generator) -> PseudoAnomalySample:
+        frames = item.load_frames()
+        length, height, width = frames.shape[:3]
+        mask = np.zeros((length, height, width), dtype=bool)
+        true_names: list[str] = []
+        if item.objects and rng.random() < self.anomaly_probability:
+            low, high = item.group_size
+            group = int(rng.integers(low, high + 1))
+            candidates = [k for k, obj in enumerate(item.objects) if obj.masks.any()]
+            if candidates:
+                picked = rng.choice(candidates, size=min(group, len(candidates)), replace=False)
+                for k in picked:
+                    obj = item.objects[int(k)]
+                    true_names.append(obj.names[int(rng.integers(len(obj.names)))])
+                    mask |= obj.masks.astype(bool)
+        anomalous = bool(mask.any())
+        if not anomalous:
+            true_names = []
+        count = int(rng.integers(1, self.max_names - len(true_names) + 1))
+        names = true_names + self._distractors(item, pool, count, rng)
+        labels = [1] * len(true_names) + [0] * (len(names) - len(true_names))
+        order = rng.permutation(len(names))
+        return PseudoAnomalySample(
+            sample_id=item.item_id,
+            source=item.source,
+            frames=frames,
+            masks=mask,
+            names=[names[i] for i in order],
+            name_labels=[labels[i] for i in order],
+            frame_labels=[int(m.any()) for m in mask],
+            is_anomalous=anomalous,
+        )
+
+
+__all__ = ["AnomalyExposureSampler", "HardNegativeFn", "PseudoAnomalySample"]
