@@ -141,7 +141,6 @@ def train(config: TrainConfig, output_dir: str | None = None, resume: str | bool
         "report_to": [],
         "seed": config.seed,
         "data_seed": config.seed,
-        "save_safetensors": True,
         **config.training,
     }
     if output_dir:
@@ -170,15 +169,25 @@ def train(config: TrainConfig, output_dir: str | None = None, resume: str | bool
     return trainer
 
 
-def export_model(model, processor, destination: str | os.PathLike) -> Path:
-    """Write model (merged if LoRA) + processor to ``destination`` atomically (temp folder, then rename)."""
+def export_model(model, processor, destination: str | os.PathLike,
+                 half_precision_prefixes: tuple[str, ...] = ("text_encoder.",)) -> Path:
+    """Write model (merged if LoRA) + processor to ``destination`` atomically (temp folder, then rename).
+
+    Weights under ``half_precision_prefixes`` (the frozen text encoder) are stored in float16 to keep shipped
+    checkpoints small; they load back into the model's float32 parameters."""
+    import torch
+
     destination = Path(destination)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    state_dict = {name: (tensor.half() if name.startswith(half_precision_prefixes) and tensor.is_floating_point()
+                         else tensor)
+                  for name, tensor in model.state_dict().items()}
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
     try:
-        model.save_pretrained(staging)
+        with torch.no_grad():
+            model.save_pretrained(staging, state_dict=state_dict)
         processor.save_pretrained(staging)
         if destination.exists():
             shutil.rmtree(destination)
