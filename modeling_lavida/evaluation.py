@@ -1,0 +1,480 @@
+"""Evaluate a scorer on a benchmark's test split: resumable, streamed, with metrics, a table and per-video plots.
+
+    from lavida.dataset_builders.benchmarks import get_benchmark
+    from lavida.evaluation import EvaluationConfig, evaluate_benchmark, load_pipeline_score_fn
+
+    bench = get_benchmark("ped2", "data/UCSD_Anomaly_Dataset.v1p2")
+    metrics = evaluate_benchmark(bench, load_pipeline_score_fn("path/to/checkpoint"), "outputs/eval/ped2")
+
+The scorer is any ``score_fn(video, names, stride, need_masks) -> dict`` with the ``video-anomaly-detection``
+pipeline's output: ``"scores"`` (one per decoded frame), ``"num_frames"``, ``"fps"`` and, when ``need_masks``,
+``"masks"`` (``float [F, H, W]`` anomaly probabilities at the native frame size). ``video`` is a file path or, for
+benchmarks released as frame folders, the decoded frames ``uint8 [F, H, W, 3]``.
+
+Output folder:
+
+    run.json              what the cached results depend on (benchmark, stride, names, masks, region settings)
+    videos/<id>.npz       per-video reductions (scores, labels, pixel histograms, criterion scores, regions, tracks)
+    plots/<id>.png        score against ground truth
+    metrics.json          every metric (NaN written as null)
+    metrics.md            the same as a table
+
+Each video's file is written atomically once it is scored, so an interrupted run resumes where it stopped and gives
+the same ``metrics.json`` as an uninterrupted one. Metrics are always computed from the cached files. Settings that
+only enter the metrics (smoothing, IoU and track fraction of RBDC/TBDC) can change between runs on the same folder;
+settings that change what is cached cannot (the run stops with an error naming them).
+
+Pixel predictions are reduced per frame as they arrive (float16 histograms for the pixel AUC, one number per frame for
+the 40 % criterion, connected regions for RBDC/TBDC), so a video's masks are held only while it is processed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserInputError
+from .metrics import (DEFAULT_COVERAGE, DEFAULT_IOU, DEFAULT_TRACK_FRACTION, Detections, PixelAUCAccumulator,
+                      Track, criterion_frame_score, frame_metrics, match_video, pixel_criterion_metrics, rbdc_tbdc,
+                      regions_from_map, smooth_scores, video_auc)
+
+logger = logging.getLogger(__name__)
+
+ScoreFn = Callable[[Any, list[str], int, bool], dict[str, Any]]
+RUN_FILE = "run.json"
+METRICS_JSON = "metrics.json"
+METRICS_MD = "metrics.md"
+
+
+@dataclass
+class EvaluationConfig:
+    """Knobs of one evaluation run (``lavida evaluate`` flags map onto these).
+
+    Attributes:
+        stride: frame stride given to the scorer; None = the benchmark's standard stride.
+        anomaly_names: prompt names; None = the benchmark's standard list.
+        masks: ask the scorer for pixel masks; None = when the benchmark has pixel ground truth.
+        region_level: pixel score at which a predicted map is cut into regions (RBDC/TBDC).
+        region_min_area: smallest predicted region kept, in pixels.
+        coverage: the traditional pixel criterion's fraction of anomalous pixels (0.4).
+        smoothing_sigma: temporal Gaussian smoothing of frame scores before the frame metrics (0 = none).
+        iou_threshold: RBDC/TBDC region IoU (0.1).
+        track_fraction: RBDC/TBDC fraction of a track's regions (0.1).
+        plots: write per-video plots.
+        max_videos: evaluate only the first N test videos (quick checks; recorded in the output).
+        progress: show a progress bar.
+    """
+
+    stride: int | None = None
+    anomaly_names: list[str] | None = None
+    masks: bool | None = None
+    region_level: float = 0.5
+    region_min_area: int = 1
+    coverage: float = DEFAULT_COVERAGE
+    smoothing_sigma: float = 0.0
+    iou_threshold: float = DEFAULT_IOU
+    track_fraction: float = DEFAULT_TRACK_FRACTION
+    plots: bool = True
+    max_videos: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.stride is not None and (isinstance(self.stride, bool) or not isinstance(self.stride, int)
+                                        or self.stride < 1):
+            raise UserInputError(f"--stride must be a positive integer, got {self.stride!r}.")
+        if not (math.isfinite(self.smoothing_sigma) and self.smoothing_sigma >= 0):
+            raise UserInputError(f"--smoothing-sigma must be >= 0 frames, got {self.smoothing_sigma!r}.")
+        if self.max_videos is not None and self.max_videos < 1:
+            raise UserInputError(f"--max-videos must be at least 1, got {self.max_videos!r}.")
+        if self.anomaly_names is not None and not self.anomaly_names:
+            raise UserInputError("The anomaly name list is empty: give at least one name.")
+        for name, value in (("coverage", self.coverage), ("iou_threshold", self.iou_threshold),
+                            ("track_fraction", self.track_fraction)):
+            if not 0 < value <= 1:
+                raise UserInputError(f"{name} must be in (0, 1], got {value!r}.")
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """What the cached per-video results depend on (stored in run.json)."""
+
+    benchmark: str
+    stride: int
+    anomaly_names: list[str]
+    masks: bool
+    tracks: bool
+    region_level: float
+    region_min_area: int
+    coverage: float
+    cache_version: int = 1
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Atomic files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python, recursively (metrics.json stays strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _write_json(path: Path, content: dict) -> None:
+    _atomic_write_bytes(path, (json.dumps(_json_ready(content), indent=2, allow_nan=False) + "\n").encode("utf-8"))
+
+
+def safe_file_name(video_id: str) -> str:
+    """A file name for a video id (ids may hold characters such as '/', '#' or spaces)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._=-]+", "_", video_id).strip("._") or "video"
+    if cleaned != video_id:
+        cleaned = f"{cleaned}-{uuid.uuid5(uuid.NAMESPACE_URL, video_id).hex[:8]}"  # keep distinct ids distinct
+    return cleaned
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One video
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _align(scores: np.ndarray, labels: np.ndarray, video_id: str) -> int:
+    if scores.size != labels.size:
+        logger.warning("%s: %d scored frames but %d labelled frames; using the first %d", video_id, scores.size,
+                       labels.size, min(scores.size, labels.size))
+    return int(min(scores.size, labels.size))
+
+
+def _tracks_arrays(tracks: list[Track]) -> dict[str, np.ndarray]:
+    return {
+        "track_ids": np.concatenate([np.full(len(t.frames), t.track_id, np.int64) for t in tracks])
+        if tracks else np.zeros(0, np.int64),
+        "track_frames": np.concatenate([t.frames for t in tracks]) if tracks else np.zeros(0, np.int64),
+        "track_boxes": np.concatenate([t.boxes for t in tracks]) if tracks else np.zeros((0, 4)),
+    }
+
+
+def _tracks_from_arrays(arrays: dict[str, np.ndarray]) -> list[Track]:
+    ids = arrays["track_ids"]
+    return [Track(int(i), arrays["track_frames"][ids == i], arrays["track_boxes"][ids == i]) for i in np.unique(ids)]
+
+
+def _reduce_masks(video, masks: np.ndarray, num_frames: int, plan: _RunPlan) -> dict[str, np.ndarray]:
+    """Per-frame pixel reductions of one video's predicted masks ``[F, H, W]`` against its ground truth."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or masks.shape[0] < num_frames:
+        raise ValueError(f"{video.video_id}: the scorer returned masks of shape {list(masks.shape)}; expected "
+                         f"[{num_frames}, height, width].")
+    pixels = PixelAUCAccumulator()
+    criterion_scores, criterion_anomalous = [], []
+    det_frames, det_boxes, det_scores = [], [], []
+    for index in range(num_frames):
+        prediction = masks[index]
+        if video.masks is not None:
+            target = video.masks.frame(index, shape=prediction.shape)
+            if target.shape != prediction.shape:
+                raise UserInputError(f"{video.video_id}: predicted mask of frame {index} is {list(prediction.shape)} "
+                                     f"but the ground truth is {list(target.shape)}; the scorer must return masks at "
+                                     "the native frame size.")
+            pixels.update(prediction, target)
+            score, anomalous = criterion_frame_score(prediction, target, plan.coverage)
+            criterion_scores.append(score)
+            criterion_anomalous.append(anomalous)
+        if plan.tracks:
+            boxes, scores = regions_from_map(prediction, plan.region_level, plan.region_min_area)
+            det_frames.append(np.full(len(scores), index, np.int64))
+            det_boxes.append(boxes)
+            det_scores.append(scores)
+    release = getattr(video.masks, "release", None)
+    if release is not None:
+        release()
+    out: dict[str, np.ndarray] = {}
+    if video.masks is not None:
+        out.update({f"pixel_{k}": v for k, v in pixels.to_sparse().items()})
+        out["criterion_scores"] = np.asarray(criterion_scores, dtype=np.float64)
+        out["criterion_anomalous"] = np.asarray(criterion_anomalous, dtype=bool)
+    if plan.tracks:
+        out["det_frames"] = np.concatenate(det_frames) if det_frames else np.zeros(0, np.int64)
+        out["det_boxes"] = np.concatenate(det_boxes) if det_boxes else np.zeros((0, 4))
+        out["det_scores"] = np.concatenate(det_scores) if det_scores else np.zeros(0)
+    return out
+
+
+def score_video(video, score_fn: ScoreFn, plan: _RunPlan) -> dict[str, np.ndarray]:
+    """Run the scorer on one test video and reduce its output to the arrays cached for it."""
+    result = score_fn(video.load(), list(plan.anomaly_names), plan.stride, plan.masks)
+    scores = np.asarray(result["scores"], dtype=np.float32).reshape(-1)
+    decoded = int(result.get("num_frames", scores.size))
+    labels = video.frame_labels(decoded)
+    count = _align(scores, labels, video.video_id)
+    arrays: dict[str, np.ndarray] = {
+        "video_id": np.array(video.video_id),
+        "scores": scores[:count],
+        "labels": labels[:count].astype(np.int8),
+        "num_frames_scored": np.array(scores.size),
+        "num_frames_labelled": np.array(labels.size),
+        "fps": np.array(float(result.get("fps", 0.0))),
+    }
+    if plan.masks:
+        if "masks" not in result:
+            raise ValueError(f"{video.video_id}: the scorer returned no 'masks' although they were asked for.")
+        arrays.update(_reduce_masks(video, result["masks"], count, plan))
+    if plan.tracks:
+        arrays.update(_tracks_arrays(video.tracks()))
+    return arrays
+
+
+def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    _atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as content:  # plain arrays only: no pickled objects are read
+        return {key: content[key] for key in content.files}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Plots and tables
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def plot_video(path: Path, video_id: str, scores: np.ndarray, labels: np.ndarray, smoothed: np.ndarray | None,
+               auc: float) -> None:
+    """Score against ground truth for one video, as a PNG (matplotlib's Agg canvas; no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 2.6), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    frames = np.arange(scores.size)
+    axes.fill_between(frames, 0, labels, step="mid", color="tab:red", alpha=0.2, linewidth=0,
+                      label="ground truth anomaly")
+    axes.plot(frames, scores, color="tab:blue", linewidth=1.0, label="score")
+    if smoothed is not None:
+        axes.plot(frames, smoothed, color="tab:orange", linewidth=1.0, label="smoothed score")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlim(0, max(1, scores.size - 1))
+    axes.set_xlabel("frame")
+    axes.set_ylabel("anomaly score")
+    title = f"{video_id}  (AUC {auc:.3f})" if math.isfinite(auc) else video_id
+    axes.set_title(title, fontsize=10)
+    axes.legend(loc="upper right", fontsize=7, frameon=False)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    _atomic_write_bytes(path, buffer.getvalue())
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+    return str(value)
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """``metrics.json`` content as a Markdown report: a summary table, then the per-video AUCs."""
+    frame = metrics["frame"]
+    rows = [("frame AUC (micro, all frames pooled)", frame["micro_auc"]),
+            ("frame AUC (macro, per-video mean, padded)", frame["macro_auc"]),
+            (f"frame AUC (macro, {frame['macro_videos_skip']} two-class videos)", frame["macro_auc_skip"]),
+            ("AP (sklearn, step-wise)", frame["ap"]),
+            ("AP (trapezoid PR-AUC)", frame["pr_auc_trapezoid"]),
+            ("frame EER", frame["eer"])]
+    if metrics.get("pixel"):
+        pixel = metrics["pixel"]
+        rows += [("pixel AUC (native resolution)", pixel["pixel_auc"]),
+                 (f"pixel criterion AUC ({pixel['coverage']:.0%} coverage)", pixel["criterion_auc"]),
+                 ("pixel criterion EER", pixel["criterion_eer"])]
+    if metrics.get("region"):
+        region = metrics["region"]
+        rows += [("RBDC", region["rbdc"]), ("TBDC", region["tbdc"])]
+    smoothing = frame.get("smoothing")
+    lines = [f"# {metrics['benchmark']}: evaluation", "",
+             f"{metrics['num_videos']} test videos, {frame['num_frames']} frames ({frame['num_anomalous_frames']} "
+             f"anomalous), stride {metrics['stride']}, "
+             + (f"Gaussian smoothing sigma {smoothing['sigma']:g} frames." if smoothing else "no smoothing."),
+             "", "| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {_fmt(value)} |" for name, value in rows]
+    lines += ["", f"Prompt names: {', '.join(metrics['anomaly_names'])}.", "", "## Per video", "",
+              "| video | frames | anomalous | AUC (padded) |", "|---|---|---|---|"]
+    lines += [f"| {v['video_id']} | {v['num_frames']} | {v['num_anomalous_frames']} | {_fmt(v['auc'])} |"
+              for v in metrics["per_video"]]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _plan(benchmark, config: EvaluationConfig) -> _RunPlan:
+    masks = benchmark.has_masks if config.masks is None else bool(config.masks)
+    return _RunPlan(benchmark=benchmark.name, stride=config.stride or benchmark.stride,
+                    anomaly_names=list(config.anomaly_names or benchmark.anomaly_names), masks=masks,
+                    tracks=masks and benchmark.has_tracks, region_level=float(config.region_level),
+                    region_min_area=int(config.region_min_area), coverage=float(config.coverage))
+
+
+def _check_run_file(out_dir: Path, plan: _RunPlan) -> None:
+    run_file = out_dir / RUN_FILE
+    wanted = _json_ready(asdict(plan))
+    if run_file.is_file():
+        stored = json.loads(run_file.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(wanted) | set(stored) if wanted.get(k) != stored.get(k))
+        if changed:
+            raise UserInputError(f"Output folder {out_dir} holds results of a run with different "
+                                 f"{', '.join(changed)}; choose another --out folder or delete it to start over.")
+        return
+    _write_json(run_file, wanted)
+
+
+def compute_metrics(cached: list[dict[str, np.ndarray]], plan: _RunPlan, config: EvaluationConfig,
+                    num_videos_total: int) -> dict[str, Any]:
+    """Every metric from the per-video cached arrays (the same arrays give the same numbers)."""
+    labels = [c["labels"].astype(np.int64) for c in cached]
+    scores = [c["scores"].astype(np.float64) for c in cached]
+    metrics: dict[str, Any] = {
+        "benchmark": plan.benchmark,
+        "num_videos": len(cached),
+        "num_test_videos": num_videos_total,
+        "stride": plan.stride,
+        "anomaly_names": plan.anomaly_names,
+        "frame": frame_metrics(labels, scores, smoothing_sigma=config.smoothing_sigma),
+        "pixel": None,
+        "region": None,
+    }
+    with_masks = [c for c in cached if "criterion_scores" in c]
+    if plan.masks and with_masks:
+        pixels = PixelAUCAccumulator()
+        for c in with_masks:
+            pixels.merge(PixelAUCAccumulator.from_sparse(c["pixel_keys"], c["pixel_positives"],
+                                                         c["pixel_negatives"]))
+        criterion = pixel_criterion_metrics(np.concatenate([c["criterion_scores"] for c in with_masks]),
+                                            np.concatenate([c["criterion_anomalous"] for c in with_masks]))
+        metrics["pixel"] = {"pixel_auc": pixels.auc(), "criterion_auc": criterion["auc"],
+                            "criterion_eer": criterion["eer"], "coverage": plan.coverage,
+                            "num_videos": len(with_masks), "num_frames": criterion["num_frames"],
+                            "num_anomalous_frames": criterion["num_anomalous_frames"],
+                            "num_pixels": pixels.num_pixels, "num_anomalous_pixels": pixels.num_anomalous_pixels}
+    if plan.tracks:
+        matches = [match_video(Detections(c["det_frames"], c["det_boxes"], c["det_scores"]),
+                               _tracks_from_arrays(c), config.iou_threshold) for c in cached]
+        region = rbdc_tbdc(matches, num_frames=int(sum(c["labels"].size for c in cached)),
+                           track_fraction=config.track_fraction)
+        metrics["region"] = {**region, "iou_threshold": config.iou_threshold,
+                             "track_fraction": config.track_fraction, "region_level": plan.region_level,
+                             "region_min_area": plan.region_min_area}
+    smoothed = [smooth_scores(s, config.smoothing_sigma) for s in scores] if config.smoothing_sigma else scores
+    metrics["per_video"] = [{"video_id": str(c["video_id"]), "num_frames": int(c["labels"].size),
+                             "num_anomalous_frames": int(c["labels"].sum()), "auc": video_auc(y, s, "pad"),
+                             "num_frames_scored": int(c["num_frames_scored"]),
+                             "num_frames_labelled": int(c["num_frames_labelled"])}
+                            for c, y, s in zip(cached, labels, smoothed)]
+    return metrics
+
+
+def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config: EvaluationConfig | None = None
+                       ) -> dict[str, Any]:
+    """Score every test video (resuming from ``out_dir``), then write metrics.json, metrics.md and the plots.
+
+    Args:
+        benchmark: a ``lavida.dataset_builders.benchmarks.Benchmark`` (or anything with the same members).
+        score_fn: ``score_fn(video, names, stride, need_masks) -> dict`` (see the module docstring).
+        out_dir: the output folder (created; reused to resume).
+        config: the run's settings (defaults: the benchmark's stride and names, masks when it has pixel labels).
+
+    Returns:
+        The content of metrics.json (with NaN where a metric is undefined).
+    """
+    from tqdm.auto import tqdm
+
+    config = config or EvaluationConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plan = _plan(benchmark, config)
+    _check_run_file(out_dir, plan)
+    videos = list(benchmark)[: config.max_videos] if config.max_videos else list(benchmark)
+    cache_dir = out_dir / "videos"
+    plot_dir = out_dir / "plots"
+    cached = []
+    bar = tqdm(videos, desc=f"evaluate {plan.benchmark}", unit="video", disable=not config.progress)
+    for video in bar:
+        cache_file = cache_dir / f"{safe_file_name(video.video_id)}.npz"
+        if cache_file.is_file():
+            arrays = _load_arrays(cache_file)
+        else:
+            bar.set_postfix_str(video.video_id)
+            _save_arrays(cache_file, score_video(video, score_fn, plan))
+            arrays = _load_arrays(cache_file)  # metrics always come from what is on disk
+        cached.append(arrays)
+        plot_file = plot_dir / f"{safe_file_name(video.video_id)}.png"
+        if config.plots and not plot_file.is_file():
+            smoothed = (smooth_scores(arrays["scores"], config.smoothing_sigma) if config.smoothing_sigma else None)
+            plot_video(plot_file, video.video_id, arrays["scores"], arrays["labels"], smoothed,
+                       video_auc(arrays["labels"], arrays["scores"], "pad"))
+    bar.close()
+    metrics = compute_metrics(cached, plan, config, num_videos_total=len(benchmark))
+    _write_json(out_dir / METRICS_JSON, metrics)
+    _atomic_write_bytes(out_dir / METRICS_MD, metrics_table(_json_ready(metrics)).encode("utf-8"))
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The model side
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def pipeline_score_fn(pipe) -> ScoreFn:
+    """A ``score_fn`` calling a ``video-anomaly-detection`` pipeline."""
+
+    def score(video, names: list[str], stride: int, need_masks: bool) -> dict[str, Any]:
+        return pipe(video, anomalies=names, stride=stride, return_masks=need_masks)
+
+    return score
+
+
+def load_pipeline_score_fn(model: str | None = None, device: str | int | None = None) -> ScoreFn:
+    """The ``score_fn`` of a checkpoint folder / Hub id (None = the embedded default model)."""
+    from lavida.processing.pipeline_lavida import load_detection_pipeline
+
+    return pipeline_score_fn(load_detection_pipeline(model, device=device))
+
+
+__all__ = ["METRICS_JSON", "METRICS_MD", "RUN_FILE", "EvaluationConfig", "ScoreFn", "compute_metrics",
+           "evaluate_benchmark", "load_pipeline_score_fn", "metrics_table", "pipeline_score_fn", "plot_video",
+           "safe_file_name", "score_video"]
