@@ -5,6 +5,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= outputs/demo
+SAMPLE := modeling_lavida/assets/sample.mp4
+SAMPLE_ANOMALIES := modeling_lavida/assets/sample.anomalies.txt
 
 .PHONY: demo test install install-test system-deps clean
 
@@ -31,8 +33,10 @@ system-deps:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "warning: could not install chromium; the browser test will be skipped"; }
 
+# The sample is a synthetic-world video with a held-out "purple hexagon" crossing the scene (frames 37-73);
+# regenerate it with: python -c "from lavida.dataset_builders.synthetic_vad import make_sample_video; make_sample_video('modeling_lavida/assets')"
 demo: install
-	$(BIN)/lavida demo-run --out $(OUT)
+	HF_HUB_OFFLINE=1 $(BIN)/lavida detect $(SAMPLE) --anomalies "$$(cat $(SAMPLE_ANOMALIES))" --out $(OUT)
 
 test: install-test
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests

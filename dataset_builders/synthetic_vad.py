@@ -185,5 +185,31 @@ def iter_vad_rows(num_videos: int, split: str = "test", config: SyntheticVADConf
         }
 
 
+
+
+def make_sample_video(folder: str | Path, num_frames: int = 96, seed_index: int = 0) -> Path:
+    """The sample video shipped for ``make demo``: one held-out object crosses the scene during the middle third.
+
+    Writes ``sample.mp4`` and its ground truth (``sample.labels.json``, ``sample.masks.npz``) into ``folder`` and
+    ``sample.anomalies.txt`` (the prompt: the 16 held-out names, comma separated).
+    """
+    config = SyntheticVADConfig(min_frames=num_frames, max_frames=num_frames, max_anomalous_objects=1,
+                                max_normal_objects=2)
+    index = seed_index
+    while True:  # the first rendering whose anomaly is clearly visible for a good stretch in the middle
+        video = render_vad_video(index, "sample", config, force_anomalous=True)
+        visible = np.flatnonzero(video.frame_labels)
+        area = video.masks.reshape(len(video.masks), -1).sum(axis=1)
+        if (len(visible) >= num_frames // 4 and visible[0] >= num_frames // 8 and visible[-1] < num_frames - 8
+                and np.median(area[visible]) > (config.size / 16) ** 2):
+            break
+        index += 1
+    video.video_id = "sample"
+    path = write_vad_video(video, folder)
+    (Path(folder) / "sample.anomalies.txt").write_text(", ".join(video.prompt_names) + "\n")
+    return path
+
+
 __all__ = ["SPLIT_SEEDS", "SyntheticVADConfig", "SyntheticVADVideo", "decode_mask_png", "encode_mask_png",
-           "iter_vad_rows", "load_vad_masks", "render_vad_video", "split_seed", "write_vad_video"]
+           "iter_vad_rows", "load_vad_masks", "make_sample_video", "render_vad_video", "split_seed",
+           "write_vad_video"]
