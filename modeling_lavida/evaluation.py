@@ -138,12 +138,12 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """NaN/inf -> None and numpy scalars -> Python, recursively (metrics.json stays strict JSON)."""
     if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -152,7 +152,7 @@ def _json_ready(value: Any) -> Any:
 
 
 def _write_json(path: Path, content: dict) -> None:
-    _atomic_write_bytes(path, (json.dumps(_json_ready(content), indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    _atomic_write_bytes(path, (json.dumps(json_ready(content), indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 def safe_file_name(video_id: str) -> str:
@@ -352,7 +352,7 @@ def _plan(benchmark, config: EvaluationConfig) -> _RunPlan:
 
 def _check_run_file(out_dir: Path, plan: _RunPlan) -> None:
     run_file = out_dir / RUN_FILE
-    wanted = _json_ready(asdict(plan))
+    wanted = json_ready(asdict(plan))
     if run_file.is_file():
         stored = json.loads(run_file.read_text(encoding="utf-8"))
         changed = sorted(k for k in set(wanted) | set(stored) if wanted.get(k) != stored.get(k))
@@ -450,7 +450,7 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
     bar.close()
     metrics = compute_metrics(cached, plan, config, num_videos_total=len(benchmark))
     _write_json(out_dir / METRICS_JSON, metrics)
-    _atomic_write_bytes(out_dir / METRICS_MD, metrics_table(_json_ready(metrics)).encode("utf-8"))
+    _atomic_write_bytes(out_dir / METRICS_MD, metrics_table(json_ready(metrics)).encode("utf-8"))
     return metrics
 
 
@@ -475,6 +475,6 @@ def load_pipeline_score_fn(model: str | None = None, device: str | int | None = 
     return pipeline_score_fn(load_detection_pipeline(model, device=device))
 
 
-__all__ = ["METRICS_JSON", "METRICS_MD", "RUN_FILE", "EvaluationConfig", "ScoreFn", "compute_metrics",
+__all__ = ["METRICS_JSON", "METRICS_MD", "RUN_FILE", "EvaluationConfig", "ScoreFn", "compute_metrics", "json_ready",
            "evaluate_benchmark", "load_pipeline_score_fn", "metrics_table", "pipeline_score_fn", "plot_video",
            "safe_file_name", "score_video"]
