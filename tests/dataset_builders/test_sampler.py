@@ -1,0 +1,86 @@
+"""Anomaly Exposure Sampler invariants (section 3 of the method) over 1000 synthetic samples."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lavida.dataset_builders.sampler import AnomalyExposureSampler
+from lavida.dataset_builders.source_item import SourceItem, SourceObject
+from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
+from lavida.dataset_builders.synthetic_world import HELD_OUT_NAMES, TRAINING_NAMES
+
+
+@pytest.fixture(scope="module")
+def rows():
+    corpus = SyntheticTrainingCorpus(num_samples=1000, seed=3, world={"size": 64, "clip_length": 4})
+    return [corpus[i] for i in range(len(corpus))]
+
+
+def test_anomalous_share_is_one_half_within_three_sigma(rows):
+    share = np.mean([row["is_anomalous"] for row in rows])
+    sigma = math.sqrt(0.25 / len(rows))
+    assert abs(share - 0.5) < 3 * sigma
+
+
+def test_list_sizes_labels_and_masks(rows):
+    for row in rows:
+        names, labels, masks = row["names"], row["name_labels"], row["masks"]
+        true_count = sum(labels)
+        assert 1 <= len(names) <= 30 and len(names) - true_count >= 1  # at least one distractor
+        assert len(set(names)) == len(names)
+        assert row["is_anomalous"] == bool(masks.any()) == (true_count > 0)
+        assert true_count <= 2
+        assert row["frame_labels"] == [int(m.any()) for m in masks]
+
+
+def test_distractors_are_absent_and_targets_are_present(rows):
+    corpus = SyntheticTrainingCorpus(num_samples=1000, seed=3, world={"size": 64, "clip_length": 4})
+    for index in range(0, 1000, 7):
+        row = rows[index]
+        item = corpus.world.source_item(index, corpus.seed)
+        present = item.present_names
+        for name, label in zip(row["names"], row["name_labels"]):
+            assert (name in present) == bool(label), (name, label, present)
+
+
+def test_held_out_compositions_never_appear_in_training_output(rows):
+    seen = {name for row in rows for name in row["names"]}
+    assert not seen & set(HELD_OUT_NAMES)
+    assert seen <= set(TRAINING_NAMES)
+
+
+def test_same_seed_same_samples_other_split_other_samples():
+    a = SyntheticTrainingCorpus(num_samples=5, seed=1, world={"size": 64})
+    b = SyntheticTrainingCorpus(num_samples=5, seed=1, world={"size": 64})
+    c = SyntheticTrainingCorpus(num_samples=5, seed=1, split="validation", world={"size": 64})
+    for i in range(5):
+        assert np.array_equal(a[i]["frames"], b[i]["frames"]) and a[i]["names"] == b[i]["names"]
+    assert not np.array_equal(a[0]["frames"], c[0]["frames"])
+
+
+def test_distractor_count_respects_max_names_and_empty_targets_stay_normal():
+    rng = np.random.default_rng(0)
+    frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    empty = SourceObject(names=["ghost"], masks=np.zeros((2, 8, 8), dtype=bool))
+    item = SourceItem("x", "test", lambda: frames, [empty], present_names={"ghost"})
+    sampler = AnomalyExposureSampler(max_names=6, anomaly_probability=1.0)
+    pool = [f"name {i}" for i in range(20)] + ["ghost"]
+    for _ in range(50):
+        sample = sampler.sample(item, pool, rng)
+        assert not sample.is_anomalous and "ghost" not in sample.names  # empty target -> normal
+        assert 1 <= len(sample.names) <= 6
+
+
+def test_hard_negatives_share_a_colour_or_shape():
+    corpus = SyntheticTrainingCorpus(num_samples=50, seed=2, hard_negative_share=1.0, world={"size": 64})
+    for i in range(50):
+        row = corpus[i]
+        item = corpus.world.source_item(i, corpus.seed)
+        colours = {n.split()[0] for n in item.present_names}
+        shapes = {n.split()[1] for n in item.present_names}
+        distractors = [n for n, label in zip(row["names"], row["name_labels"]) if not label]
+        related = [n for n in distractors if n.split()[0] in colours or n.split()[1] in shapes]
+        assert len(related) >= min(len(distractors), 1)
