@@ -34,9 +34,10 @@ FEATURES = datasets.Features({
 
 
 def _mask_readers() -> dict[str, type]:
+    from .synthetic import SyntheticVADMasks
     from .ubnormal import UBnormalMasks
 
-    return {cls.kind: cls for cls in (FolderMasks, NpyMasks, MatVolumeMasks, UBnormalMasks)}
+    return {cls.kind: cls for cls in (FolderMasks, NpyMasks, MatVolumeMasks, UBnormalMasks, SyntheticVADMasks)}
 
 
 def open_mask_source(kind: str, path: str) -> MaskSource | None:
@@ -77,8 +78,9 @@ def benchmark_to_dataset(benchmark: Benchmark, embed_videos: bool = False, with_
             "stride": int(benchmark.stride),
             "benchmark": benchmark.name,
         })
-    info = datasets.DatasetInfo(features=FEATURES, description=f"{benchmark.name} test split ({len(rows)} videos); standard stride "
-                                            f"{benchmark.stride}; prompt names: {', '.join(benchmark.anomaly_names)}.")
+    description = (f"{benchmark.name} test split ({len(rows)} videos); standard stride {benchmark.stride}; prompt "
+                   f"names: {', '.join(benchmark.anomaly_names)}.")
+    info = datasets.DatasetInfo(features=FEATURES, description=description)
     return datasets.Dataset.from_list(rows, features=FEATURES, info=info)
 
 

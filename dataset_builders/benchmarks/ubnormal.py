@@ -33,8 +33,9 @@ from .base import Benchmark, BenchmarkVideo, EmptyMasks
 logger = logging.getLogger(__name__)
 
 UBNORMAL_ANOMALY_NAMES = ("running", "jumping", "falling", "fighting", "sleeping", "crawling", "having a seizure",
-                          "laying down", "dancing", "stealing", "rotating 360 degrees", "shuffling", "injured", "drunk",
-                          "stumbling walk", "car accident", "fire", "smoke", "jaywalking", "driving outside lane")
+                          "laying down", "dancing", "stealing", "rotating 360 degrees", "shuffling", "injured",
+                          "drunk", "stumbling walk", "car accident", "fire", "smoke", "jaywalking",
+                          "driving outside lane")
 SPLIT_FILES = ("abnormal_test_video_names.txt", "normal_test_video_names.txt")
 _SCENE = re.compile(r"^(?:abnormal|normal)_scene_(\d+)_")
 

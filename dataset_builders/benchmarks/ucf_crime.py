@@ -36,7 +36,8 @@ def parse_temporal_annotation(text: str) -> list[tuple[str, str, list[tuple[int,
         if len(fields) < 6 or len(fields) % 2:
             raise ValueError(f"line {number}: expected 'video class start1 end1 start2 end2', got {line.strip()!r}.")
         bounds = [int(f) for f in fields[2:]]
-        ranges = [(bounds[i], bounds[i + 1]) for i in range(0, len(bounds), 2) if bounds[i] >= 0 and bounds[i + 1] >= 0]
+        pairs = zip(bounds[0::2], bounds[1::2])
+        ranges = [(start, end) for start, end in pairs if start >= 0 and end >= 0]
         entries.append((fields[0], fields[1], ranges))
     return entries
 

@@ -59,7 +59,8 @@ class XDViolence(Benchmark):
         files: list[Path] = []
         for folder in VIDEO_FOLDERS:
             candidate = self.data_root / folder
-            files = sorted(p for p in candidate.glob("*.mp4") if not p.name.startswith(".")) if candidate.is_dir() else []
+            if candidate.is_dir():
+                files = sorted(p for p in candidate.glob("*.mp4") if not p.name.startswith("."))
             if files:
                 break
         videos = []

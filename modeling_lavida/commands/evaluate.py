@@ -23,7 +23,8 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark", required=True, help="benchmark name (ped2, shanghaitech, ubnormal, ...)")
     parser.add_argument("--data-root", default=None, help="folder holding the benchmark's official download layout")
-    parser.add_argument("--model", default=None, help="checkpoint folder or Hub id (default: the embedded lavida-tiny)")
+    parser.add_argument("--model", default=None,
+                        help="checkpoint folder or Hub id (default: the embedded lavida-tiny)")
     parser.add_argument("--out", default=None, help="output folder (default: outputs/evaluate/<benchmark>)")
     parser.add_argument("--stride", type=int, default=None, help="frame stride (default: the benchmark's standard)")
     parser.add_argument("--anomalies", default=None,
@@ -34,6 +35,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N test videos")
     parser.add_argument("--no-plots", action="store_true", help="skip the per-video plots")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--synthetic-videos", type=int, default=None,
+                        help="synthetic-vad only: render this many test videos into --data-root when it is empty "
+                             "(default: 32)")
+
+
+def _prepare_synthetic(args: argparse.Namespace) -> None:
+    """Default the synthetic benchmark's folder and render its test split there when it is missing or empty."""
+    import logging
+
+    from lavida.dataset_builders.benchmarks import build_synthetic_vad_split, is_synthetic_vad_folder
+    from lavida.dataset_builders.benchmarks.synthetic import DEFAULT_NUM_VIDEOS
+
+    if args.data_root is None:
+        args.data_root = str(Path("outputs") / "synthetic-vad" / "test")
+    folder = Path(args.data_root)
+    if not is_synthetic_vad_folder(folder):
+        count = args.synthetic_videos or DEFAULT_NUM_VIDEOS
+        logging.getLogger(__name__).warning("rendering %d synthetic VAD test videos into %s", count, folder)
+        build_synthetic_vad_split(folder, num_videos=count)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from lavida.processing.anomaly_names import parse_anomaly_names
 
     name = canonical_name(args.benchmark)
-    if args.data_root is None and name != "synthetic-vad":
+    if name == "synthetic-vad":
+        _prepare_synthetic(args)
+    elif args.data_root is None:
         raise UserInputError(f"--data-root is required for benchmark {name!r}: pass the folder holding its "
                              "official download.")
     benchmark = get_benchmark(name, args.data_root)

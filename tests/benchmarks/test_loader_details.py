@@ -77,7 +77,8 @@ def test_ubnormal_masks_tracks_and_split_lists(tmp_path):
     layout = build_ubnormal(tmp_path)
     bench = get_benchmark("ubnormal", layout.root)
     abnormal = next(v for v in bench if v.video_id.startswith("abnormal"))
-    assert abnormal.ranges == [(3, 6)] and abnormal.frame_labels(10).tolist() == layout.labels[abnormal.video_id].tolist()
+    assert abnormal.ranges == [(3, 6)]
+    assert abnormal.frame_labels(10).tolist() == layout.labels[abnormal.video_id].tolist()
     mask = abnormal.masks.frame(4)
     ys, xs = np.nonzero(mask)
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (8, 19, 10, 21)  # object 1 only, not the normal object 2

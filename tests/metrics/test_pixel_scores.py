@@ -1,4 +1,4 @@
-"""Pixel metrics: the histogram AUC is exactly sklearn's for float16 scores; the 40 % criterion against a brute sweep."""
+"""Pixel metrics: the histogram AUC is exactly sklearn's on float16 scores; the 40 % criterion vs a brute sweep."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ def _brute_force_criterion_auc(frames, masks, coverage=0.4):
         points.add((fp / (len(frames) - sum(anomalous)), tp / sum(anomalous)))
     # the ROC staircase over all thresholds, sorted; the area of the upper envelope per FPR
     xs = sorted({p[0] for p in points})
-    curve = [(x, y) for x in xs for y in (min(p[1] for p in points if p[0] == x), max(p[1] for p in points if p[0] == x))]
+    curve = [(x, y) for x in xs
+             for y in (min(p[1] for p in points if p[0] == x), max(p[1] for p in points if p[0] == x))]
     return float(np.trapezoid([c[1] for c in curve], [c[0] for c in curve]))
 
 

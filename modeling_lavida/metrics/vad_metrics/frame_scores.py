@@ -144,7 +144,7 @@ def average_precision(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray]
 
 
 def pr_auc_trapezoid(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> float:
-    """Trapezoid area under the pooled precision-recall curve (the XD-Violence authors' "AP"); NaN without positives."""
+    """Trapezoid area under the pooled precision-recall curve (the XD-Violence authors' "AP"); NaN if no positive."""
     pooled_labels, pooled_scores = _pooled(labels, scores)
     if pooled_labels.sum() == 0:
         return float("nan")

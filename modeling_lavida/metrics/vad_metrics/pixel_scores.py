@@ -6,16 +6,16 @@ many positive and negative pixels share each score value. Scores are therefore r
 two 65,536-bin histograms (one per class), indexed by a key that orders float16 values. The AUC computed from the
 histograms is *exactly* sklearn's ``roc_auc_score`` on the same float16 scores (ties count half, as in sklearn), with
 memory fixed at 1 MiB whatever the number of frames. The LAVIDA pipeline returns float16 masks, so for its output the
-number is exact; wider inputs are rounded to float16 first (a relative change of at most 2**-11 in each score, which can
-only merge nearly-equal scores into ties).
+number is exact; wider inputs are rounded to float16 first (a relative change of at most 2**-11 in each score, which
+can only merge nearly-equal scores into ties).
 
 **Traditional pixel criterion** (Mahadevan et al., CVPR 2010; Li et al., TPAMI 2014): at a threshold t, an anomalous
 frame counts as detected when at least 40 % of its ground-truth anomalous pixels have a score >= t, and a normal frame
-counts as a false positive when any of its pixels has a score >= t. Sweeping t gives an ROC of detected anomalous frames
-against falsely flagged normal frames. Each frame reduces to one number: an anomalous frame is detected exactly while t
-is at most the k-th largest score among its anomalous pixels (k = ceil(0.4 n) for n anomalous pixels), and a normal frame
-is flagged exactly while t is at most its largest pixel score. The sweep is then the ordinary ROC of these per-frame
-numbers, so its AUC and EER come from sklearn without choosing a threshold grid.
+counts as a false positive when any of its pixels has a score >= t. Sweeping t gives an ROC of detected anomalous
+frames against falsely flagged normal frames. Each frame reduces to one number: an anomalous frame is detected exactly
+while t is at most the k-th largest score among its anomalous pixels (k = ceil(0.4 n) for n anomalous pixels), and a
+normal frame is flagged exactly while t is at most its largest pixel score. The sweep is then the ordinary ROC of these
+per-frame numbers, so its AUC and EER come from sklearn without choosing a threshold grid.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Region- and track-based detection criteria, RBDC and TBDC (Ramachandra and Jones, WACV 2020), as UBnormal reports them.
+"""Region- and track-based detection criteria RBDC and TBDC (Ramachandra and Jones, WACV 2020), as UBnormal uses them.
 
 Inputs are boxes ``(x_min, y_min, x_max, y_max)`` in pixels, max exclusive:
 
@@ -159,7 +159,8 @@ class VideoRegionMatch:
     """One video reduced for the sweep (see the module docstring).
 
     Attributes:
-        region_scores: ``float64 [R]`` per ground-truth region, the highest score of a matching detection (-inf if none).
+        region_scores: ``float64 [R]`` per ground-truth region, the highest score of a matching detection (-inf if
+            none).
         region_tracks: ``int64 [R]`` index of the region's track within the video.
         false_positive_scores: ``float64 [P]`` scores of detections that match no ground-truth region.
         num_tracks: number of tracks in the video.
