@@ -18,7 +18,6 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 
 from .base import Benchmark, BenchmarkVideo, FolderMasks, list_frame_files, ranges_to_labels
 
