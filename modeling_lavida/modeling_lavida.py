@@ -29,6 +29,9 @@ from .semantic_projector import SemanticProjector
 from .token_compressor import TokenCompressor
 
 
+MAX_CACHED_NAMES = 50_000  # class-name vectors kept by a frozen text encoder's cache
+
+
 @dataclass
 class LavidaOutput(ModelOutput):
     """Output of ``LavidaForVideoAnomalyDetection``.
@@ -110,6 +113,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         )
         self.semantic_projector = SemanticProjector(config)
         self.loss_function_lavida = LavidaLoss(config)
+        self.text_encoder.register_load_state_dict_post_hook(self._clear_class_embedding_cache)
         self.post_init()
 
     # ------------------------------------------------------------------------------------------------ building
@@ -200,17 +204,52 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         batch, names, length = class_input_ids.shape
         ids = class_input_ids.reshape(batch * names, length)
         mask = class_attention_mask.reshape(batch * names, length)
-        frozen = not any(p.requires_grad for p in self.text_encoder.parameters())
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            out = self.text_encoder(input_ids=ids, attention_mask=mask)
-            if self.config.text_pooling == "pooler":
-                pooled = out.pooler_output
-            elif self.config.text_pooling == "cls":
-                pooled = out.last_hidden_state[:, 0]
-            else:
-                weights = mask[..., None].to(out.last_hidden_state.dtype)
-                pooled = (out.last_hidden_state * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        return pooled.reshape(batch, names, -1)
+        if not self._text_encoder_trainable():
+            return self._cached_class_embeddings(ids, mask).reshape(batch, names, -1)
+        return self._pool_text(ids, mask).reshape(batch, names, -1)
+
+    def _text_encoder_trainable(self) -> bool:
+        return any(p.requires_grad for p in self.text_encoder.parameters())
+
+    def _cached_class_embeddings(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """A frozen encoder maps the same name to the same vector, so each distinct name is encoded once.
+
+        Keyed by the name's tokens; cleared whenever the text encoder's weights are loaded (training draws names from
+        a small vocabulary, and inference encodes a video's names once)."""
+        cache: dict[tuple[int, ...], torch.Tensor] = self.__dict__.setdefault("_class_embedding_cache", {})
+        keys = [tuple(row[row_mask.bool()].tolist()) for row, row_mask in zip(ids, mask)]
+        new_rows: dict[tuple[int, ...], int] = {}
+        for row, key in enumerate(keys):
+            if key not in cache:
+                new_rows.setdefault(key, row)
+        if new_rows:
+            if len(cache) + len(new_rows) > MAX_CACHED_NAMES:  # open vocabularies (referring expressions)
+                cache.clear()
+            index = torch.tensor(list(new_rows.values()), device=ids.device)
+            with torch.no_grad():
+                pooled = self._pool_text(ids[index], mask[index])
+            cache.update(zip(new_rows, pooled.detach()))
+        return torch.stack([cache[key] for key in keys])
+
+    def _clear_class_embedding_cache(self, *args) -> None:
+        self.__dict__.pop("_class_embedding_cache", None)
+
+    def _pool_text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[M, Lc]`` token ids -> ``[M, E]`` one vector per name (see ``config.text_pooling``)."""
+        out = self.text_encoder(input_ids=ids, attention_mask=mask)
+        if self.config.text_pooling == "pooler":
+            return out.pooler_output
+        if self.config.text_pooling == "cls":
+            return out.last_hidden_state[:, 0]
+        weights = mask[..., None].to(out.last_hidden_state.dtype)
+        return (out.last_hidden_state * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+    def train(self, mode: bool = True):
+        """A frozen text encoder stays in eval mode (no dropout), so its name vectors are fixed."""
+        super().train(mode)
+        if not self._text_encoder_trainable():
+            self.text_encoder.eval()
+        return self
 
     def encode_frames(self, sam_pixel_values: torch.Tensor) -> SamFrameFeatures:
         """SAM2 image features for ``[B, T, 3, S, S]`` frames (computed once per frame)."""
