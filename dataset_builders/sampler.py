@@ -98,7 +98,7 @@ class AnomalyExposureSampler:
         true_names: list[str] = []
         if item.objects and rng.random() < self.anomaly_probability:
             low, high = item.group_size
-            group = int(rng.integers(low, high + 1))
+            group = min(int(rng.integers(low, high + 1)), self.max_names - 1)  # room for one distractor
             candidates = [k for k, obj in enumerate(item.objects) if obj.masks.any()]
             if candidates:
                 picked = rng.choice(candidates, size=min(group, len(candidates)), replace=False)
