@@ -28,15 +28,38 @@ LOSS_TERMS = ("lm_loss", "focal_loss", "dice_loss", "iou_loss", "object_score_lo
 
 
 class LavidaTrainer(Trainer):
-    """Trainer whose logs carry every term of the mixed loss."""
+    """Trainer whose logs carry every term of the mixed loss.
 
-    def __init__(self, *args, **kwargs):
+    Args:
+        object_score_warmup_steps: the object-score BCE is switched off for this many steps and then ramped linearly
+            to its configured weight over as many steps again (0 = the paper: on from the start). When the towers are
+            trained from scratch, the BCE alone at first can only learn the class prior and the object-score head
+            settles on a constant; letting the mask terms first teach the decoder to find the named object avoids
+            that.
+    """
+
+    def __init__(self, *args, object_score_warmup_steps: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self._term_sums = torch.zeros(len(LOSS_TERMS), dtype=torch.float64)
         self._term_steps = 0
+        self.object_score_warmup_steps = object_score_warmup_steps
+        self._object_score_weight: float | None = None
+
+    def _apply_object_score_schedule(self, model) -> None:
+        if not self.object_score_warmup_steps:
+            return
+        loss = self.accelerator.unwrap_model(model)
+        loss = getattr(loss, "get_base_model", lambda: loss)().loss_function_lavida
+        if self._object_score_weight is None:
+            self._object_score_weight = loss.object_weight
+        warmup = self.object_score_warmup_steps
+        ramp = min(1.0, max(0.0, (self.state.global_step - warmup) / warmup))
+        loss.object_weight = self._object_score_weight * ramp
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):
+        if model.training:
+            self._apply_object_score_schedule(model)
         outputs = model(**inputs)
         if outputs.loss is None:
             raise ValueError("The batch has no target_masks, so the model returned no loss: the collator must pass "

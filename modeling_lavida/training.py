@@ -73,6 +73,7 @@ class TrainConfig:
     training: dict[str, Any] = field(default_factory=dict)
     export: str | None = None
     seed: int = 0
+    object_score_warmup_steps: int = 0
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
@@ -80,7 +81,7 @@ class TrainConfig:
         if not path.is_file():
             raise UserInputError(f"Training config {path} does not exist; see configs/lavida-tiny.yaml for the format.")
         raw = yaml.safe_load(path.read_text()) or {}
-        known = {"model", "freeze", "lora", "data", "training", "export", "seed"}
+        known = {"model", "freeze", "lora", "data", "training", "export", "seed", "object_score_warmup_steps"}
         unknown = set(raw) - known
         if unknown:
             raise UserInputError(f"Training config {path} has unknown sections {sorted(unknown)}; "
@@ -96,6 +97,7 @@ class TrainConfig:
                 training=dict(raw.get("training") or {}),
                 export=raw.get("export"),
                 seed=int(raw.get("seed", 0)),
+                object_score_warmup_steps=int(raw.get("object_score_warmup_steps", 0)),
             )
         except TypeError as error:
             raise UserInputError(f"Training config {path}: {error}") from error
@@ -161,6 +163,7 @@ def train(config: TrainConfig, output_dir: str | None = None, resume: str | bool
         eval_dataset=eval_corpus,
         data_collator=LavidaDataCollator(processor, seed=config.seed),
         compute_metrics=compute_frame_metrics if eval_corpus is not None else None,
+        object_score_warmup_steps=config.object_score_warmup_steps,
     )
     torch.set_num_threads(max(1, torch.get_num_threads()))
     trainer.train(resume_from_checkpoint=resume)

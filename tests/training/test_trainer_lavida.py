@@ -104,3 +104,18 @@ def test_two_process_cpu_training_has_identical_losses_on_both_ranks(tmp_path):
     losses = [[entry["loss"] for entry in r["logs"]] for r in ranks]
     assert len(losses[0]) == 3 and losses[0] == losses[1]
     assert ranks[0]["weights_sum"] == pytest.approx(ranks[1]["weights_sum"], rel=1e-9)
+
+
+def test_object_score_warmup_switches_the_bce_off_then_ramps_it(tmp_path):
+    trainer = _trainer(tmp_path, max_steps=6)
+    trainer.object_score_warmup_steps = 2
+    weights = []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            weights.append(trainer.model.loss_function_lavida.object_weight)
+
+    trainer.add_callback(Record())
+    trainer.train()
+    # weight used at steps 1..6 (global_step 0..5 when computed): 0, 0, 0, 1, 2, 2 (times the configured 2.0)
+    assert weights == [0.0, 0.0, 0.0, 1.0, 2.0, 2.0]
