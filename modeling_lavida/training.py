@@ -162,6 +162,7 @@ def train(config: TrainConfig, output_dir: str | None = None, resume: str | bool
         train_dataset=train_corpus,
         eval_dataset=eval_corpus,
         data_collator=LavidaDataCollator(processor, seed=config.seed),
+        processing_class=processor,  # checkpoints then hold the processor too and load with AutoProcessor
         compute_metrics=compute_frame_metrics if eval_corpus is not None else None,
         object_score_warmup_steps=config.object_score_warmup_steps,
     )
