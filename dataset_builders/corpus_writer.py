@@ -281,6 +281,11 @@ def source_row_factories(reader, sampler, seed: int) -> Iterator[RowFactory]:
     the item's index), so skipped items cost only their (lazy) annotations."""
     pool = reader.name_pool()
     for index, item in enumerate(reader.iter_items()):
+        if not any(name not in item.present_names for name in pool):
+            logger.warning("%s: item %s skipped: every name of the source is visible in it, so no distractor "
+                           "can be drawn", reader.name, item.item_id)
+            continue
+
         def make(item=item, index=index) -> dict[str, Any]:
             row = sampler.sample(item, pool, np.random.default_rng([seed, index])).to_row()
             row["sample_id"] = f"{item.item_id}#{index}"
