@@ -241,3 +241,32 @@ def test_clear_errors_for_bad_inputs(tiny_model, tiny_batch, byte_tokenizer):
         tiny_model(**dict(batch, sam_pixel_values=batch["sam_pixel_values"][:, :6]))
     with pytest.raises(ValueError, match="Frame count mismatch"):
         tiny_model(**dict(tiny_batch, target_masks=tiny_batch["target_masks"][:, :4]))
+
+
+def test_a_qwen2_5_vl_mllm_plugs_in(byte_tokenizer):
+    """The MLLM is any Qwen-VL family config built through the Auto classes (here Qwen2.5-VL)."""
+    import numpy as np
+
+    from lavida.processing.factories import build_tiny_processor
+
+    tiny = LavidaConfig.tiny().mllm_config
+    text = {k: getattr(tiny.text_config, k) for k in ("vocab_size", "hidden_size", "intermediate_size",
+                                                       "num_hidden_layers", "num_attention_heads",
+                                                       "num_key_value_heads", "eos_token_id", "pad_token_id",
+                                                       "rope_parameters")}
+    mllm = {"model_type": "qwen2_5_vl", "text_config": {**text, "bos_token_id": None},
+            "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "out_hidden_size": 64,
+                              "num_heads": 4, "window_size": 56, "fullatt_block_indexes": [1]},
+            "image_token_id": tiny.image_token_id, "video_token_id": tiny.video_token_id,
+            "vision_start_token_id": tiny.vision_start_token_id, "vision_end_token_id": tiny.vision_end_token_id}
+    torch.manual_seed(0)
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(mllm_config=mllm))
+    assert type(model.mllm).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    clip = np.random.default_rng(0).integers(0, 255, (8, 64, 64, 3), dtype=np.uint8)
+    masks = np.zeros((8, 64, 64))
+    masks[2:5, 10:30, 10:30] = 1
+    batch = build_tiny_processor()([clip], ["red circle", "blue star"], target_masks=[masks])
+    out = model(**batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.frame_logits.shape == (1, 8)
+    assert model.semantic_projector.seg_proj.weight.grad is not None
