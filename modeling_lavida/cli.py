@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "detect": "lavida.commands.detect",
     "build-dataset": "lavida.commands.build_dataset",
     "contact-sheet": "lavida.commands.contact_sheet",
+    "synthesize-preview": "lavida.commands.synthesize_preview",
     "evaluate": "lavida.commands.evaluate",
     "train": "lavida.commands.train",
     "demo": "lavida.commands.demo",
