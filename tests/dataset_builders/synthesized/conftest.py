@@ -47,6 +47,17 @@ def frame_folder(tmp_path_factory) -> Path:
     return write_frame_folder(tmp_path_factory.mktemp("frames") / "clip", gradient_frames(8, seed=3))
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny pipeline's kernels are too small to share: a second thread only spins waiting on a busy core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_inpaint_model(tmp_path_factory) -> Path:
     """A randomly initialised Stable Diffusion inpainting pipeline built from configs and saved with
@@ -62,14 +73,15 @@ def tiny_inpaint_model(tmp_path_factory) -> Path:
         vocab[char + "</w>"] = len(vocab)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=9, out_channels=4,
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=9, out_channels=4,
+        norm_num_groups=8, attention_head_dim=4, cross_attention_dim=16,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32)  # in_channels 9 = 4 latent + 4 masked-image latent + 1 mask
-    vae = AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
+    )  # in_channels 9 = 4 latent + 4 masked-image latent + 1 mask
+    vae = AutoencoderKL(block_out_channels=[16, 32], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
                         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=32))
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=16))
     pipeline = StableDiffusionInpaintPipeline(
         unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=DDIMScheduler(steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
