@@ -47,7 +47,7 @@ def read_mix(path: str | os.PathLike) -> tuple[list[str], list[float], int]:
         if not isinstance(entry, dict) or "path" not in entry or "probability" not in entry:
             raise UserInputError(f"Mix file {path}: each source needs `path` and `probability`, got {entry!r}.")
         source = str(entry["path"])
-        local = (path.parent / source) if not os.path.isabs(source) else Path(source)
+        local = Path(os.path.normpath(path.parent / source)) if not os.path.isabs(source) else Path(source)
         sources.append(str(local) if local.exists() else source)
         probabilities.append(float(entry["probability"]))
     total = sum(probabilities)

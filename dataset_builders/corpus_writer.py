@@ -193,6 +193,11 @@ def write_corpus(rows: Iterable[RowFactory], num_samples: int, out_dir: str | Pa
             logger.warning("%s: the source ended after %d samples (asked for %d)", info.name, written, num_samples)
             break
     bar.close()
+    written_shards = (written + shard_size - 1) // shard_size
+    if written_shards < count:  # the source ended early: name the shards after how many there really are
+        for shard in range(written_shards):
+            os.replace(out_dir / SHARD_PATTERN.format(split=info.split, index=shard, count=count),
+                       out_dir / SHARD_PATTERN.format(split=info.split, index=shard, count=written_shards))
     write_dataset_card(out_dir, info, written, dict(source_counts), anomalous)
     state_path.unlink()
     return out_dir
