@@ -114,12 +114,14 @@ class SyntheticShapeBank:
 
 @dataclass(frozen=True)
 class _SourceObjectRef:
-    """Where one object of a source lies: the item's lazy frames, the frame with most of it, its mask there."""
+    """Where one object of a source lies: the item's lazy frames, the frame with most of it, and its mask there
+    cropped to its box (full-frame masks of hundreds of video objects would not fit in memory)."""
 
     names: tuple[str, ...]
     load_frames: Callable[[], np.ndarray]
     frame: int
-    mask: np.ndarray  # bool [H, W] on that frame
+    box: tuple[int, int, int, int]  # top, left, height, width
+    mask: np.ndarray  # bool [height, width]
 
 
 class SourceBank:
@@ -148,9 +150,12 @@ class SourceBank:
                 areas = masks.reshape(len(masks), -1).sum(axis=1)
                 frame = int(areas.argmax())
                 mask = _largest_component(masks[frame])
-                if mask.sum() < min_area or mask.mean() > max_fraction:
+                if mask.sum() < min_area or mask.mean() > max_fraction:  # also skips empty masks
                     continue
-                self._objects.append(_SourceObjectRef(tuple(obj.names), item.load_frames, frame, mask))
+                rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+                box = (int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
+                crop = mask[box[0]:box[0] + box[2], box[1]:box[1] + box[3]].copy()
+                self._objects.append(_SourceObjectRef(tuple(obj.names), item.load_frames, frame, box, crop))
             if len(self._objects) >= max_objects:
                 break
         if not self._objects:
@@ -169,8 +174,9 @@ class SourceBank:
 
     def cutout(self, index: int, rng: np.random.Generator) -> Cutout:
         ref = self._objects[index % len(self)]
-        frame = ref.load_frames()[ref.frame]  # (H, W, 3)
-        return crop_to_mask(frame, ref.mask, list(ref.names))
+        top, left, height, width = ref.box
+        rgb = ref.load_frames()[ref.frame][top:top + height, left:left + width]  # (h, w, 3)
+        return Cutout(names=list(ref.names), rgb=np.ascontiguousarray(rgb), mask=ref.mask)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:

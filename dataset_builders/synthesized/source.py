@@ -16,7 +16,7 @@ import argparse
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -109,7 +109,7 @@ class SynthesisResult:
     """One synthesised item.
 
     Attributes:
-        item_id: ``<normal clip id>#<index>``.
+        item_id: ``<video id>@<first frame>/<k>`` (see ``SynthesizedSource.item_id``).
         names: the object's names.
         original: ``uint8 [T, H, W, 3]``, the normal clip; frames: the same with the object.
         masks: ``bool [T, H, W]``, the object's region (empty on frames without it).
@@ -180,7 +180,9 @@ class SynthesizedSource:
         return int(np.random.default_rng([self.seed, index, 0]).integers(len(self.objects)))
 
     def item_id(self, index: int) -> str:
-        return f"{self.clips[index // self.config.items_per_clip].clip_id}#{index}"
+        """``<video id>@<first frame>/<k>``: the k-th synthesised item of that normal clip."""
+        per_clip = self.config.items_per_clip
+        return f"{self.clips[index // per_clip].clip_id}/{index % per_clip}"
 
     def synthesize(self, index: int) -> SynthesisResult:
         """Item ``index``: the normal clip, the synthesised frames and the object's masks (cached for a few items)."""
@@ -253,11 +255,8 @@ def build_synthesized_source(normal_videos: str | Path, objects: str, method: st
     config = config or SynthesisConfig()
     if method not in METHODS:
         raise UserInputError(f"--method {method!r} is unknown: use one of {', '.join(METHODS)}.")
-    config.method = method
-    if clip_length is not None:
-        config.clip_length = clip_length
-    if inpaint_model:
-        config.inpaint.model_id = inpaint_model
+    inpaint_config = replace(config.inpaint, model_id=inpaint_model) if inpaint_model else config.inpaint
+    config = replace(config, method=method, clip_length=clip_length or config.clip_length, inpaint=inpaint_config)
     bank = resolve_objects(objects, method, data_root, clip_length=config.clip_length)
     pool_size = len(bank.name_pool())
     if pool_size < 2:
@@ -296,7 +295,7 @@ def add_synthesized_arguments(parser: argparse.ArgumentParser) -> None:
 
 def synthesized_source_from_args(args: argparse.Namespace) -> SynthesizedSource:
     """``build_synthesized_source`` from the options of ``add_synthesized_arguments`` (plus ``data_root``, ``seed``
-    and ``clip_length`` when the command has them)."""
+    and ``clip_length`` when the command has them; a missing or ``None`` seed is 0)."""
     if not args.normal_videos or not args.objects:
         raise UserInputError("SOURCE 'synthesized' needs --normal-videos DIR and --objects SOURCE_OR_NAMES.")
     config = load_synthesis_config(args.synthesis_config) if args.synthesis_config else SynthesisConfig()
@@ -304,9 +303,10 @@ def synthesized_source_from_args(args: argparse.Namespace) -> SynthesizedSource:
         if args.inpaint_steps < 1:
             raise UserInputError(f"--inpaint-steps must be >= 1, got {args.inpaint_steps}.")
         config.inpaint.num_inference_steps = args.inpaint_steps
+    seed = getattr(args, "seed", None)
     return build_synthesized_source(args.normal_videos, args.objects, method=args.method or config.method,
                                     inpaint_model=args.inpaint_model, data_root=getattr(args, "data_root", None),
-                                    seed=getattr(args, "seed", 0), clip_length=getattr(args, "clip_length", None),
+                                    seed=0 if seed is None else seed, clip_length=getattr(args, "clip_length", None),
                                     config=config)
 
 

@@ -48,6 +48,7 @@ def test_copy_paste_from_a_real_source_end_to_end(ade20k_root, frame_folder):
     source = build_synthesized_source(frame_folder, "ade20k", data_root=ade20k_root, seed=1, clip_length=8,
                                       config=SynthesisConfig(items_per_clip=3, paste=PasteConfig(feather=0.0)))
     item = next(source.iter_items())
+    assert item.item_id == "clip@000000/0" and len(source) == 3
     assert item.source == "synthesized" and item.present_names == {"person"}
     frames = item.load_frames()
     masks = item.objects[0].masks
@@ -77,8 +78,8 @@ def test_copy_paste_changes_only_the_masked_frames_and_is_deterministic(frame_fo
 
 
 def test_feathered_paste_blends_the_edges(frame_folder):
-    source = build_synthesized_source(frame_folder, "synthetic", seed=0,
-                                      config=SynthesisConfig(paste=PasteConfig(min_size=0.6, max_size=0.6, feather=0.2)))
+    placement = PasteConfig(min_size=0.6, max_size=0.6, feather=0.2)
+    source = build_synthesized_source(frame_folder, "synthetic", seed=0, config=SynthesisConfig(paste=placement))
     result = source.synthesize(0)
     t = int(np.flatnonzero(result.masks.any(axis=(1, 2)))[0])
     colour = np.asarray(COLOURS[result.names[0].split(" ")[0]], dtype=float)

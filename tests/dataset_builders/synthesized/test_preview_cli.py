@@ -61,6 +61,9 @@ def test_options_plug_into_the_build_dataset_parser(frame_folder):
     source = synthesized_source_from_args(args)
     assert (source.name, source.is_video, source.seed, source.config.clip_length) == ("synthesized", True, 3, 4)
     assert source.synthesize(0).frames.shape == (4, 48, 64, 3)
+    defaults = parser.parse_args(["synthesized", "--out", "x", "--normal-videos", str(frame_folder), "--objects",
+                                  "synthetic"])
+    assert synthesized_source_from_args(defaults).seed == 0
 
 
 def test_yaml_with_an_unknown_key_is_a_user_error(tmp_path):
