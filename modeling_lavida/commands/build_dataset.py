@@ -7,6 +7,10 @@ Examples:
     lavida build-dataset mix --mix configs/mix-paper.yaml --out corpora/mix --num-samples 100000
     lavida build-dataset synthetic --out corpora/synthetic --push-to-hub me/lavida-synthetic
 
+SOURCE `synthesized` pastes or inpaints objects into normal videos:
+    lavida build-dataset synthesized --normal-videos videos/ --objects synthetic --method copy-paste --out corpora/syn
+    lavida build-dataset synthesized --normal-videos videos/ --objects names.txt --method inpaint --out corpora/inp
+
 SOURCE is a real source (refcoco, refcoco+, refcocog, refclef, ade20k, cityscapes, mapillary, youtube-vos,
 ref-youtube-vos, mevis, ref-davis; these read --data-root in the release's official layout), `synthetic` and
 `synthetic-vad` (generated, no --data-root), or `mix` (a YAML of built corpora and their probabilities).
@@ -36,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="frame size of the synthetic sources (default: 256)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="publish the folder as a Hub dataset repository")
     parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    from lavida.dataset_builders.synthesized.source import add_synthesized_arguments
+
+    add_synthesized_arguments(parser)  # --normal-videos, --objects, --method, --inpaint-model (SOURCE synthesized)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +90,19 @@ def run(args: argparse.Namespace) -> int:
         info = CorpusInfo(name="lavida-mix", sources=sources, split=args.split, seed=seed,
                           options={"mix": str(args.mix), "probabilities": probabilities})
         write_corpus(factories, count, out, info, shard_size=args.shard_size)
+    elif args.source == "synthesized":
+        from lavida.dataset_builders.sampler import AnomalyExposureSampler
+        from lavida.dataset_builders.synthesized import synthesized_source_from_args
+
+        reader = synthesized_source_from_args(args)
+        sampler = AnomalyExposureSampler(max_names=reader.max_names)
+        count = min(len(reader), args.num_samples or len(reader))
+        config = reader.config
+        info = CorpusInfo(name="lavida-synthesized", sources=["synthesized"], split=args.split, seed=seed,
+                          options={"normal_videos": str(args.normal_videos), "objects": args.objects,
+                                   "method": config.method, "clip_length": config.clip_length,
+                                   "inpaint_model": config.inpaint.model_id if config.method == "inpaint" else None})
+        write_corpus(source_row_factories(reader, sampler, seed), count, out, info, shard_size=args.shard_size)
     else:
         if not args.data_root:
             raise UserInputError(f"Source {args.source!r} reads its release folder: pass --data-root DIR.")
