@@ -1,0 +1,180 @@
+"""One Space request, without any user interface: check the upload, detect, write the results.
+
+It runs the same steps as ``lavida detect`` (``detect_video`` with the same ``DetectionOptions``, then
+``write_results``), so a video gives the same ``result.json`` and ``scores.csv`` in the page and on the command line
+for the same model and settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lavida.errors import UserInputError
+from lavida.processing.anomaly_names import parse_anomaly_names
+from lavida.processing.detection import DetectionOptions, detect_video
+from lavida.processing.result_writers import (OVERLAY_MP4, RESULT_JSON, SCORES_CSV, SCORES_PNG, DetectionRecord,
+                                              OutputOptions, format_summary, write_results)
+from lavida.processing.video_io import VideoInfo, iter_frames, probe_video, write_video
+
+from .settings import SpaceSettings
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
+SCORING_SHARE = 0.8  # part of the progress bar given to scoring; writing the overlay takes the rest
+EVENT_COLUMNS = ["#", "start (s)", "end (s)", "start frame", "end frame", "peak score", "mean score"]
+BROWSER_OVERLAY = "overlay-browser.mp4"
+
+
+@dataclass
+class SpaceResult:
+    """What one request produced (all files inside ``folder``)."""
+
+    folder: Path
+    plot: Path
+    overlay: Path  # browser-playable (4:2:0) copy when the source has an odd size, else overlay.mp4 itself
+    result_json: Path
+    scores_csv: Path
+    events: list[list[float | int]]  # rows of the events table, EVENT_COLUMNS
+    summary: str
+
+
+def embedded_model_id() -> str:
+    """The model id ``lavida detect`` records when no --model is given."""
+    from lavida.model_factory import default_model_path
+
+    return f"lavida-tiny ({default_model_path().name}, embedded)"
+
+
+class DetectionService:
+    """The model, loaded once, and the request handler around the detection engine.
+
+    Requests may run in parallel threads (the queue's concurrency limit): the model is only read, and every request
+    writes into its own folder.
+    """
+
+    def __init__(self, settings: SpaceSettings, model=None, processor=None) -> None:
+        self.settings = settings
+        if model is None or processor is None:
+            import torch
+
+            from lavida.model_factory import load_model_and_processor
+
+            device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            model, processor = load_model_and_processor(settings.model, device=device)
+        self.model, self.processor = model, processor
+        self.model_id = settings.model or embedded_model_id()
+        self.results_root = settings.root / "results"
+
+    # -- checks ---------------------------------------------------------------------------------------------------
+
+    def check_video(self, video: str | Path | None) -> VideoInfo:
+        """Size, readability and duration of an upload.
+
+        Raises:
+            UserInputError: no video, a file over the upload limit, a file that is not a readable video, or a video
+                longer than the duration limit. Messages name the file by its name only (not the server path).
+        """
+        if video is None or str(video).strip() == "":
+            raise UserInputError("No video: upload one (or click an example) before running the detection.")
+        path = Path(video)
+        if not path.is_file():
+            raise UserInputError(f"The uploaded video {path.name} is no longer on the server: upload it again.")
+        size = path.stat().st_size
+        if size > self.settings.max_upload_bytes:
+            raise UserInputError(f"{path.name} is {size / 2**20:.1f} MB; this demo accepts videos up to "
+                                 f"{self.settings.max_upload_mb:g} MB: trim or compress it, or run `lavida detect` "
+                                 "locally.")
+        try:
+            info = probe_video(path)
+        except UserInputError as error:
+            raise UserInputError(str(error).replace(str(path), path.name)) from None
+        if info.duration_s > self.settings.max_duration_s:
+            raise UserInputError(f"{path.name} is {info.duration_s:.1f} s long; this demo accepts videos up to "
+                                 f"{self.settings.max_duration_s:g} s: trim it, or run `lavida detect` locally for "
+                                 "longer videos.")
+        return info
+
+    def check_controls(self, stride: float, threshold: float) -> tuple[int, float]:
+        """The stride as an int within [1, max_stride] and the threshold within [0, 1], else UserInputError."""
+        if stride is None or float(stride) != int(stride) or not 1 <= int(stride) <= self.settings.max_stride:
+            raise UserInputError(f"Stride must be a whole number of frames from 1 to {self.settings.max_stride}, "
+                                 f"got {stride!r}.")
+        if threshold is None or not 0.0 <= float(threshold) <= 1.0:
+            raise UserInputError(f"Threshold must be between 0 and 1, got {threshold!r}.")
+        return int(stride), float(threshold)
+
+    # -- the request ----------------------------------------------------------------------------------------------
+
+    def run(self, video: str | Path | None, anomalies: str, stride: float, threshold: float,
+            progress: ProgressFn | None = None) -> SpaceResult:
+        """Detect ``anomalies`` (comma-separated text) in ``video`` and write the four result files.
+
+        Raises:
+            UserInputError: anything wrong with the inputs (see ``check_video``, ``check_controls``, and
+                ``parse_anomaly_names``).
+        """
+        report = progress or (lambda fraction, text: None)
+        stride, threshold = self.check_controls(stride, threshold)
+        if not any(part.strip() for part in (anomalies or "").split(",")):
+            raise UserInputError("No anomaly names: type at least one in the names box (comma separated, e.g. "
+                                 "\"fighting, fire\") or pick a preset.")
+        names = parse_anomaly_names(anomalies)
+        info = self.check_video(video)
+        path = Path(video)
+        report(0.0, "Reading the video")
+        options = DetectionOptions(stride=stride, threshold=threshold, clip_batch_size=self.settings.clip_batch_size,
+                                   keep_masks=True)
+
+        def scored(done: int, total: int) -> None:
+            report(SCORING_SHARE * done / max(total, 1), f"Scoring frames ({done}/{total})")
+
+        started = time.perf_counter()
+        detection = detect_video(self.model, self.processor, path, names, options, progress=scored)
+        record = DetectionRecord(
+            source=path, info=detection.info, anomalies=names, scores=detection.scores, events=detection.events,
+            threshold=threshold, model_id=self.model_id,
+            settings={"stride": stride, "min_event_frames": options.min_event_frames,
+                      "smoothing_sigma": options.smoothing_sigma},
+        )
+        report(SCORING_SHARE, "Writing the plot and the overlay video")
+        folder = self._new_request_folder() / (path.stem or "video")
+        write_results(folder, record, masks=detection.mask, options=OutputOptions(progress=False))
+        overlay = browser_playable(folder / OVERLAY_MP4, info)
+        report(1.0, "Done")
+        logger.info("%s: %d frames in %.1f s", path.name, info.num_frames, time.perf_counter() - started)
+        rows = [[number, round(event.start_s, 3), round(event.end_s, 3), event.start_frame, event.end_frame,
+                 round(event.peak_score, 3), round(event.mean_score, 3)]
+                for number, event in enumerate(record.events, start=1)]
+        return SpaceResult(folder=folder, plot=folder / SCORES_PNG, overlay=overlay, result_json=folder / RESULT_JSON,
+                           scores_csv=folder / SCORES_CSV, events=rows, summary=format_summary(record))
+
+    def _new_request_folder(self) -> Path:
+        """A fresh folder for one request; the oldest ones beyond ``keep_results`` are removed first."""
+        self.results_root.mkdir(parents=True, exist_ok=True)
+        existing = sorted((p for p in self.results_root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                          key=lambda p: p.stat().st_mtime)
+        for old in existing[:max(0, len(existing) - self.settings.keep_results + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+        folder = self.results_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        folder.mkdir()
+        return folder
+
+
+def browser_playable(overlay: Path, info: VideoInfo) -> Path:
+    """``overlay`` itself when browsers can play it; for an odd-sized video (encoded 4:4:4 to keep its exact size,
+    which browsers do not play) a 4:2:0 copy padded by one row/column, written next to it."""
+    if info.width % 2 == 0 and info.height % 2 == 0:
+        return overlay
+    target = overlay.with_name(BROWSER_OVERLAY)
+    write_video(target, (frame for _, frame in iter_frames(overlay)), info.fps, odd_size="pad")
+    return target
+
+
+__all__ = ["EVENT_COLUMNS", "DetectionService", "SpaceResult", "browser_playable", "embedded_model_id"]

@@ -1,0 +1,118 @@
+"""The Space over HTTP with gradio_client: same results as ``lavida detect``, clear errors, concurrent requests."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from lavida.cli import main as lavida_main
+
+from .conftest import MAX_DURATION_S
+
+
+def _client(live_app, tmp_path: Path) -> Client:
+    return Client(live_app.url, verbose=False, download_files=str(tmp_path / "downloads"))
+
+
+def _detect(client: Client, video: Path, names: str, stride: int, threshold: float):
+    return client.predict(handle_file(str(video)), names, stride, threshold, api_name="/detect")
+
+
+def _frames(path: str | Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def _cli_detect(video: Path, names: str, checkpoint: Path, out: Path, stride: int, threshold: float) -> Path:
+    status = lavida_main(["detect", str(video), "--anomalies", names, "--model", str(checkpoint), "--out", str(out),
+                          "--stride", str(stride), "--threshold", repr(threshold)])
+    assert status == 0
+    return out / video.stem
+
+
+def test_api_agrees_with_lavida_detect(live_app, videos, tiny_checkpoint, reference_model, tmp_path):
+    from lavida.processing.detection import DetectionOptions, detect_video
+
+    names, stride = "red square, fighting", 1
+    # A threshold at the median score splits the video into events instead of covering all of it or none.
+    scores = detect_video(*reference_model, videos["walk"], names.split(", "), DetectionOptions(stride=stride)).scores
+    threshold = float(np.median(scores))
+    expected = _cli_detect(videos["walk"], names, tiny_checkpoint, tmp_path / "cli", stride, threshold)
+    expected_json = json.loads((expected / "result.json").read_text())
+    assert 0 < sum(scores >= threshold) < len(scores) and expected_json["num_events"] > 0
+
+    plot, overlay, table, files, summary = _detect(_client(live_app, tmp_path), videos["walk"], names, stride,
+                                                   threshold)
+    downloaded = {Path(f).name: Path(f) for f in files}
+    assert sorted(downloaded) == ["result.json", "scores.csv"]
+    assert json.loads(downloaded["result.json"].read_text()) == expected_json  # scores, events, settings, model
+    assert downloaded["scores.csv"].read_bytes() == (expected / "scores.csv").read_bytes()
+    assert Path(plot).read_bytes() == (expected / "scores.png").read_bytes()
+    # the events table is result.json's events, rounded for display
+    rows = [[i + 1, round(e["start_s"], 3), round(e["end_s"], 3), e["start_frame"], e["end_frame"],
+             round(e["peak_score"], 3), round(e["mean_score"], 3)] for i, e in enumerate(expected_json["events"])]
+    assert table["data"] == rows
+    assert f"{expected_json['num_events']} event" in summary
+    shown, reference = _frames(overlay), _frames(expected / "overlay.mp4")
+    assert shown.shape == reference.shape == (16, 64, 80, 3)
+    assert np.abs(shown.astype(int) - reference.astype(int)).mean() < 1.0
+
+
+def test_odd_sized_video_gets_a_browser_playable_overlay(live_app, videos, tmp_path):
+    plot, overlay, table, files, summary = _detect(_client(live_app, tmp_path), videos["odd"], "blue square", 1, 0.5)
+    with av.open(overlay) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.format.name) == ("h264", "yuv420p")
+        assert (stream.width, stream.height) == (62, 46)  # padded by one column and one row
+    result = json.loads(next(Path(f) for f in files if f.endswith("result.json")).read_text())
+    assert (result["video"]["width"], result["video"]["height"], result["video"]["name"]) == (61, 45, "odd size.mp4")
+
+
+def test_bad_requests_show_their_message_and_the_app_keeps_serving(live_app, videos, tmp_path):
+    client = _client(live_app, tmp_path)
+    with pytest.raises(AppError, match=r"notes\.txt could not be opened as a video") as caught:
+        _detect(client, videos["text"], "fighting", 1, 0.5)
+    assert str(live_app.work_dir) not in str(caught.value)  # the server path is not shown to the visitor
+    with pytest.raises(AppError, match=rf"long\.mp4 is 4\.0 s long; this demo accepts videos up to "
+                                       rf"{MAX_DURATION_S:g} s"):
+        _detect(client, videos["long"], "fighting", 1, 0.5)
+    with pytest.raises(AppError, match="No anomaly names: type at least one in the names box"):
+        _detect(client, videos["walk"], " , ", 1, 0.5)
+    with pytest.raises(AppError, match="less than minimum value 1"):
+        _detect(client, videos["walk"], "fighting", 0, 0.5)
+    with pytest.raises(Exception, match=r"(?i)exceeds the maximum|too large|maximum allowed size"):
+        _detect(client, videos["big"], "fighting", 1, 0.5)
+    plot, overlay, table, files, summary = _detect(client, videos["walk"], "fighting", 4, 0.5)
+    assert Path(plot).stat().st_size > 0 and len(_frames(overlay)) == 16
+
+
+def test_eight_concurrent_requests_complete_with_correct_results(live_app, videos, reference_model, tmp_path):
+    from lavida.processing.detection import DetectionOptions, detect_video
+
+    jobs = [(videos["walk" if i % 2 == 0 else "odd"], ["fighting", "red square", "blue star", "fire"][i % 4],
+             1 + i % 3) for i in range(8)]
+    expected = [[round(float(score), 6)  # as result.json rounds
+                 for score in detect_video(*reference_model, video, [names], DetectionOptions(stride=stride)).scores]
+                for video, names, stride in jobs]
+    assert len({tuple(scores) for scores in expected}) == len(jobs)  # every request has its own answer
+
+    def request(job):
+        video, names, stride = job
+        client = Client(live_app.url, verbose=False, download_files=str(tmp_path / f"downloads-{names}-{stride}"))
+        return _detect(client, video, names, stride, 0.5)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(request, jobs))
+    for (video, names, stride), reference, (plot, overlay, table, files, summary) in zip(jobs, expected, results):
+        result = json.loads(next(Path(f) for f in files if f.endswith("result.json")).read_text())
+        assert (result["video"]["name"], result["anomalies"], result["settings"]["stride"]) == (video.name, [names],
+                                                                                                 stride)
+        assert result["scores"] == reference
+        assert Path(plot).stat().st_size > 0 and Path(overlay).stat().st_size > 0

@@ -1,0 +1,84 @@
+"""The Space in a real browser: Debian's chromium driven by Playwright uploads videos and clicks run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 30_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian chromium is not installed at {CHROMIUM} "
+                                                               "(run `make system-deps`)")
+
+
+@pytest.fixture
+def page(live_app):
+    from playwright.sync_api import sync_playwright  # a test extra: missing it is an error, not a skip
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(live_app.url)
+            page.wait_for_selector("#run-button")
+            yield page
+        finally:
+            browser.close()
+
+
+def _upload(page, path: Path) -> None:
+    clear = page.locator("#input-video button[aria-label='Clear']")
+    if clear.count():
+        clear.first.click()
+    page.locator("#input-video input[type=file]").set_input_files(str(path))
+
+
+def test_upload_run_and_recover_from_a_bad_file(page, videos, tmp_path):
+    # 1. A text file: the page says it is not a video file; running without a video says so too.
+    _upload(page, videos["text"])
+    page.get_by_text("Invalid file type: notes.txt").wait_for()
+    page.click("#run-button")
+    page.get_by_text("No video: upload one").wait_for()
+
+    # 2. A text file named like a video gets past the file picker: the server's message is shown in the page.
+    fake = tmp_path / "clip.mp4"
+    shutil.copy(videos["text"], fake)
+    _upload(page, fake)
+    page.locator("#input-video video").wait_for()
+    page.click("#run-button")
+    page.get_by_text("clip.mp4 could not be opened as a video").wait_for()
+
+    # 3. The next valid request succeeds: plot, overlay video, events and downloads appear.
+    _upload(page, videos["walk"])
+    page.locator("#input-video video").wait_for()
+    page.click("#preset input")  # a preset fills the names box
+    page.get_by_role("option", name="UCSD Ped").click()
+    page.wait_for_function("() => document.querySelector('#names textarea').value === "
+                           "'car, cart, wheelchair, skate, bicycle'")
+    page.fill("#names textarea", "red square, fightin")  # typed names: the preset shows "Custom"
+    page.locator("#names textarea").press_sequentially("g")  # a key press, as a visitor types (fill sends none)
+    page.wait_for_function("() => document.querySelector('#preset input').value === 'Custom'", timeout=5000)
+    page.click("#run-button")
+    plot = page.locator("#score-plot img")
+    plot.wait_for()
+    assert "scores.png" in plot.get_attribute("src")
+    overlay = page.locator("#overlay-video video")
+    overlay.wait_for()
+    assert "overlay.mp4" in overlay.get_attribute("src")
+    page.get_by_text("walk.mp4:").wait_for()  # the summary line
+    page.locator("#downloads").get_by_text("result.json").wait_for()
+    page.locator("#downloads").get_by_text("scores.csv").wait_for()
+    assert plot.evaluate("image => image.complete && image.naturalWidth > 0")
+    assert page.locator("#events tbody tr").count() >= 1
+    for close in page.locator(".toast-close").all():  # the earlier errors' messages would hide the plot
+        close.click()
+    page.locator(".toast-body").first.wait_for(state="detached")
+    screenshot = tmp_path / "space.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
