@@ -90,7 +90,9 @@ def build_app(settings: SpaceSettings | None = None, service: DetectionService |
                     threshold = gr.Slider(0.0, 1.0, value=settings.default_threshold, step=0.01, label="Threshold",
                                           info="event when the score reaches it", elem_id="threshold")
                 run = gr.Button("Detect anomalies", variant="primary", elem_id="run-button")
-                gr.Examples([example.row() for example in examples], inputs=[video, names, stride, threshold],
+                # the preset column keeps the dropdown in step with the names an example fills in
+                gr.Examples([[*example.row(), matching_preset(example.anomalies)] for example in examples],
+                            inputs=[video, names, stride, threshold, preset], visible_columns=[0],
                             example_labels=[example.label for example in examples], cache_examples=False,
                             label="Examples (synthetic world)")
             with gr.Column(scale=3):

@@ -82,3 +82,9 @@ def test_upload_run_and_recover_from_a_bad_file(page, videos, tmp_path):
     screenshot = tmp_path / "space.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+
+    # 4. An example fills in the video, the synthetic world's names and its preset.
+    page.get_by_text("held-out shape crosses the scene (anomaly)").click()
+    page.wait_for_function("() => (document.querySelector('#input-video video') || {}).src?.includes('held-out')")
+    page.wait_for_function("() => document.querySelector('#preset input').value.startsWith('Synthetic world')")
+    assert page.input_value("#names textarea").startswith("red circle, red hexagon")
