@@ -1,0 +1,237 @@
+"""Configuration of LAVIDA (Dai et al., "LAVIDA", CVPR 2026, arXiv 2602.19248).
+
+``LavidaConfig`` is a composite config: three sub-configs for the pretrained towers (a Qwen-VL family video MLLM,
+SAM2, a class-name text encoder) plus LAVIDA's own hyper-parameters (semantic projector, token compression, loss
+weights, the ``<SEG>`` token). Full-size defaults follow the paper; ``LavidaConfig.tiny()`` gives a config whose
+forward + backward runs on a CPU in well under a second.
+
+This file is copied next to saved weights for ``trust_remote_code`` loading, so it imports only ``transformers``.
+"""
+
+from __future__ import annotations
+
+from transformers import AutoConfig
+from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+
+# Special tokens of the small byte-level tokenizer that tiny configs use (ids 256.. in this order).
+TINY_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<SEG>",
+)
+TINY_BYTE_VOCAB_SIZE = 256
+TEXT_POOLING_MODES = ("pooler", "mean", "cls")
+
+# Qwen2-VL-7B-Instruct (text side) and SAM 2.1 Hiera-Small, the paper's towers.
+_QWEN2_VL_7B_TEXT = {
+    "vocab_size": 152064,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 32768,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+}
+_QWEN2_VL_7B_VISION = {"depth": 32, "embed_dim": 1280, "hidden_size": 3584, "num_heads": 16, "mlp_ratio": 4}
+_SAM21_HIERA_SMALL_BACKBONE = {
+    "model_type": "sam2_hiera_det_model",
+    "blocks_per_stage": [1, 2, 11, 2],
+    "global_attention_blocks": [7, 10, 13],
+    "window_positional_embedding_background_size": [7, 7],
+}
+
+
+class LavidaConfig(PreTrainedConfig):
+    r"""
+    mllm_config (`dict` or `PreTrainedConfig`, *optional*):
+        Config of the video MLLM (Qwen2-VL, Qwen2.5-VL or Qwen3-VL). Defaults to Qwen2-VL-7B-Instruct's.
+    sam_config (`dict` or `Sam2Config`, *optional*):
+        Config of SAM2. Defaults to SAM 2.1 Hiera-Small.
+    text_encoder_config (`dict` or `PreTrainedConfig`, *optional*):
+        Config of the class-name text encoder: a CLIP text tower (``clip_text_model``) or a BERT-style sentence
+        encoder (``bert``, e.g. all-MiniLM-L6-v2). Defaults to CLIP ViT-B/32's text tower.
+    text_pooling (`str`, defaults to `"pooler"`):
+        How one vector per name is taken from the text encoder: ``"pooler"`` (CLIP's pooled EOS output),
+        ``"mean"`` (attention-masked mean, as sentence-transformers models are trained) or ``"cls"``.
+    projector_hidden_size (`int`, defaults to 768): width of the semantic projector.
+    num_queries (`int`, defaults to 48): learnable queries of the two-way Q-Former.
+    qformer_layers (`int`, defaults to 5): two-way attention blocks of the Q-Former.
+    qformer_heads (`int`, defaults to 12), qformer_mlp_dim (`int`, defaults to 2048),
+    qformer_dropout (`float`, defaults to 0.1): Q-Former block sizes (SAM style).
+    cross_attention_heads (`int`, defaults to 8): heads of the name-to-frame cross-attention.
+    attention_downsample_rate (`int`, defaults to 2): SAM-style attention downsampling (internal width / rate).
+    compression_ratio (`float`, defaults to 0.5): share of visual tokens kept by density-based merging
+        (1.0 disables merging).
+    lof_k (`int`, defaults to 8): neighbours of the local outlier factor density.
+    static_threshold (`float`, defaults to 0.01): mean ``1 - cos`` below which a 2x2 unit is static background;
+        a negative value disables static pruning.
+    seg_token (`str`, defaults to `"<SEG>"`), seg_token_id (`int`, *optional*): the segmentation token and its id
+        in the MLLM's vocabulary (set when the token is added to the tokenizer).
+    lm_loss_weight, focal_loss_weight, dice_loss_weight, iou_loss_weight, object_score_loss_weight
+        (`float`, defaults to 1 / 20 / 2 / 1 / 2): weights of the mixed loss.
+    focal_alpha (`float`, defaults to 0.25), focal_gamma (`float`, defaults to 2.0): sigmoid focal loss.
+    """
+
+    model_type = "lavida"
+    sub_configs_defaults = {
+        "mllm_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2_vl"),
+        "sam_config": SubConfigSpec(config_class=AutoConfig, model_type="sam2"),
+        "text_encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="clip_text_model"),
+    }
+
+    mllm_config: dict | PreTrainedConfig | None = None
+    sam_config: dict | PreTrainedConfig | None = None
+    text_encoder_config: dict | PreTrainedConfig | None = None
+    text_pooling: str = "pooler"
+
+    projector_hidden_size: int = 768
+    num_queries: int = 48
+    qformer_layers: int = 5
+    qformer_heads: int = 12
+    qformer_mlp_dim: int = 2048
+    qformer_dropout: float = 0.1
+    cross_attention_heads: int = 8
+    attention_downsample_rate: int = 2
+
+    compression_ratio: float = 0.5
+    lof_k: int = 8
+    static_threshold: float = 0.01
+
+    seg_token: str = "<SEG>"
+    seg_token_id: int | None = None
+
+    lm_loss_weight: float = 1.0
+    focal_loss_weight: float = 20.0
+    dice_loss_weight: float = 2.0
+    iou_loss_weight: float = 1.0
+    object_score_loss_weight: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        # Paper defaults for the towers when none is given (the library defaults are other sizes).
+        if self.mllm_config is None:
+            self.mllm_config = {"model_type": "qwen2_vl", "text_config": dict(_QWEN2_VL_7B_TEXT),
+                                "vision_config": dict(_QWEN2_VL_7B_VISION)}
+        if self.sam_config is None:
+            self.sam_config = {"model_type": "sam2",
+                               "vision_config": {"model_type": "sam2_vision_model",
+                                                 "backbone_config": dict(_SAM21_HIERA_SMALL_BACKBONE)}}
+        super().__post_init__(**kwargs)
+        self.validate_lavida_fields()
+
+    def validate_lavida_fields(self) -> None:
+        """Fail early on values the model cannot run with, naming the field and value."""
+        if not 0.0 < self.compression_ratio <= 1.0:
+            raise ValueError(f"compression_ratio must be in (0, 1], got {self.compression_ratio}.")
+        if self.lof_k < 1:
+            raise ValueError(f"lof_k must be >= 1, got {self.lof_k}.")
+        if self.text_pooling not in TEXT_POOLING_MODES:
+            raise ValueError(f"text_pooling must be one of {TEXT_POOLING_MODES}, got {self.text_pooling!r}.")
+        for name in ("projector_hidden_size", "num_queries", "qformer_layers", "qformer_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        for heads_field in ("qformer_heads", "cross_attention_heads"):
+            internal = self.projector_hidden_size // self.attention_downsample_rate
+            if internal % getattr(self, heads_field) != 0:
+                raise ValueError(
+                    f"projector_hidden_size / attention_downsample_rate = {internal} must be divisible by "
+                    f"{heads_field} = {getattr(self, heads_field)}."
+                )
+
+    # ----------------------------------------------------------------------------------------------------------
+    @property
+    def mllm_hidden_size(self) -> int:
+        """Hidden size of the MLLM's language model (the size of ``f_sem``)."""
+        return self.mllm_config.get_text_config().hidden_size
+
+    @property
+    def text_embedding_size(self) -> int:
+        """Width of one class-name vector from the text encoder."""
+        return self.text_encoder_config.hidden_size
+
+    @property
+    def sam_prompt_size(self) -> int:
+        """Width of SAM2's prompt tokens (256 at full size)."""
+        return self.sam_config.mask_decoder_config.hidden_size
+
+    @property
+    def sam_image_size(self) -> int:
+        return self.sam_config.prompt_encoder_config.image_size
+
+    @classmethod
+    def tiny(cls, text_encoder_config: dict | PreTrainedConfig | None = None, **kwargs) -> "LavidaConfig":
+        """A small config with the full architecture: builds in milliseconds, forward + backward well under 1 s.
+
+        The MLLM uses the small byte-level vocabulary of ``TINY_SPECIAL_TOKENS`` (264 ids). SAM2 runs at 128 px.
+        ``text_encoder_config`` defaults to a 2-layer CLIP text tower with a byte vocabulary.
+        """
+        ids = {token: TINY_BYTE_VOCAB_SIZE + i for i, token in enumerate(TINY_SPECIAL_TOKENS)}
+        vocab_size = TINY_BYTE_VOCAB_SIZE + len(TINY_SPECIAL_TOKENS)
+        mllm = {
+            "model_type": "qwen2_vl",
+            "text_config": {
+                "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+                "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
+            },
+            "vision_config": {"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 4, "mlp_ratio": 2},
+            "image_token_id": ids["<|image_pad|>"],
+            "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"],
+            "vision_end_token_id": ids["<|vision_end|>"],
+            "tie_word_embeddings": False,
+        }
+        sam = {
+            "model_type": "sam2",
+            "vision_config": {
+                "model_type": "sam2_vision_model",
+                "backbone_config": {
+                    "model_type": "sam2_hiera_det_model", "image_size": [128, 128], "hidden_size": 12,
+                    "blocks_per_stage": [1, 2, 2, 1], "embed_dim_per_stage": [12, 24, 48, 96],
+                    "num_attention_heads_per_stage": [1, 1, 1, 1], "global_attention_blocks": [4],
+                    "window_size_per_stage": [8, 4, 4, 4],
+                },
+                "backbone_channel_list": [96, 48, 24, 12],
+                "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]],
+                "fpn_hidden_size": 32,
+            },
+            "prompt_encoder_config": {"hidden_size": 32, "image_size": 128, "patch_size": 16},
+            "mask_decoder_config": {"hidden_size": 32, "mlp_dim": 64, "num_hidden_layers": 2,
+                                    "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+        }
+        if text_encoder_config is None:
+            text_encoder_config = {
+                "model_type": "clip_text_model", "vocab_size": vocab_size, "hidden_size": 32,
+                "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "max_position_embeddings": 77, "projection_dim": 32, "eos_token_id": ids["<|im_end|>"],
+                "bos_token_id": ids["<|im_start|>"], "pad_token_id": ids["<|endoftext|>"],
+            }
+        defaults = {
+            "mllm_config": mllm,
+            "sam_config": sam,
+            "text_encoder_config": text_encoder_config,
+            "projector_hidden_size": 32,
+            "num_queries": 4,
+            "qformer_layers": 2,
+            "qformer_heads": 2,
+            "qformer_mlp_dim": 64,
+            "qformer_dropout": 0.0,
+            "cross_attention_heads": 2,
+            "lof_k": 4,
+            "seg_token_id": ids["<SEG>"],
+        }
+        defaults.update(kwargs)
+        return cls(**defaults)
+
+
+__all__ = ["LavidaConfig", "TINY_SPECIAL_TOKENS", "TINY_BYTE_VOCAB_SIZE"]

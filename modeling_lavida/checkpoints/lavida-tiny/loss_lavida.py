@@ -1,0 +1,114 @@
+"""LAVIDA's mixed loss (section 4 of the method).
+
+``loss = w_lm * LM + w_focal * focal + w_dice * dice + w_iou * |IoU_pred - IoU| + w_obj * BCE(object score)``
+
+- Of the three candidate masks only the one with the lowest ``w_focal * focal + w_dice * dice`` is trained.
+- Focal, dice and IoU terms count only on frames whose target mask is non-empty; the object-score BCE counts on every
+  frame (its target is 1 where the frame's mask is non-empty).
+- Focal is the sigmoid focal loss averaged over a frame's pixels; dice is ``1 - (2|P.T| + 1) / (|P| + |T| + 1)`` on
+  sigmoid probabilities; the IoU target is the IoU of the chosen binarised mask (logit > 0) with the target. Each
+  term is averaged over the frames it counts on (0 when there is none).
+- Predicted masks are upsampled (bilinear) to the target size before the losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configuration_lavida import LavidaConfig
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """Per-mask sigmoid focal loss: ``[..., H, W]`` -> ``[...]`` (mean over pixels)."""
+    probability = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = probability * targets + (1 - probability) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.flatten(-2).mean(-1)
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-mask dice loss: ``[..., H, W]`` -> ``[...]``."""
+    probability = torch.sigmoid(logits).flatten(-2)
+    targets = targets.flatten(-2)
+    numerator = 2 * (probability * targets).sum(-1)
+    denominator = probability.sum(-1) + targets.sum(-1)
+    return 1 - (numerator + 1) / (denominator + 1)
+
+
+def mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """IoU of ``logits > 0`` with ``targets > 0.5``: ``[..., H, W]`` -> ``[...]`` (1 when both are empty)."""
+    predicted = (logits > 0).flatten(-2)
+    truth = (targets > 0.5).flatten(-2)
+    intersection = (predicted & truth).sum(-1).float()
+    union = (predicted | truth).sum(-1).float()
+    return torch.where(union > 0, intersection / union.clamp_min(1), torch.ones_like(union))
+
+
+@dataclass
+class LavidaLossOutput:
+    """The total and each weighted-before term (terms are unweighted means)."""
+
+    loss: torch.Tensor
+    lm_loss: torch.Tensor
+    focal_loss: torch.Tensor
+    dice_loss: torch.Tensor
+    iou_loss: torch.Tensor
+    object_score_loss: torch.Tensor
+    chosen_mask: torch.Tensor  # (BT,) index of the trained candidate
+
+
+class LavidaLoss(nn.Module):
+    def __init__(self, config: LavidaConfig):
+        super().__init__()
+        self.lm_weight = config.lm_loss_weight
+        self.focal_weight = config.focal_loss_weight
+        self.dice_weight = config.dice_loss_weight
+        self.iou_weight = config.iou_loss_weight
+        self.object_weight = config.object_score_loss_weight
+        self.alpha = config.focal_alpha
+        self.gamma = config.focal_gamma
+
+    def forward(self, mask_logits: torch.Tensor, iou_scores: torch.Tensor, object_logits: torch.Tensor,
+                target_masks: torch.Tensor, lm_loss: torch.Tensor | None = None) -> LavidaLossOutput:
+        """
+        Args:
+            mask_logits: ``[BT, 3, h, w]`` candidate mask logits.
+            iou_scores: ``[BT, 3]`` predicted IoUs.
+            object_logits: ``[BT]`` object-score logits.
+            target_masks: ``[BT, H, W]`` binary targets (float).
+            lm_loss: scalar LM cross-entropy, or None (counts as 0).
+        """
+        targets = target_masks.float()
+        if mask_logits.shape[-2:] != targets.shape[-2:]:
+            mask_logits = F.interpolate(mask_logits.float(), size=targets.shape[-2:], mode="bilinear",
+                                        align_corners=False)
+        mask_logits = mask_logits.float()
+        expanded = targets[:, None].expand_as(mask_logits)
+        focal = sigmoid_focal_loss(mask_logits, expanded, self.alpha, self.gamma)  # (BT, 3)
+        dice = dice_loss(mask_logits, expanded)  # (BT, 3)
+        chosen = (self.focal_weight * focal + self.dice_weight * dice).argmin(dim=-1)  # (BT,)
+        rows = torch.arange(len(chosen), device=chosen.device)
+        positive = targets.flatten(1).amax(dim=1) > 0.5  # (BT,)
+        weight = positive.float()
+        count = weight.sum().clamp_min(1.0)
+
+        focal_term = (focal[rows, chosen] * weight).sum() / count
+        dice_term = (dice[rows, chosen] * weight).sum() / count
+        with torch.no_grad():
+            true_iou = mask_iou(mask_logits[rows, chosen], targets)
+        iou_term = ((iou_scores[rows, chosen].float() - true_iou).abs() * weight).sum() / count
+        object_term = F.binary_cross_entropy_with_logits(object_logits.float(), weight)
+        lm_term = lm_loss.float() if lm_loss is not None else object_term.new_zeros(())
+        total = (self.lm_weight * lm_term + self.focal_weight * focal_term + self.dice_weight * dice_term
+                 + self.iou_weight * iou_term + self.object_weight * object_term)
+        return LavidaLossOutput(total, lm_term, focal_term, dice_term, iou_term, object_term, chosen)
+
+
+__all__ = ["LavidaLoss", "LavidaLossOutput", "dice_loss", "mask_iou", "sigmoid_focal_loss"]

@@ -1,0 +1,240 @@
+"""``LavidaProcessor``: turns clips + anomaly names into LAVIDA model inputs, and model outputs into scores/masks.
+
+It wraps four sub-processors and adds only what LAVIDA needs (the prompt with ``<SEG>``, placeholder expansion,
+per-name tokenisation):
+
+- ``video_processor``: the MLLM's video processor (Qwen2-VL family) -> ``pixel_values_videos``, ``video_grid_thw``;
+- ``tokenizer``: the MLLM's tokenizer, which knows ``<SEG>``; the chat prompt keeps ``mm_token_type_ids``;
+- ``sam_image_processor``: SAM2's image processor -> ``sam_pixel_values [B, T, 3, S, S]``;
+- ``class_tokenizer``: the class-name text encoder's tokenizer -> ``class_input_ids [B, N, Lc]``.
+
+Prompt (section 1 of the method): a user turn with the video and "Detect anomalies in this video. Anomalies include
+{names}." and an assistant answer containing ``<SEG>``. Inference uses one fixed phrasing; training samples one of
+several (``phrasing="random"`` with a seeded generator). The whole conversation is one forward pass.
+
+This file is copied next to saved processors for ``trust_remote_code`` loading: it imports only numpy, torch and
+transformers.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+INFERENCE_QUESTION = "Detect anomalies in this video. Anomalies include {names}."
+INFERENCE_ANSWER = "Sure, it is {seg}."
+TRAINING_QUESTIONS = (
+    INFERENCE_QUESTION,
+    "Are there any anomalies in this video? Possible anomalies: {names}.",
+    "Find the abnormal events in the video. Candidates are {names}.",
+    "Watch the video and segment any of these anomalies: {names}.",
+    "Which of the following anomalies occur in this video: {names}? Segment them.",
+)
+TRAINING_ANSWERS = (
+    INFERENCE_ANSWER,
+    "It is {seg}.",
+    "Sure, {seg}.",
+    "The anomaly is {seg}.",
+)
+MAX_NAMES = 256
+MAX_NAME_CHARS = 200
+
+
+class LavidaProcessor(ProcessorMixin):
+    """Processor of ``LavidaForVideoAnomalyDetection`` (see module docstring)."""
+
+    return_mm_token_type_ids = True
+
+    def __init__(self, video_processor=None, tokenizer=None, sam_image_processor=None, class_tokenizer=None,
+                 chat_template: str | None = None, clip_length: int = 8, seg_token: str = "<SEG>", **kwargs):
+        if chat_template is None and tokenizer is not None:
+            chat_template = getattr(tokenizer, "chat_template", None)
+        super().__init__(video_processor, tokenizer, sam_image_processor, class_tokenizer,
+                         chat_template=chat_template)
+        self.clip_length = clip_length
+        self.seg_token = seg_token
+        self.video_token = getattr(tokenizer, "video_token", "<|video_pad|>")
+
+    # ------------------------------------------------------------------------------------------------ ids
+    @property
+    def seg_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.seg_token)
+
+    @property
+    def video_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.video_token)
+
+    @property
+    def temporal_patch_size(self) -> int:
+        return int(getattr(self.video_processor, "temporal_patch_size", 2))
+
+    # ------------------------------------------------------------------------------------------------ prompt
+    def build_prompt(self, names: list[str], phrasing: str | int = "inference", rng: random.Random | None = None
+                     ) -> tuple[str, str]:
+        """The chat text (with one video placeholder) and its assistant answer.
+
+        Args:
+            names: anomaly names, in the order they are listed.
+            phrasing: ``"inference"`` (fixed), ``"random"`` (one of the training phrasings) or an index.
+        """
+        if phrasing == "inference":
+            question, answer = INFERENCE_QUESTION, INFERENCE_ANSWER
+        elif phrasing == "random":
+            rng = rng or random.Random()
+            question, answer = rng.choice(TRAINING_QUESTIONS), rng.choice(TRAINING_ANSWERS)
+        else:
+            question = TRAINING_QUESTIONS[int(phrasing) % len(TRAINING_QUESTIONS)]
+            answer = TRAINING_ANSWERS[int(phrasing) % len(TRAINING_ANSWERS)]
+        answer = answer.format(seg=self.seg_token)
+        messages = [
+            {"role": "user", "content": [{"type": "video"},
+                                         {"type": "text", "text": question.format(names=", ".join(names))}]},
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+        ]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, chat_template=self.chat_template)
+        return text, answer
+
+    # ------------------------------------------------------------------------------------------------ call
+    def __call__(self, videos: list[np.ndarray] | np.ndarray, anomalies: list[list[str]] | list[str],
+                 target_masks: list[np.ndarray] | np.ndarray | None = None, phrasing: str | int = "inference",
+                 seed: int | None = None, return_tensors: str = "pt", **kwargs) -> BatchFeature:
+        """Build a batch.
+
+        Args:
+            videos: B clips, each ``uint8 [T, H, W, 3]`` (T a multiple of the temporal patch size, 8 by default).
+            anomalies: one list of names per clip (or one list shared by all clips).
+            target_masks: optional B arrays ``[T, H, W]`` (bool/0-1) for training; resized to SAM2's mask size.
+            phrasing: ``"inference"``, ``"random"`` (training) or an index; seed: for ``"random"``.
+
+        Returns:
+            ``BatchFeature`` with ``input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
+            video_grid_thw, sam_pixel_values, class_input_ids, class_attention_mask, class_mask`` and, with
+            targets, ``labels`` (assistant answer only) and ``target_masks [B, T, S, S]``.
+        """
+        if isinstance(videos, np.ndarray) and videos.ndim == 4:
+            videos = [videos]
+        videos = [np.asarray(v) for v in videos]
+        if not videos:
+            raise ValueError("videos is empty: give at least one clip of shape [T, H, W, 3].")
+        if not anomalies or isinstance(anomalies[0], str):
+            anomalies = [list(anomalies)] * len(videos)
+        if len(anomalies) != len(videos):
+            raise ValueError(f"Got {len(videos)} clips but {len(anomalies)} anomaly lists: give one list per clip.")
+        for names in anomalies:
+            validate_names(names)
+        frames = videos[0].shape[0]
+        for i, clip in enumerate(videos):
+            if clip.ndim != 4 or clip.shape[-1] != 3:
+                raise ValueError(f"Clip {i} has shape {clip.shape}; expected [T, H, W, 3] uint8 RGB frames.")
+            if clip.shape[0] != frames or frames % self.temporal_patch_size:
+                raise ValueError(f"Clip {i} has {clip.shape[0]} frames; all clips need the same count, a multiple "
+                                 f"of {self.temporal_patch_size} (clip_length is {self.clip_length}).")
+
+        rng = random.Random(seed)
+        video_inputs = self.video_processor(videos=videos, return_tensors="pt")
+        merge = int(getattr(self.video_processor, "merge_size", 2)) ** 2
+        texts, answers = [], []
+        for names, grid in zip(anomalies, video_inputs["video_grid_thw"]):
+            text, answer = self.build_prompt(list(names), phrasing, rng)
+            placeholder = self.video_token * (int(grid.prod()) // merge)
+            texts.append(text.replace(self.video_token, placeholder, 1))
+            answers.append(answer)
+        self.tokenizer.padding_side = "right"
+        encoded = self.tokenizer(texts, padding=True, return_tensors="pt")
+        input_ids = encoded["input_ids"]
+        mm_token_type_ids = torch.zeros_like(input_ids, dtype=torch.int)
+        mm_token_type_ids[input_ids == self.video_token_id] = 2
+
+        sam = self.sam_image_processor(images=[f for clip in videos for f in clip], return_tensors="pt")
+        sam_pixel_values = sam["pixel_values"].reshape(len(videos), frames, *sam["pixel_values"].shape[1:])
+
+        class_batch = self.encode_names(anomalies)
+        data = {
+            "input_ids": input_ids,
+            "attention_mask": encoded["attention_mask"],
+            "mm_token_type_ids": mm_token_type_ids,
+            "pixel_values_videos": video_inputs["pixel_values_videos"],
+            "video_grid_thw": video_inputs["video_grid_thw"],
+            "sam_pixel_values": sam_pixel_values,
+            **class_batch,
+        }
+        if target_masks is not None:
+            data["labels"] = self._answer_labels(input_ids, encoded["attention_mask"], texts, answers)
+            size = tuple(sam_pixel_values.shape[-2:])
+            resized = [F.interpolate(torch.as_tensor(np.asarray(m), dtype=torch.float32)[:, None], size=size,
+                                     mode="bilinear", align_corners=False)[:, 0] for m in target_masks]
+            data["target_masks"] = (torch.stack(resized) > 0.5).float()
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def encode_names(self, anomalies: list[list[str]]) -> dict[str, torch.Tensor]:
+        """Tokenise each name for the class-name encoder: ``class_input_ids/attention_mask [B, N, Lc]``,
+        ``class_mask [B, N]`` (False for padding slots when lists differ in length)."""
+        flat = [name for names in anomalies for name in names]
+        eos = self.class_tokenizer.eos_token
+        probe = self.class_tokenizer("a")["input_ids"]
+        if eos is not None and probe[-1] != self.class_tokenizer.eos_token_id:
+            flat = [name + eos for name in flat]  # pooled text towers read the EOS position
+        tokens = self.class_tokenizer(flat, padding=True, truncation=True, return_tensors="pt")
+        width = tokens["input_ids"].shape[1]
+        most = max(len(names) for names in anomalies)
+        ids = torch.full((len(anomalies), most, width), self.class_tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros(len(anomalies), most, width, dtype=torch.long)
+        real = torch.zeros(len(anomalies), most, dtype=torch.bool)
+        start = 0
+        for row, names in enumerate(anomalies):
+            ids[row, : len(names)] = tokens["input_ids"][start:start + len(names)]
+            mask[row, : len(names)] = tokens["attention_mask"][start:start + len(names)]
+            mask[row, len(names):, 0] = 1  # padding names attend to one token so encoders stay finite
+            real[row, : len(names)] = True
+            start += len(names)
+        return {"class_input_ids": ids, "class_attention_mask": mask, "class_mask": real}
+
+    def _answer_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, texts: list[str],
+                       answers: list[str]) -> torch.Tensor:
+        """LM labels on the assistant answer (and its end-of-turn token) only."""
+        labels = torch.full_like(input_ids, -100)
+        for row, (text, answer) in enumerate(zip(texts, answers)):
+            prefix = text[: text.rindex(answer)]
+            start = len(self.tokenizer(prefix)["input_ids"])
+            answer_len = len(self.tokenizer(answer)["input_ids"]) + 1  # + <|im_end|>
+            end = min(start + answer_len, int(attention_mask[row].sum()))
+            labels[row, start:end] = input_ids[row, start:end]
+        return labels
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    @staticmethod
+    def post_process_frame_scores(frame_logits: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` object-score logits -> anomaly probabilities in [0, 1]."""
+        return torch.sigmoid(frame_logits.float())
+
+    @staticmethod
+    def post_process_masks(mask_logits: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
+        """``[..., h, w]`` mask logits -> ``[..., H, W]`` anomaly probabilities at the native frame size.
+
+        SAM2's image processor resizes frames without padding, so a plain bilinear resize maps back."""
+        shape = mask_logits.shape
+        flat = mask_logits.reshape(-1, 1, *shape[-2:]).float()
+        resized = F.interpolate(flat, size=tuple(original_size), mode="bilinear", align_corners=False)
+        return torch.sigmoid(resized).reshape(*shape[:-2], *original_size)
+
+
+def validate_names(names: list[str]) -> None:
+    """Raise ``ValueError`` for an empty list, blank names, more than 256 names or a name over 200 characters."""
+    if not names or not any(str(n).strip() for n in names):
+        raise ValueError("The anomaly list is empty: give at least one anomaly name, e.g. 'fighting, fire'.")
+    if len(names) > MAX_NAMES:
+        raise ValueError(f"Got {len(names)} anomaly names; at most {MAX_NAMES} are supported.")
+    for name in names:
+        if not str(name).strip():
+            raise ValueError("An anomaly name is blank: remove empty entries from the list.")
+        if len(name) > MAX_NAME_CHARS:
+            raise ValueError(f"Anomaly name {name[:40]!r}... is {len(name)} characters; at most {MAX_NAME_CHARS}.")
+
+
+__all__ = ["INFERENCE_ANSWER", "INFERENCE_QUESTION", "LavidaProcessor", "TRAINING_ANSWERS", "TRAINING_QUESTIONS",
+           "validate_names"]
