@@ -23,10 +23,22 @@ from ..errors import UserInputError
 
 
 def load_built_corpus(path: str | os.PathLike, split: str = "train"):
-    """A folder written by ``lavida build-dataset`` (or a Hub id) as a ``datasets.Dataset``."""
+    """A folder written by ``lavida build-dataset`` (or a Hub id) as a ``datasets.Dataset``.
+
+    A local folder is read through its shard files (``data/<split>-*.parquet``) rather than its README: with a
+    README ``configs`` section, ``datasets`` keys its cache on the config alone, so a corpus rebuilt in place (or
+    another folder of the same name) would load the stale cached copy. Keyed on the shard files, the cache follows
+    their modification times.
+    """
     from datasets import load_dataset
 
+    local = Path(path)
     try:
+        if local.is_dir():
+            shards = sorted(str(shard) for shard in (local / "data").glob(f"{split}-*.parquet"))
+            if not shards:
+                raise FileNotFoundError(f"no shard data/{split}-*.parquet in {local}")
+            return load_dataset("parquet", data_files={split: shards}, split=split)
         return load_dataset(str(path), split=split)
     except (FileNotFoundError, ValueError) as error:
         raise UserInputError(f"Cannot load corpus {path} (split {split!r}): {error}. Build it with "

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from datasets import load_dataset
 
+from lavida.dataset_builders.corpus_loading import load_built_corpus
 from lavida.dataset_builders.corpus_writer import CorpusInfo, publish_corpus, write_corpus
 from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
 
@@ -28,7 +29,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def test_same_seed_gives_byte_identical_shards_and_load_dataset_returns_the_rows(tmp_path):
-    a = _build(tmp_path / "a")
+    a = _build(tmp_path / "loaded-by-plain-load-dataset")  # a name no other test uses: see load_built_corpus
     b = _build(tmp_path / "b")
     assert len(_digests(a)) == 3 and _digests(a) == _digests(b)
     assert _digests(_build(tmp_path / "c", seed=6)) != _digests(a)
@@ -42,6 +43,19 @@ def test_same_seed_gives_byte_identical_shards_and_load_dataset_returns_the_rows
         assert np.array_equal(np.stack([np.asarray(m) > 127 for m in row["masks"]]), expected["masks"])
     card = (a / "README.md").read_text()
     assert "configs:" in card and "| synthetic | 12 |" in card and "data/train-*.parquet" in card
+
+
+def test_a_corpus_rebuilt_in_place_loads_its_new_rows_not_a_stale_cache(tmp_path):
+
+    folder = tmp_path / "corpus"
+    _build(folder, count=4, seed=1)
+    first = load_built_corpus(folder)
+    shutil.rmtree(folder)
+    _build(folder, count=6, seed=2)
+    second = load_built_corpus(folder)
+    assert (len(first), len(second)) == (4, 6)
+    assert second.features["frames"] == first.features["frames"]  # Image features survive the parquet route
+    assert second[0]["names"] == SyntheticTrainingCorpus(num_samples=6, seed=2, world={"size": 48, "clip_length": 2})[0]["names"]
 
 
 def test_publishing_uploads_the_folder_and_it_reloads(tmp_path, monkeypatch):
@@ -64,8 +78,8 @@ def test_publishing_uploads_the_folder_and_it_reloads(tmp_path, monkeypatch):
     monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
     publish_corpus(built, "me/lavida-synthetic")
     assert calls == {"create": ("me/lavida-synthetic", "dataset"), "upload": ("me/lavida-synthetic", "dataset")}
-    reloaded = load_dataset(str(hub / "me" / "lavida-synthetic"), split="train")
-    assert len(reloaded) == 12 and reloaded[3]["names"] == load_dataset(str(built), split="train")[3]["names"]
+    reloaded = load_built_corpus(hub / "me" / "lavida-synthetic", split="train")
+    assert len(reloaded) == 12 and reloaded[3]["names"] == load_built_corpus(built, split="train")[3]["names"]
 
 
 def test_a_build_killed_halfway_leaves_whole_shards_and_a_rerun_completes(tmp_path):
@@ -90,7 +104,7 @@ def test_a_build_killed_halfway_leaves_whole_shards_and_a_rerun_completes(tmp_pa
     assert not (out / "README.md").exists()
     _build(out)  # rerun: skips the complete shard, writes the rest
     assert _digests(out) == _digests(_build(tmp_path / "straight"))
-    assert len(load_dataset(str(out), split="train")) == 12
+    assert len(load_built_corpus(out, split="train")) == 12
 
 
 def test_build_dataset_cli_and_contact_sheet(tmp_path, capsys):
@@ -119,8 +133,8 @@ def test_mix_interleaves_built_corpora_with_the_yaml_probabilities(tmp_path, cap
 
     a = _build(tmp_path / "corpora" / "a", count=10, seed=1, shard_size=10)
     b = _build(tmp_path / "corpora" / "b", count=10, seed=2, shard_size=10)
-    names_a = {tuple(r["names"]) for r in load_dataset(str(a), split="train")}
-    names_b = {tuple(r["names"]) for r in load_dataset(str(b), split="train")}
+    names_a = {tuple(r["names"]) for r in load_built_corpus(a, split="train")}
+    names_b = {tuple(r["names"]) for r in load_built_corpus(b, split="train")}
     mix = tmp_path / "configs" / "mix.yaml"
     mix.parent.mkdir()
     mix.write_text("seed: 3\nsources:\n  - {path: ../corpora/a, probability: 0.3}\n"
@@ -135,7 +149,7 @@ def test_mix_interleaves_built_corpora_with_the_yaml_probabilities(tmp_path, cap
     assert [tuple(r["names"]) for r in load_mixed_corpus(mix)] == drawn  # seeded
     out = tmp_path / "mixed"
     assert main(["build-dataset", "mix", "--mix", str(mix), "--out", str(out), "--num-samples", "8"]) == 0
-    rows = load_dataset(str(out), split="train")
+    rows = load_built_corpus(out, split="train")
     assert [tuple(r["names"]) for r in rows] == drawn[:8]
     ended = tmp_path / "ended"  # asks for more rows than the mix holds: the build stops when it runs out
     assert main(["build-dataset", "mix", "--mix", str(mix), "--out", str(ended), "--num-samples", "1000",
@@ -143,7 +157,7 @@ def test_mix_interleaves_built_corpora_with_the_yaml_probabilities(tmp_path, cap
     shards = sorted(p.name for p in (ended / "data").glob("*.parquet"))
     total = -(-len(drawn) // 8)
     assert shards == [f"train-{i:05d}-of-{total:05d}.parquet" for i in range(total)]
-    assert len(load_dataset(str(ended), split="train")) == len(drawn)
+    assert len(load_built_corpus(ended, split="train")) == len(drawn)
     capsys.readouterr()
     assert main(["build-dataset", "mix", "--out", str(out)]) == 2 and "--mix" in capsys.readouterr().err
 
@@ -154,7 +168,7 @@ def test_synthetic_vad_dataset_round_trip(tmp_path):
 
     config = SyntheticVADConfig(size=48, min_frames=8, max_frames=12)
     write_vad_dataset(tmp_path / "vad", num_videos=3, split="test", config=config)
-    dataset = load_dataset(str(tmp_path / "vad"), split="test")
+    dataset = load_built_corpus(tmp_path / "vad", split="test")
     assert len(dataset) == 3
     row, video = dataset[1], render_vad_video(1, "test", config)
     assert row["frame_labels"] == video.frame_labels.tolist()

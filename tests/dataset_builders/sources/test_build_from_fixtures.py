@@ -7,8 +7,8 @@ import json
 import shutil
 
 import pytest
-from datasets import load_dataset
 
+from lavida.dataset_builders.corpus_loading import load_built_corpus
 from lavida.commands import build_dataset
 from tests.dataset_builders.sources import (test_ade20k, test_cityscapes, test_mapillary, test_mevis, test_ref_davis,
                                             test_ref_youtube_vos, test_refcoco, test_youtube_vos)
@@ -53,7 +53,7 @@ def test_source_builds_into_a_loadable_corpus(source, tmp_path, files):
     build_dataset.add_arguments(parser)
     args = parser.parse_args([source, "--data-root", str(root), "--out", str(out), "--seed", "1"])
     assert build_dataset.run(args) == 0
-    dataset = load_dataset(str(out), split="train")
+    dataset = load_built_corpus(out, split="train")
     assert len(dataset) >= 1 and set(dataset["source"]) == {source}
     for row in dataset:
         assert len(row["frames"]) == len(row["masks"]) == len(row["frame_labels"])

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from datasets import load_dataset
 
+from lavida.dataset_builders.corpus_loading import load_built_corpus
 from lavida.cli import main
 from lavida.processing.video_io import write_video
 
@@ -18,7 +18,7 @@ def test_build_dataset_synthesized_copy_paste(tmp_path):
     code = main(["build-dataset", "synthesized", "--normal-videos", str(videos), "--objects", "synthetic",
                  "--method", "copy-paste", "--out", str(out), "--num-samples", "3", "--clip-length", "8"])
     assert code == 0
-    dataset = load_dataset(str(out), split="train")
+    dataset = load_built_corpus(out, split="train")
     assert len(dataset) == 3 and set(dataset["source"]) == {"synthesized"}
     for row in dataset:
         assert len(row["frames"]) == 8 and row["is_anomalous"] == any(row["frame_labels"])

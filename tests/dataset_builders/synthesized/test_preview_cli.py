@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lavida.cli import main
-from lavida.dataset_builders.synthesized import add_synthesized_arguments, load_synthesis_config
+from lavida.dataset_builders.synthesized import load_synthesis_config
 from lavida.dataset_builders.synthesized.preview import OUTLINE, ROW_LABELS, mask_outline
 from lavida.dataset_builders.synthesized.source import synthesized_source_from_args
 from lavida.errors import UserInputError
@@ -54,8 +54,7 @@ def test_options_plug_into_the_build_dataset_parser(frame_folder):
     from lavida.commands import build_dataset
 
     parser = argparse.ArgumentParser()
-    build_dataset.add_arguments(parser)
-    add_synthesized_arguments(parser)  # no clash with --data-root, --seed, --clip-length
+    build_dataset.add_arguments(parser)  # includes the synthesized source's options, no clash with --seed etc.
     args = parser.parse_args(["synthesized", "--out", "x", "--normal-videos", str(frame_folder), "--objects",
                               "synthetic", "--clip-length", "4", "--seed", "3"])
     source = synthesized_source_from_args(args)

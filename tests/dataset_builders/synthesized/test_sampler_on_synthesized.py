@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from lavida.dataset_builders.corpus_loading import load_built_corpus
 from lavida.dataset_builders.corpus_writer import CorpusInfo, source_row_factories, write_corpus
 from lavida.dataset_builders.sampler import AnomalyExposureSampler
 from lavida.dataset_builders.synthesized import SynthesisConfig, build_synthesized_source
@@ -67,14 +68,12 @@ def test_mask_is_non_empty_iff_anomalous_and_frame_labels_follow_it(samples):
 
 
 def test_corpus_of_the_source_has_the_common_schema(frame_folder, tmp_path):
-    from datasets import load_dataset
-
     source = build_synthesized_source(frame_folder, "synthetic", seed=1, config=SynthesisConfig(items_per_clip=4))
     sampler = AnomalyExposureSampler(max_names=source.max_names)
     info = CorpusInfo(name="lavida-synthesized", sources=["synthesized"], seed=1)
     out = write_corpus(source_row_factories(source, sampler, seed=1), 4, tmp_path / "synthesized-corpus", info,
                        progress=False)
-    dataset = load_dataset(str(out), split="train")
+    dataset = load_built_corpus(out)
     assert set(dataset.column_names) == {"sample_id", "source", "frames", "masks", "names", "name_labels",
                                          "frame_labels", "is_anomalous"}
     assert len(dataset) == 4 and set(dataset["source"]) == {"synthesized"}
