@@ -5,12 +5,15 @@ through the model in batches of ``clip_batch_size`` clips; the whole video is ne
 features are computed once per video. Every decoded frame gets the score of its nearest sampled frame.
 
 Masks are kept, when asked for, at the decoder's low resolution (``[S, h, w]`` float16 for S sampled frames) and
-resized to the native frame size one frame at a time (``VideoDetection.mask``).
+resized to the native frame size one frame at a time (``VideoDetection.mask``). They are appended to an anonymous
+temporary file and memory-mapped (``LowResMaskStore``), so a long video's masks (128 KiB per sampled frame at SAM2's
+1024 px input) stay on disk rather than in memory; the file has no name and disappears with the result.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +42,36 @@ class DetectionOptions:
     keep_masks: bool = False
 
 
+class LowResMaskStore:
+    """Low-resolution mask logits of the sampled frames, appended batch by batch to an unnamed temporary file.
+
+    ``array()`` memory-maps what was written as ``float16 [S, h, w]``; pages are read on demand, so memory does not
+    grow with the video's length. The file is unlinked on creation and freed when the store and its arrays are gone.
+    """
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="lavida-masks-")
+        self._shape: tuple[int, int] | None = None
+        self._count = 0
+
+    def append(self, masks: np.ndarray) -> None:
+        """Add ``[n, h, w]`` masks (any float dtype; stored as float16)."""
+        masks = np.ascontiguousarray(masks, dtype=np.float16)
+        if self._shape is None:
+            self._shape = masks.shape[1:]
+        elif masks.shape[1:] != self._shape:
+            raise ValueError(f"Mask size changed within one video: {masks.shape[1:]} after {self._shape}.")
+        self._file.write(masks.tobytes())
+        self._count += len(masks)
+
+    def array(self) -> np.ndarray | None:
+        """``float16 [S, h, w]`` read-only memory map (None when nothing was appended)."""
+        if self._count == 0:
+            return None
+        self._file.flush()
+        return np.memmap(self._file, dtype=np.float16, mode="r", shape=(self._count, *self._shape))
+
+
 @dataclass
 class VideoDetection:
     """Result of ``detect_video``.
@@ -50,7 +83,8 @@ class VideoDetection:
         sampled_scores: ``[S]`` their anomaly probabilities.
         scores: ``[F]`` one probability per decoded frame (nearest sampled frame; smoothed if asked).
         events: maximal runs above the threshold (``postprocessing.Event``).
-        lowres_masks: ``[S, h, w]`` float16 mask logits of the sampled frames when masks were kept.
+        lowres_masks: ``[S, h, w]`` float16 mask logits of the sampled frames when masks were kept (memory-mapped
+            from an unnamed temporary file: see ``LowResMaskStore``).
     """
 
     info: VideoInfo
@@ -119,7 +153,7 @@ def detect_video(model, processor, source: VideoSource, anomalies: list[str], op
 
     sampled_frames: list[np.ndarray] = []
     sampled_scores: list[np.ndarray] = []
-    masks: list[np.ndarray] = []
+    masks = LowResMaskStore() if options.keep_masks else None
     clip_length = processor.clip_length
     for batch in _batched(iter_clips(source, stride=options.stride, clip_length=clip_length), options.clip_batch_size):
         inputs = processor([clip.frames for clip in batch], [names] * len(batch))
@@ -132,7 +166,7 @@ def detect_video(model, processor, source: VideoSource, anomalies: list[str], op
             sampled_frames.append(clip.frame_indices[real])
             sampled_scores.append(probabilities[row][real])
             if options.keep_masks:
-                masks.append(output.mask_logits[row][torch.from_numpy(real)].float().cpu().numpy().astype(np.float16))
+                masks.append(output.mask_logits[row][torch.from_numpy(real)].float().cpu().numpy())
         if progress is not None:
             progress(int(batch[-1].frame_indices[batch[-1].real].max()) + 1, info.num_frames)
 
@@ -146,7 +180,7 @@ def detect_video(model, processor, source: VideoSource, anomalies: list[str], op
     events = find_events(scores, info.fps, options.threshold, options.min_event_frames)
     return VideoDetection(info=info, anomalies=names, options=options, sampled_frames=frames,
                           sampled_scores=scores_sampled, scores=scores, events=events,
-                          lowres_masks=np.concatenate(masks) if masks else None)
+                          lowres_masks=masks.array() if masks is not None else None)
 
 
-__all__ = ["DetectionOptions", "VideoDetection", "detect_video"]
+__all__ = ["DetectionOptions", "LowResMaskStore", "VideoDetection", "detect_video"]

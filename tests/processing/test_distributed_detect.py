@@ -1,0 +1,163 @@
+"""Multi-process ``lavida detect``: input expansion, sharding, the index, and a real 2-process launch whose output
+folder equals the one-process run's."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lavida.cli import main as lavida_main
+from lavida.errors import UserInputError
+from lavida.processing.distributed_detect import (INDEX_JSON, ProcessInfo, VideoOutcome, expand_video_inputs,
+                                                  index_dict, merge_outcomes, pick_device, shard_indices,
+                                                  threads_per_process)
+from lavida.processing.video_io import write_video
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# ------------------------------------------------------------------------------------------------------------ inputs
+def test_folder_expands_to_its_videos_sorted_skipping_other_and_hidden_files(tmp_path):
+    for name in ("b.mp4", "a.WEBM", "c.avi", ".hidden.mp4", "notes.txt", "cover.png"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.mp4").write_bytes(b"x")
+    assert expand_video_inputs([str(tmp_path)]) == [str(tmp_path / n) for n in ("a.WEBM", "b.mp4", "c.avi")]
+
+
+def test_list_file_paths_are_relative_to_the_list_and_keep_order(tmp_path):
+    (tmp_path / "lists").mkdir()
+    listing = tmp_path / "lists" / "videos.txt"
+    listing.write_text(f"# comment\nz.mp4\n\n  ../a.mp4  \n{tmp_path / 'abs.mkv'}\n")
+    videos = expand_video_inputs(["first.mp4", f"@{listing}", "last.mp4"])
+    assert videos == ["first.mp4", str(tmp_path / "lists" / "z.mp4"), str(tmp_path / "lists" / ".." / "a.mp4"),
+                      str(tmp_path / "abs.mkv"), "last.mp4"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: str(d), "holds no video files"),
+    (lambda d: f"@{d / 'missing.txt'}", "does not exist"),
+    (lambda d: (d / "empty.txt").write_text("# nothing\n\n") and f"@{d / 'empty.txt'}", "names no videos"),
+])
+def test_bad_folders_and_lists_are_user_errors(tmp_path, make, message):
+    with pytest.raises(UserInputError, match=message):
+        expand_video_inputs([make(tmp_path)])
+
+
+# ------------------------------------------------------------------------------------------------------------ shards
+@pytest.mark.parametrize("world", [1, 2, 3, 5])
+def test_shards_cover_every_video_once_in_input_order(world):
+    sizes = list(np.random.default_rng(world).integers(1, 1000, size=11))
+    shards = shard_indices(sizes, world)
+    assert len(shards) == world
+    assert sorted(i for shard in shards for i in shard) == list(range(11))
+    assert all(shard == sorted(shard) for shard in shards)
+    assert shards == shard_indices(sizes, world)  # deterministic: every process computes the same split
+
+
+def test_shards_balance_sizes_not_counts():
+    # one big video against four small ones: round-robin would give shard 0 the big one plus two small ones
+    shards = shard_indices([100, 10, 10, 10, 10], 2)
+    assert shards == [[0], [1, 2, 3, 4]]
+
+
+def test_process_info_reads_the_launcher_environment():
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+    info = ProcessInfo.from_environment(env)
+    assert (info.rank, info.world_size, info.local_rank, info.local_world_size) == (3, 4, 1, 2)
+    assert info.distributed and not info.is_main
+    assert ProcessInfo.from_environment({}) == ProcessInfo()
+    with pytest.raises(UserInputError, match="RANK=4"):
+        ProcessInfo.from_environment({"RANK": "4", "WORLD_SIZE": "4"})
+    with pytest.raises(UserInputError, match="WORLD_SIZE"):
+        ProcessInfo.from_environment({"WORLD_SIZE": "two"})
+
+
+def test_devices_and_threads_follow_the_local_rank():
+    second = ProcessInfo(rank=1, world_size=2, local_rank=1, local_world_size=2)
+    assert pick_device(None, second, cuda_devices=2) == "cuda:1"
+    assert pick_device("cuda", second, cuda_devices=2) == "cuda:1"
+    assert pick_device(None, second, cuda_devices=0) == "cpu"
+    assert pick_device("cuda:0", second, cuda_devices=2) == "cuda:0"  # an explicit device is kept
+    assert pick_device(None, ProcessInfo(), cuda_devices=1) == "cuda"
+    assert threads_per_process(second, cores=16) == 8
+    assert threads_per_process(ProcessInfo(local_world_size=4), cores=2) == 1
+
+
+def test_merge_restores_input_order_and_rejects_overlaps():
+    a = VideoOutcome(0, "a.mp4", "a", "ok")
+    b = VideoOutcome(1, "b.mp4", "b", "error", error="bad")
+    c = VideoOutcome(2, "c.mp4", "c", "ok")
+    assert merge_outcomes([[b], [a, c]]) == [a, b, c]
+    with pytest.raises(ValueError, match="two processes"):
+        merge_outcomes([[a], [a]])
+    index = index_dict([a, b, c], ["fire"], "model", {"stride": 1})
+    assert index["num_videos"] == 3 and index["num_failed"] == 1
+    assert [entry["folder"] for entry in index["videos"]] == ["a", "b", "c"]
+    assert "position" not in index["videos"][0]
+
+
+# ------------------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
+    from lavida.processing.factories import build_tiny_processor
+
+    folder = tmp_path_factory.mktemp("tiny-checkpoint")
+    torch.manual_seed(0)
+    LavidaForVideoAnomalyDetection(LavidaConfig.tiny()).save_pretrained(folder)
+    build_tiny_processor().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    for index, frames in enumerate((12, 20, 9)):
+        video = rng.integers(0, 255, (frames, 48, 64, 3), dtype=np.uint8)
+        video[2:6, 10:30, 20:40] = (220, 40, 40)
+        write_video(folder / f"clip{index}.mp4", video, fps=10.0)
+    (folder / "broken.mp4").write_bytes(b"not a video")  # fails on every process count alike
+    return folder
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+def test_two_processes_write_the_output_folder_of_one_process(checkpoint, video_folder, tmp_path):
+    args = ["detect", str(video_folder), "--anomalies", "red square, fire", "--model", str(checkpoint),
+            "--threads", "1", "--clip-batch-size", "1"]
+    threads = torch.get_num_threads()
+    try:
+        single_status = lavida_main([*args, "--out", str(tmp_path / "single")])
+    finally:
+        torch.set_num_threads(threads)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", "29671", "-m", "lavida.cli", *args, "--out", str(tmp_path / "sharded")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(launch, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    assert single_status == 2  # the broken video fails ...
+    assert result.returncode != 0, result.stdout + result.stderr  # ... and the launch reports it too
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    index = json.loads((single / INDEX_JSON).read_text())
+    assert [entry["folder"] for entry in index["videos"]] == ["broken", "clip0", "clip1", "clip2"]
+    assert [entry["status"] for entry in index["videos"]] == ["error", "ok", "ok", "ok"]
+    assert [entry["num_frames"] for entry in index["videos"][1:]] == [12, 20, 9]
+    assert _files(single) == _files(sharded)
+    assert len(_files(single)) == 1 + 3 * 4  # index + result.json, scores.csv, scores.png, overlay.mp4 per video
+    differing = [name for name in _files(single) if not filecmp.cmp(single / name, sharded / name, shallow=False)]
+    assert differing == []
+    # both processes really worked: each printed the summary of its own share
+    assert result.stdout.count("-> ") == 3, result.stdout
