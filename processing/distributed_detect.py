@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+from .video_io import VIDEO_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".wmv",
-                            ".flv", ".ts"})
 INDEX_JSON = "index.json"
 INDEX_FORMAT_VERSION = 1
 # A process waits for the others at the end; the slowest share of videos bounds that wait.
@@ -315,6 +314,6 @@ def write_index(out_dir: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     return target
 
 
-__all__ = ["GATHER_TIMEOUT", "INDEX_JSON", "ProcessGroup", "ProcessInfo", "VIDEO_SUFFIXES", "VideoOutcome",
+__all__ = ["GATHER_TIMEOUT", "INDEX_JSON", "ProcessGroup", "ProcessInfo", "VideoOutcome",
            "expand_video_inputs", "index_dict", "merge_outcomes", "pick_device", "shard_indices",
            "threads_per_process", "video_cost", "write_index"]

@@ -48,6 +48,9 @@ DEFAULT_CLIP_LENGTH = 8  # sampled frames per clip, as the model is trained
 MIN_FRAMES = 2
 FALLBACK_FPS = 25.0  # used when a container declares no frame rate at all
 SUPPORTED_FORMATS_HINT = "mp4 (H.264), webm, avi, mkv, mov or gif"
+# File suffixes taken for videos when a folder is searched (any file given by name is simply tried with FFmpeg).
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".wmv",
+                                   ".flv", ".ts")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -436,5 +439,5 @@ def _make_clip(images: list[np.ndarray], indices: list[int], clip_length: int) -
                 real=real)
 
 
-__all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "MIN_FRAMES", "Clip", "DecodedFrame", "FrameArray", "VideoInfo",
+__all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "MIN_FRAMES", "VIDEO_SUFFIXES", "Clip", "DecodedFrame", "FrameArray", "VideoInfo",
            "VideoSource", "describe_source", "iter_clips", "iter_frames", "probe_video", "write_video"]

@@ -21,11 +21,11 @@ import numpy as np
 from PIL import Image
 
 from lavida.errors import UserInputError
+from lavida.processing.video_io import VIDEO_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

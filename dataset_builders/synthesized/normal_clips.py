@@ -16,11 +16,10 @@ import numpy as np
 from PIL import Image
 
 from lavida.errors import UserInputError
-from lavida.processing.video_io import iter_frames, probe_video
+from lavida.processing.video_io import VIDEO_SUFFIXES, iter_frames, probe_video
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".m4v", ".avi", ".mkv", ".webm", ".mov", ".gif", ".mpg", ".mpeg", ".wmv")
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
