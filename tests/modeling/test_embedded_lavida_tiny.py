@@ -1,0 +1,59 @@
+"""The embedded lavida-tiny loads and runs; its known failure (it ignores the anomaly names) is pinned here.
+
+The name test is a strict xfail: it fails today for the reason the model card gives, and once a retrained checkpoint
+does ground the names it passes, which turns the strict xfail into a failure so this file and the card get updated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
+from lavida.dataset_builders.synthetic_world import TRAINING_NAMES
+from lavida.model_factory import load_model_and_processor
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    model, processor = load_model_and_processor(None, device="cpu")
+    return model.eval(), processor
+
+
+@pytest.fixture(scope="module")
+def anomalous_clips():
+    corpus = SyntheticTrainingCorpus(num_samples=60, seed=123, split="validation", max_names=4,
+                                     world={"size": 128, "clip_length": 8})
+    rows = [corpus[i] for i in range(len(corpus))]
+    return [row for row in rows if row["is_anomalous"] and row["masks"].sum() > 200][:4]
+
+
+def _target_probability(model, processor, row, names) -> float:
+    with torch.no_grad():
+        out = model(**processor([row["frames"]], [names]))
+    logits = torch.nn.functional.interpolate(out.mask_logits.float(), size=row["masks"].shape[-2:], mode="bilinear",
+                                             align_corners=False)[0]
+    return float(torch.sigmoid(logits).numpy()[row["masks"]].mean())
+
+
+def test_embedded_model_gives_one_score_and_mask_per_frame(embedded, anomalous_clips):
+    model, processor = embedded
+    row = anomalous_clips[0]
+    with torch.no_grad():
+        out = model(**processor([row["frames"]], [row["names"]]))
+    assert out.frame_logits.shape == (1, 8) and torch.isfinite(out.frame_logits).all()
+    assert out.mask_logits.shape[:2] == (1, 8) and torch.isfinite(out.mask_logits).all()
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="lavida-tiny ignores the anomaly names (model_card.md, 'lavida-tiny')")
+def test_masks_drop_when_the_target_name_is_swapped_for_an_absent_one(embedded, anomalous_clips):
+    model, processor = embedded
+    drops = []
+    for row in anomalous_clips:
+        names = list(row["names"])
+        swapped = [next(n for n in TRAINING_NAMES if n not in names) if label else name
+                   for name, label in zip(names, row["name_labels"])]
+        drops.append(_target_probability(model, processor, row, names)
+                     - _target_probability(model, processor, row, swapped))
+    assert len(drops) == 4 and np.mean(drops) > 0.1
