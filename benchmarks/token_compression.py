@@ -183,7 +183,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
                     })
     return {
         "benchmark": "token_compression",
-        "model": (f"Qwen2-VL-7B text model at full width (hidden {config.hidden_size}, {config.num_heads} heads, "
+        "model": (f"Qwen2-VL text model (hidden {config.hidden_size}, {config.num_heads} heads, "
                   f"{config.num_kv_heads} KV heads, MLP {config.intermediate_size}), {layers} of {FULL_DEPTH} "
                   "decoder layers, random weights"),
         "layers": layers,
@@ -197,7 +197,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
 
 
 def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets at r = 0.5 without pruning: >= 1.8x faster prefill, compression < 5 % of LLM time."""
+    """The performance targets at r = 0.5 without pruning: >= 1.8x faster prefill, compression < 5 % of LLM time."""
     checks = []
     for row in rows:
         if row["ratio"] == 0.5 and not row["static_pruning"]:
