@@ -83,7 +83,8 @@ def build_tiny_model_and_processor(spec: ModelSpec):
     if spec.text_encoder is not None:
         path = resolve_text_encoder(spec.text_encoder)
         text_config = AutoConfig.from_pretrained(path)
-        overrides.setdefault("text_encoder_config", text_config.to_dict())
+        # name the encoder by its spec, not by the folder it was read from (a machine path)
+        overrides.setdefault("text_encoder_config", {**text_config.to_dict(), "_name_or_path": spec.text_encoder})
         overrides.setdefault("text_pooling", "mean" if text_config.model_type != "clip_text_model" else "pooler")
         class_tokenizer = AutoTokenizer.from_pretrained(path)
         text_weights = AutoModel.from_pretrained(path).state_dict()

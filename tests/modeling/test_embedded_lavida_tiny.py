@@ -57,3 +57,21 @@ def test_masks_drop_when_the_target_name_is_swapped_for_an_absent_one(embedded, 
         drops.append(_target_probability(model, processor, row, names)
                      - _target_probability(model, processor, row, swapped))
     assert len(drops) == 4 and np.mean(drops) > 0.1
+
+
+def test_shipped_and_newly_built_configs_hold_no_machine_paths():
+    import json
+
+    from lavida.model_factory import ModelSpec, build_tiny_model_and_processor, default_model_path
+
+    def paths(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "_name_or_path" and value:
+                    yield value
+                yield from paths(value)
+
+    shipped = json.loads((default_model_path() / "config.json").read_text())
+    model, _ = build_tiny_model_and_processor(ModelSpec(text_encoder="bundled-minilm"))
+    for found in (list(paths(shipped)), list(paths(model.config.to_dict()))):
+        assert found == ["bundled-minilm"]
