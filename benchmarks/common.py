@@ -6,13 +6,11 @@ file. Ratios are always measured side by side in one run, so a loaded or throttl
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -122,22 +120,6 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> s
     return "\n".join(lines)
 
 
-def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=1)
-            stream.write("\n")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Models and videos
 # ---------------------------------------------------------------------------------------------------------------------
@@ -221,4 +203,4 @@ def write_synthetic_video(path: str | os.PathLike, num_frames: int, height: int 
 
 __all__ = ["Column", "REPO_ROOT", "build_tiny_random", "cpu_cores", "environment", "format_table",
            "load_or_build_tiny", "resolve_device", "resolve_dtype", "save_checkpoint", "synchronize",
-           "synthetic_frames", "time_call", "write_json", "write_synthetic_video"]
+           "synthetic_frames", "time_call", "write_synthetic_video"]

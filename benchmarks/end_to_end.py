@@ -33,8 +33,10 @@ from typing import Any
 
 import torch
 
+from lavida.atomic_files import write_json_atomic
+
 from .common import (Column, environment, format_table, load_or_build_tiny, resolve_device, resolve_dtype,
-                     save_checkpoint, synchronize, write_json, write_synthetic_video)
+                     save_checkpoint, synchronize, write_synthetic_video)
 
 ANOMALIES = ["red square", "fighting", "fire", "bicycle"]
 TARGET_RATIO = 0.8
@@ -59,11 +61,11 @@ class FullWidthSpec:
 GPU_FULL_WIDTH = FullWidthSpec(llm_layers=28, vision_depth=32, sam_size=1024, sam_blocks=(1, 2, 11, 2))
 
 
-def _global_attention_blocks(blocks: tuple[int, ...]) -> list[int]:
-    """Hiera-S's global-attention blocks for the full depth; otherwise the last block of the third stage (a global
-    block must not open a stage)."""
-    if tuple(blocks) == (1, 2, 11, 2):
-        return [7, 10, 13]
+def _global_attention_blocks(blocks: tuple[int, ...], hiera) -> list[int]:
+    """The paper's global-attention blocks (``hiera``, Hiera-S) at its depth; otherwise the last block of the third
+    stage (a global block must not open a stage)."""
+    if list(blocks) == list(hiera.blocks_per_stage):
+        return list(hiera.global_attention_blocks)
     if blocks[2] < 2:
         raise ValueError(f"The third SAM2 stage needs >= 2 blocks for a global-attention block, got {list(blocks)}.")
     return [sum(blocks[:3]) - 1]
@@ -110,7 +112,7 @@ def build_full_width_random(spec: FullWidthSpec, seed: int = 0):
             "backbone_config": {
                 "model_type": "sam2_hiera_det_model", "image_size": [size, size], "hidden_size": hiera.hidden_size,
                 "blocks_per_stage": list(spec.sam_blocks),
-                "global_attention_blocks": _global_attention_blocks(spec.sam_blocks),
+                "global_attention_blocks": _global_attention_blocks(spec.sam_blocks, hiera),
                 "embed_dim_per_stage": list(hiera.embed_dim_per_stage),
                 "num_attention_heads_per_stage": list(hiera.num_attention_heads_per_stage),
                 "window_size_per_stage": list(hiera.window_size_per_stage),
@@ -243,7 +245,8 @@ def measure_cli(model, processor, video: Path, num_frames: int, workdir: Path, l
             raise RuntimeError(f"lavida detect failed with status {status}")
         label = "lavida detect" + ("" if overlay else " --no-overlay")
         rows.append({"model": "lavida-tiny", "measure": f"{label} (incl. {load_s:.1f} s load)", "frames": num_frames,
-                     "seconds": seconds, "fps": num_frames / seconds, "ratio_to_limit": num_frames / seconds / limit_fps})
+                     "seconds": seconds, "fps": num_frames / seconds,
+                     "ratio_to_limit": num_frames / seconds / limit_fps})
         rows.append({"model": "lavida-tiny", "measure": f"{label}, excl. load", "frames": num_frames,
                      "seconds": seconds - load_s, "fps": num_frames / (seconds - load_s),
                      "ratio_to_limit": num_frames / (seconds - load_s) / limit_fps})
@@ -352,14 +355,15 @@ def main(argv: list[str] | None = None) -> int:
     config, json_path = parse_args(argv)
     report = run_benchmark(config)
     environment_info = report["environment"]
-    print(f"End to end on {environment_info['device']} ({environment_info['torch_threads']} threads), {report['dtype']}")
+    print(f"End to end on {environment_info['device']} ({environment_info['torch_threads']} threads), "
+          f"{report['dtype']}")
     for name, description in report["models"].items():
         print(f"  {name}: {description}")
     print(format_table(report["rows"], COLUMNS))
     for check in report["targets"]:
         print(f"{check['model']}: detect engine at {check['ratio_to_limit']:.2f}x of the backbones-only limit "
               f"(target >= {TARGET_RATIO}x: {'met' if check['met'] else 'NOT met'})")
-    print(f"wrote {write_json(json_path, report)}")
+    print(f"wrote {write_json_atomic(json_path, report)}")
     return 0
 
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import (Column, REPO_ROOT, environment, format_table, load_or_build_tiny, save_checkpoint, write_json,
+from lavida.atomic_files import write_json_atomic
+
+from .common import (Column, REPO_ROOT, environment, format_table, load_or_build_tiny, save_checkpoint,
                      write_synthetic_video)
 
 ANOMALIES = "red square, fighting, fire"
@@ -62,7 +64,8 @@ def run_benchmark(config: MemoryConfig) -> dict[str, Any]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     try:
         model, processor, description = load_or_build_tiny(config.model, config.seed)
-        checkpoint = Path(config.model).resolve() if config.model else save_checkpoint(model, processor, workdir / "checkpoint")
+        checkpoint = (Path(config.model).resolve() if config.model
+                      else save_checkpoint(model, processor, workdir / "checkpoint"))
         mask_side = model.config.sam_image_size // 4
         del model
         rows: list[dict[str, Any]] = []
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     masks = report["kept_mask_bytes_per_sampled_frame"]
     print(f"masks kept for the overlay (in an unnamed temporary file, memory-mapped): {masks['this model']} bytes per "
           f"sampled frame here, {masks['full size (SAM2 at 1024 px)']} at full size")
-    print(f"wrote {write_json(json_path, report)}")
+    print(f"wrote {write_json_atomic(json_path, report)}")
     return 0
 
 

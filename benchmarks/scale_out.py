@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lavida.atomic_files import write_json_atomic
+
 from .common import (Column, REPO_ROOT, cpu_cores, environment, format_table, load_or_build_tiny, save_checkpoint,
-                     write_json, write_synthetic_video)
+                     write_synthetic_video)
 
 ANOMALIES = "red square, fighting, fire"
 BASE_PORT = 29650
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             f"differs in {len(check['differing'])} of {check['files']} files "
             f"(max score difference {check['max_score_difference']:.1e})")
         print(f"{check['processes']} processes vs {check['against']}: {verdict}")
-    print(f"wrote {write_json(json_path, report)}")
+    print(f"wrote {write_json_atomic(json_path, report)}")
     return 0
 
 

@@ -20,18 +20,31 @@ the share projected to the full 28-layer LLM. Speed-ups compare prefill times me
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .common import Column, environment, format_table, resolve_device, resolve_dtype, time_call, write_json
+from lavida.atomic_files import write_json_atomic
 
-FULL_DEPTH = 28  # decoder layers of Qwen2-VL-7B's LLM
+from .common import Column, environment, format_table, resolve_device, resolve_dtype, time_call
+
 TEMPORAL_GROUPS = 4  # 8 frames with a temporal patch of 2
-PATCH_EMBED_DIM = 1280  # Qwen2-VL-7B vision tower width: what static pruning compares
+
+
+@functools.lru_cache(maxsize=1)
+def paper_config():
+    """``LavidaConfig()``: the paper's sizes (Qwen2-VL-7B's LLM and vision tower, the compressor's k and threshold)."""
+    from lavida import LavidaConfig
+
+    return LavidaConfig()
+
+
+def _paper_text(name: str):
+    return field(default_factory=lambda: getattr(paper_config().mllm_config.text_config, name))
 
 
 @dataclass
@@ -41,14 +54,14 @@ class BenchmarkConfig:
     lengths: tuple[int, ...] = (1024, 2048)
     ratios: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
     layers: int | None = None  # None: 1 on CPU, 28 on a GPU
-    hidden_size: int = 3584
-    intermediate_size: int = 18944
-    num_heads: int = 28
-    num_kv_heads: int = 4
+    hidden_size: int = _paper_text("hidden_size")
+    intermediate_size: int = _paper_text("intermediate_size")
+    num_heads: int = _paper_text("num_attention_heads")
+    num_kv_heads: int = _paper_text("num_key_value_heads")
     text_tokens: int = 96  # chat template + question + ~20 anomaly names
     static_share: float = 0.5
-    lof_k: int = 8
-    static_threshold: float = 0.01
+    lof_k: int = field(default_factory=lambda: paper_config().lof_k)
+    static_threshold: float = field(default_factory=lambda: paper_config().static_threshold)
     repeats: int = 1
     dtype: str = "float32"
     device: str | None = None
@@ -103,18 +116,20 @@ def rotary_positions(text_before: int, grid_thw: torch.Tensor, kept_index: torch
 
 
 def build_llm(config: BenchmarkConfig, layers: int, device: torch.device, dtype: torch.dtype):
-    """Qwen2-VL-7B's language model at full width with ``layers`` decoder layers, random weights."""
+    """The paper's language model (Qwen2-VL-7B's) at the widths of ``config`` with ``layers`` decoder layers, random
+    weights."""
     from transformers import Qwen2VLTextConfig
     from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLTextModel
 
-    half = config.hidden_size // config.num_heads // 2
+    paper = paper_config().mllm_config.text_config
+    half = config.hidden_size // config.num_heads // 2  # the rotary half-dimension, split over (t, h, w)
     mrope_section = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]  # [16, 24, 24]
     llm_config = Qwen2VLTextConfig(
         vocab_size=16,  # inputs_embeds only: the embedding table is never read
         hidden_size=config.hidden_size, intermediate_size=config.intermediate_size, num_hidden_layers=layers,
         num_attention_heads=config.num_heads, num_key_value_heads=config.num_kv_heads,
-        max_position_embeddings=32768, bos_token_id=None, eos_token_id=None, pad_token_id=None,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section},
+        max_position_embeddings=paper.max_position_embeddings, bos_token_id=None, eos_token_id=None,
+        pad_token_id=None, rope_parameters={**paper.rope_parameters, "mrope_section": mrope_section},
     )
     torch.manual_seed(config.seed)
     with torch.device(device):
@@ -128,7 +143,8 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype)
-    layers = config.layers or (FULL_DEPTH if device.type == "cuda" else 1)
+    full_depth = paper_config().mllm_config.text_config.num_hidden_layers
+    layers = config.layers or (full_depth if device.type == "cuda" else 1)
     llm = build_llm(config, layers, device, dtype)
     text_before = config.text_tokens * 3 // 4
     text_after = config.text_tokens - text_before
@@ -143,7 +159,8 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
         prefill(warm, torch.arange(64, device=device).expand(3, 1, -1))
         for length in config.lengths:
             tokens, patch_embeddings, grid_thw = synthetic_video_tokens(
-                length, config.hidden_size, PATCH_EMBED_DIM, config.static_share, config.seed)
+                length, config.hidden_size, paper_config().mllm_config.vision_config.embed_dim, config.static_share,
+                config.seed)
             tokens = tokens.to(device, dtype)
             patch_embeddings = patch_embeddings.to(device, dtype)
             grid_thw = grid_thw.to(device)
@@ -172,7 +189,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
                     llm_s = time_call(lambda: prefill(embeds, positions), device, config.repeats)
                     if baseline_llm is None:
                         baseline_llm = llm_s
-                    full_llm_s = llm_s * FULL_DEPTH / layers
+                    full_llm_s = llm_s * full_depth / layers
                     rows.append({
                         "L": length, "static_pruning": prune, "ratio": ratio, "visual_tokens": int(len(kept)),
                         "sequence": int(embeds.shape[1]), "compress_ms": 1000 * compress_s, "llm_ms": 1000 * llm_s,
@@ -184,10 +201,10 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     return {
         "benchmark": "token_compression",
         "model": (f"Qwen2-VL text model (hidden {config.hidden_size}, {config.num_heads} heads, "
-                  f"{config.num_kv_heads} KV heads, MLP {config.intermediate_size}), {layers} of {FULL_DEPTH} "
+                  f"{config.num_kv_heads} KV heads, MLP {config.intermediate_size}), {layers} of {full_depth} "
                   "decoder layers, random weights"),
         "layers": layers,
-        "full_depth": FULL_DEPTH,
+        "full_depth": full_depth,
         "dtype": config.dtype,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
         "environment": environment(device),
@@ -256,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"L={check['L']}: r=0.5 prefill speed-up {check['llm_speedup']:.2f}x (target >= 1.8x: "
               f"{'met' if check['speedup_met'] else 'NOT met'}); compression {check['compress_share_full_depth']:.2%} "
               f"of the 28-layer LLM (target < 5%: {'met' if check['share_met'] else 'NOT met'})")
-    print(f"wrote {write_json(json_path, report)}")
+    print(f"wrote {write_json_atomic(json_path, report)}")
     return 0
 
 

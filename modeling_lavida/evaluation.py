@@ -34,7 +34,6 @@ import io
 import json
 import logging
 import math
-import os
 import re
 import uuid
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic_files import write_bytes_atomic, write_json_atomic
 from .errors import UserInputError
 from .metrics import (DEFAULT_COVERAGE, DEFAULT_IOU, DEFAULT_TRACK_FRACTION, Detections, PixelAUCAccumulator,
                       Track, criterion_frame_score, frame_metrics, match_video, pixel_criterion_metrics, rbdc_tbdc,
@@ -120,24 +120,6 @@ class _RunPlan:
     cache_version: int = 1
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Atomic files
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def json_ready(value: Any) -> Any:
     """NaN/inf -> None and numpy scalars -> Python, recursively (metrics.json stays strict JSON)."""
     if isinstance(value, dict):
@@ -152,7 +134,7 @@ def json_ready(value: Any) -> Any:
 
 
 def _write_json(path: Path, content: dict) -> None:
-    _atomic_write_bytes(path, (json.dumps(json_ready(content), indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    write_json_atomic(path, json_ready(content), indent=2, allow_nan=False)
 
 
 def safe_file_name(video_id: str) -> str:
@@ -257,7 +239,7 @@ def score_video(video, score_fn: ScoreFn, plan: _RunPlan) -> dict[str, np.ndarra
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    _atomic_write_bytes(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -295,7 +277,7 @@ def plot_video(path: Path, video_id: str, scores: np.ndarray, labels: np.ndarray
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    _atomic_write_bytes(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -450,7 +432,7 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
     bar.close()
     metrics = compute_metrics(cached, plan, config, num_videos_total=len(benchmark))
     _write_json(out_dir / METRICS_JSON, metrics)
-    _atomic_write_bytes(out_dir / METRICS_MD, metrics_table(json_ready(metrics)).encode("utf-8"))
+    write_bytes_atomic(out_dir / METRICS_MD, metrics_table(json_ready(metrics)).encode("utf-8"))
     return metrics
 
 

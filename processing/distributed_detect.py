@@ -4,10 +4,10 @@
     torchrun --nproc_per_node 2 -m lavida.cli detect @videos.txt --anomalies "fighting" --out results
 
 The inputs (files, folders of videos, ``@list.txt`` files) are expanded into one ordered list, and the command names
-every video's output folder from that full list, so names never depend on how the list is split. Each process scores its share
-(balanced by file size) and writes ``OUT/<name>/`` as a single process would; the outcomes are gathered and the main
-process writes ``OUT/index.json``. A one-process run writes the same index, so the output folder of a sharded run is
-the one a single process would have written.
+every video's output folder from that full list, so names never depend on how the list is split. Each process scores
+its share (balanced by file size) and writes ``OUT/<name>/`` as a single process would; the outcomes are gathered and
+the main process writes ``OUT/index.json``. A one-process run writes the same index, so the output folder of a sharded
+run is the one a single process would have written.
 
 Coordination uses a ``gloo`` process group (CPU tensors only), set up from the environment variables both launchers
 export (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``); the
@@ -18,15 +18,14 @@ gets ``cores / processes`` torch threads.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic_files import write_json_atomic
 from ..errors import UserInputError
 from .video_io import VIDEO_SUFFIXES
 
@@ -298,20 +297,8 @@ def index_dict(outcomes: Sequence[VideoOutcome], anomalies: Sequence[str], model
 
 
 def write_index(out_dir: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
-    """Write ``OUT/index.json`` atomically (temporary file in the same folder, then rename)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / INDEX_JSON
-    handle, temporary = tempfile.mkstemp(prefix=f".{INDEX_JSON}.", dir=out_dir)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=1)
-            stream.write("\n")
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return target
+    """Write ``OUT/index.json`` atomically."""
+    return write_json_atomic(Path(out_dir) / INDEX_JSON, dict(payload))
 
 
 __all__ = ["GATHER_TIMEOUT", "INDEX_JSON", "ProcessGroup", "ProcessInfo", "VideoOutcome",

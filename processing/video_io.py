@@ -439,5 +439,5 @@ def _make_clip(images: list[np.ndarray], indices: list[int], clip_length: int) -
                 real=real)
 
 
-__all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "MIN_FRAMES", "VIDEO_SUFFIXES", "Clip", "DecodedFrame", "FrameArray", "VideoInfo",
-           "VideoSource", "describe_source", "iter_clips", "iter_frames", "probe_video", "write_video"]
+__all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "MIN_FRAMES", "VIDEO_SUFFIXES", "Clip", "DecodedFrame",
+           "FrameArray", "VideoInfo", "VideoSource", "describe_source", "iter_clips", "iter_frames", "probe_video", "write_video"]

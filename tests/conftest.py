@@ -89,3 +89,16 @@ def tiny_model():
 
     torch.manual_seed(0)
     return LavidaForVideoAnomalyDetection(LavidaConfig.tiny())
+
+
+@pytest.fixture(scope="session")
+def tiny_lavida_checkpoint(tmp_path_factory):
+    """A folder holding a seeded random ``LavidaConfig.tiny()`` model and its tiny processor (``save_pretrained``)."""
+    from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
+    from lavida.processing.factories import build_tiny_processor
+
+    folder = tmp_path_factory.mktemp("tiny-checkpoint")
+    torch.manual_seed(0)
+    LavidaForVideoAnomalyDetection(LavidaConfig.tiny()).save_pretrained(folder)
+    build_tiny_processor().save_pretrained(folder)
+    return folder

@@ -107,18 +107,6 @@ def test_merge_restores_input_order_and_rejects_overlaps():
 
 # ------------------------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
-    from lavida.processing.factories import build_tiny_processor
-
-    folder = tmp_path_factory.mktemp("tiny-checkpoint")
-    torch.manual_seed(0)
-    LavidaForVideoAnomalyDetection(LavidaConfig.tiny()).save_pretrained(folder)
-    build_tiny_processor().save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def video_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
     rng = np.random.default_rng(0)
@@ -134,8 +122,8 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
 
-def test_two_processes_write_the_output_folder_of_one_process(checkpoint, video_folder, tmp_path):
-    args = ["detect", str(video_folder), "--anomalies", "red square, fire", "--model", str(checkpoint),
+def test_two_processes_write_the_output_folder_of_one_process(tiny_lavida_checkpoint, video_folder, tmp_path):
+    args = ["detect", str(video_folder), "--anomalies", "red square, fire", "--model", str(tiny_lavida_checkpoint),
             "--threads", "1", "--clip-batch-size", "1"]
     threads = torch.get_num_threads()
     try:

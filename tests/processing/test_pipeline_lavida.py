@@ -8,18 +8,7 @@ import torch
 from transformers import pipeline
 
 import lavida  # noqa: F401  (registers the task)
-from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
-from lavida.processing.factories import build_tiny_processor
 from lavida.processing.video_io import FrameArray, write_video
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-checkpoint")
-    torch.manual_seed(0)
-    LavidaForVideoAnomalyDetection(LavidaConfig.tiny()).save_pretrained(folder)
-    build_tiny_processor().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +40,8 @@ def _by_hand(model, processor, frames, names, stride):
 
 
 @pytest.mark.parametrize("stride", [1, 3])
-def test_pipeline_equals_processor_plus_model(checkpoint, frames, stride):
-    detector = pipeline("video-anomaly-detection", model=str(checkpoint))
+def test_pipeline_equals_processor_plus_model(tiny_lavida_checkpoint, frames, stride):
+    detector = pipeline("video-anomaly-detection", model=str(tiny_lavida_checkpoint))
     names = ["red square", "blue star"]
     result = detector(FrameArray(frames, fps=10.0), anomalies=names, stride=stride)
     assert result["num_frames"] == len(frames) and len(result["scores"]) == len(frames)
@@ -61,10 +50,10 @@ def test_pipeline_equals_processor_plus_model(checkpoint, frames, stride):
     np.testing.assert_allclose(result["scores"], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_pipeline_accepts_path_and_bytes_and_returns_masks(checkpoint, frames, tmp_path):
+def test_pipeline_accepts_path_and_bytes_and_returns_masks(tiny_lavida_checkpoint, frames, tmp_path):
     path = tmp_path / "clip.mp4"
     write_video(path, frames, fps=10.0)
-    detector = pipeline("video-anomaly-detection", model=str(checkpoint))
+    detector = pipeline("video-anomaly-detection", model=str(tiny_lavida_checkpoint))
     from_path = detector(str(path), anomalies="red square, blue star", return_masks=True)
     from_bytes = detector(path.read_bytes(), anomalies=["red square", "blue star"])
     assert from_path["scores"] == from_bytes["scores"]
@@ -72,7 +61,7 @@ def test_pipeline_accepts_path_and_bytes_and_returns_masks(checkpoint, frames, t
     assert 0.0 <= float(from_path["masks"].min()) and float(from_path["masks"].max()) <= 1.0
 
 
-def test_pipeline_rejects_missing_names(checkpoint, frames):
-    detector = pipeline("video-anomaly-detection", model=str(checkpoint))
+def test_pipeline_rejects_missing_names(tiny_lavida_checkpoint, frames):
+    detector = pipeline("video-anomaly-detection", model=str(tiny_lavida_checkpoint))
     with pytest.raises(ValueError, match="anomaly"):
         detector(FrameArray(frames), anomalies=" , ")
