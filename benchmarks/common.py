@@ -6,7 +6,6 @@ file. Ratios are always measured side by side in one run, so a loaded or throttl
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import statistics
@@ -20,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_TRAINING_CONFIG = REPO_ROOT / "configs" / "lavida-tiny.yaml"

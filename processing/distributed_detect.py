@@ -18,7 +18,6 @@ gets ``cores / processes`` torch threads.
 from __future__ import annotations
 
 import datetime
-import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -29,7 +28,6 @@ from ..atomic_files import write_json_atomic
 from ..errors import UserInputError
 from .video_io import VIDEO_SUFFIXES
 
-logger = logging.getLogger(__name__)
 
 INDEX_JSON = "index.json"
 INDEX_FORMAT_VERSION = 1
