@@ -14,7 +14,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from .modeling_lavida import LavidaForVideoAnomalyDetection
 
 LLM_LAYER_PATTERN = r".*mllm\.model\.language_model\.layers\.\d+\.self_attn\.({projections})"
-FULLY_TRAINED_MODULES = ("semantic_projector", "prompt_encoder", "mask_decoder", "embed_tokens", "lm_head")
+FULLY_TRAINED_MODULES = (
+    "semantic_projector", "name_prompt_encoder", "prompt_encoder", "mask_decoder", "embed_tokens", "lm_head",
+)
 
 
 def lavida_lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.05,

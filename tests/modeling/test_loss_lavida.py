@@ -96,3 +96,26 @@ def test_masks_are_upsampled_to_the_target_size():
     target = torch.ones(1, 8, 8)
     out = LavidaLoss(LavidaConfig.tiny())(logits, torch.ones(1, 3), torch.zeros(1), target)
     assert out.dice_loss.item() < 0.01
+
+
+def test_all_candidates_mode_trains_every_candidate_on_the_target():
+    """With mask_candidate_training="all" a perfect third candidate no longer hides two wrong ones."""
+    target = torch.zeros(1, 4, 4)
+    target[0, :2] = 1
+    perfect = torch.where(target[0] > 0, 8.0, -8.0)
+    logits = torch.stack([-perfect, -perfect, perfect])[None].clone().requires_grad_(True)  # (1, 3, 4, 4)
+    iou = torch.tensor([[0.0, 0.0, 1.0]], requires_grad=True)
+    lowest = LavidaLoss(LavidaConfig.tiny())(logits, iou, torch.zeros(1), target)
+    every = LavidaLoss(LavidaConfig.tiny(mask_candidate_training="all"))(logits, iou, torch.zeros(1), target)
+    assert lowest.dice_loss.item() < 0.01 and lowest.iou_loss.item() < 1e-6
+    flat_target = target.flatten().tolist()
+    expected_dice = sum(dice(candidate.flatten().tolist(), flat_target) for candidate in logits[0].detach()) / 3
+    assert every.dice_loss.item() == pytest.approx(expected_dice, rel=1e-5)
+    assert every.iou_loss.item() == pytest.approx(0.0, abs=1e-6)  # each candidate's IoU (0, 0, 1) is predicted
+    every.loss.backward()
+    assert logits.grad[0, 0].abs().sum() > 0 and logits.grad[0, 1].abs().sum() > 0
+
+
+def test_unknown_mask_candidate_training_is_refused():
+    with pytest.raises(ValueError, match="mask_candidate_training"):
+        LavidaConfig.tiny(mask_candidate_training="best")

@@ -270,3 +270,31 @@ def test_a_qwen2_5_vl_mllm_plugs_in(byte_tokenizer):
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.frame_logits.shape == (1, 8)
     assert model.semantic_projector.seg_proj.weight.grad is not None
+
+
+def test_name_prompt_tokens_reach_the_decoder_and_ignore_padding(tiny_batch):
+    """config.name_prompt_tokens adds one decoder prompt token per name: names move the masks at initialisation,
+    padded name slots do not, and the encoder gets gradients."""
+    torch.manual_seed(0)
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(name_prompt_tokens=True))
+    assert model.name_prompt_encoder is not None
+    assert LavidaForVideoAnomalyDetection(LavidaConfig.tiny()).name_prompt_encoder is None
+    batch = {k: v for k, v in tiny_batch.items() if k not in ("labels", "target_masks")}
+    model.eval()
+    with torch.no_grad():
+        reference = model(**batch)
+        padded = dict(batch)
+        pad_ids = torch.zeros_like(batch["class_input_ids"][:, :1])
+        padded["class_input_ids"] = torch.cat([batch["class_input_ids"], pad_ids], dim=1)
+        padded["class_attention_mask"] = torch.cat([batch["class_attention_mask"], torch.ones_like(pad_ids)], dim=1)
+        padded["class_mask"] = torch.tensor([[True, True, False]] * 2)
+        with_padding = model(**padded)
+        model.name_prompt_encoder.mlp[-1].bias.add_(1.0)  # other name tokens, same projector prompt
+        shifted_tokens = model(**batch)
+    torch.testing.assert_close(reference.mask_logits, with_padding.mask_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reference.frame_logits, with_padding.frame_logits, atol=1e-5, rtol=1e-5)
+    change = (reference.mask_logits - shifted_tokens.mask_logits).abs().mean()
+    assert change > 0.05 * reference.mask_logits.abs().mean()  # (mask logits are ~1e-5 at initialisation)
+    model.train()
+    model(**tiny_batch).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.name_prompt_encoder.parameters())
