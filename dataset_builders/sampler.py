@@ -14,6 +14,9 @@ For each ``SourceItem``:
 Deterministic: every draw comes from the ``numpy.random.Generator`` the caller passes (seed it per sample).
 Optionally a share of the distractors can be *hard negatives* (names related to what is visible, e.g. sharing a colour
 or a shape), through ``hard_negatives``; the paper's sampler has none (share 0, the default).
+
+``contrast_twin`` (not in the paper) gives a sample's *name contrast*: the same frames and distractors, but another
+visible object named (or none, or one when the sample was normal), so that only the names tell the two targets apart.
 """
 
 from __future__ import annotations
@@ -61,18 +64,23 @@ class AnomalyExposureSampler:
         anomaly_probability: chance that an item with a non-empty target becomes anomalous (0.5).
         hard_negatives: optional function giving related absent names; ``hard_negative_share`` of the distractors
             are drawn from it when it has enough candidates.
+        min_distractors: fewest distractors in a list that holds a true name (1, the paper's); a normal sample always
+            gets at least one name.
     """
 
     def __init__(self, max_names: int = 30, anomaly_probability: float = 0.5,
-                 hard_negatives: HardNegativeFn | None = None, hard_negative_share: float = 0.0):
-        if max_names < 2:
-            raise ValueError(f"max_names must be >= 2 (one true name and one distractor), got {max_names}.")
+                 hard_negatives: HardNegativeFn | None = None, hard_negative_share: float = 0.0,
+                 min_distractors: int = 1):
+        if min_distractors < 0 or max_names < 1 + min_distractors:
+            raise ValueError(f"max_names must be >= 1 + min_distractors (one true name and the distractors), got "
+                             f"max_names {max_names}, min_distractors {min_distractors}.")
         if not 0.0 <= anomaly_probability <= 1.0:
             raise ValueError(f"anomaly_probability must be in [0, 1], got {anomaly_probability}.")
         self.max_names = max_names
         self.anomaly_probability = anomaly_probability
         self.hard_negatives = hard_negatives
         self.hard_negative_share = hard_negative_share
+        self.min_distractors = min_distractors
 
     def _distractors(self, item: SourceItem, pool: Sequence[str], count: int, rng: np.random.Generator) -> list[str]:
         absent = [name for name in dict.fromkeys(pool) if name not in item.present_names]
@@ -98,7 +106,7 @@ class AnomalyExposureSampler:
         true_names: list[str] = []
         if item.objects and rng.random() < self.anomaly_probability:
             low, high = item.group_size
-            group = min(int(rng.integers(low, high + 1)), self.max_names - 1)  # room for one distractor
+            group = min(int(rng.integers(low, high + 1)), self.max_names - self.min_distractors)
             candidates = [k for k, obj in enumerate(item.objects) if obj.masks.any()]
             if candidates:
                 picked = rng.choice(candidates, size=min(group, len(candidates)), replace=False)
@@ -109,7 +117,8 @@ class AnomalyExposureSampler:
         anomalous = bool(mask.any())
         if not anomalous:
             true_names = []
-        count = int(rng.integers(1, self.max_names - len(true_names) + 1))
+        fewest = self.min_distractors if true_names else max(1, self.min_distractors)
+        count = int(rng.integers(fewest, max(fewest, self.max_names - len(true_names)) + 1))
         names = true_names + self._distractors(item, pool, count, rng)
         labels = [1] * len(true_names) + [0] * (len(names) - len(true_names))
         order = rng.permutation(len(names))
@@ -122,6 +131,41 @@ class AnomalyExposureSampler:
             name_labels=[labels[i] for i in order],
             frame_labels=[int(m.any()) for m in mask],
             is_anomalous=anomalous,
+        )
+
+    def contrast_twin(self, sample: PseudoAnomalySample, item: SourceItem, pool: Sequence[str],
+                      rng: np.random.Generator) -> PseudoAnomalySample:
+        """The same frames and distractors as ``sample`` (drawn from ``item``) with a different target.
+
+        An anomalous sample's twin names one visible object that was not a target (normal when there is none); a
+        normal sample's twin names one visible object (normal too when nothing is visible). A twin left without any
+        name gets one distractor from ``pool``.
+        """
+        true_names = {name for name, label in zip(sample.names, sample.name_labels) if label}
+        distractors = [name for name, label in zip(sample.names, sample.name_labels) if not label]
+        others = [obj for obj in item.objects if obj.masks.any() and not true_names.intersection(obj.names)]
+        mask = np.zeros_like(sample.masks)
+        twin_names: list[str] = []
+        if others:
+            obj = others[int(rng.integers(len(others)))]
+            twin_names = [obj.names[int(rng.integers(len(obj.names)))]]
+            mask |= obj.masks.astype(bool)
+            if len(distractors) + 1 > self.max_names:
+                distractors = distractors[1:]
+        elif not distractors:
+            distractors = self._distractors(item, pool, 1, rng)
+        names = twin_names + distractors
+        labels = [1] * len(twin_names) + [0] * len(distractors)
+        order = rng.permutation(len(names))
+        return PseudoAnomalySample(
+            sample_id=f"{sample.sample_id}-twin",
+            source=sample.source,
+            frames=sample.frames,
+            masks=mask,
+            names=[names[i] for i in order],
+            name_labels=[labels[i] for i in order],
+            frame_labels=[int(m.any()) for m in mask],
+            is_anomalous=bool(mask.any()),
         )
 
 

@@ -27,14 +27,21 @@ class SyntheticTrainingCorpus:
         max_names: name-list bound of the sampler (30 as in the paper).
         anomaly_probability: share of anomalous samples (0.5).
         hard_negative_share: share of distractors that share a colour or shape with a visible object (0 = paper).
-        curriculum_samples: for rows below this index the name list is shorter (its bound grows linearly from 2 to
-            ``max_names``) and hard negatives are phased in, so the presence decision starts easy (0 = off).
+        name_warmup_samples: the first rows name exactly one visible object and nothing else (no distractor, no
+            normal sample): with ``contrast_pairs`` only the name tells which object is the target. Distractors slow
+            down learning to read the names a lot, so they come after (0 = off).
+        curriculum_samples: for the rows after the name warm-up the name list is shorter (its bound grows linearly
+            from 2 to ``max_names``) and hard negatives are phased in, so the presence decision starts easy (0 = off).
+        contrast_pairs: rows ``2k`` and ``2k + 1`` hold the same clip: a sampler draw and its ``contrast_twin``
+            (another visible object named, or none), so only the names tell their targets apart; ``group_size`` is then
+            2 and, reading the rows in order, ``LavidaTrainer`` keeps each pair in one batch (off = the paper's sampler
+            alone).
         world: ``SyntheticWorldConfig`` fields (``size``, ``clip_length``, ...).
     """
 
     def __init__(self, num_samples: int = 1000, seed: int = 0, split: str = "train", max_names: int = 30,
                  anomaly_probability: float = 0.5, hard_negative_share: float = 0.0, curriculum_samples: int = 0,
-                 world: dict[str, Any] | None = None):
+                 contrast_pairs: bool = False, name_warmup_samples: int = 0, world: dict[str, Any] | None = None):
         if split not in SPLIT_SEED_OFFSETS:
             raise ValueError(f"split must be one of {sorted(SPLIT_SEED_OFFSETS)}, got {split!r}.")
         config = SyntheticWorldConfig(**{**(world or {}), "compositions": "training"})
@@ -46,6 +53,11 @@ class SyntheticTrainingCorpus:
         self.hard_negative_share = hard_negative_share
         self.anomaly_probability = anomaly_probability
         self.curriculum_samples = curriculum_samples
+        self.name_warmup_samples = name_warmup_samples
+        self.contrast_pairs = contrast_pairs
+        self.group_size = 2 if contrast_pairs else 1
+        # rows are independent draws already; the curriculum and the pairs need them read in order (LavidaTrainer)
+        self.train_in_order = True
         self.pool = self.world.name_pool()
         self.num_samples = num_samples
         self.seed = seed + SPLIT_SEED_OFFSETS[split]
@@ -57,16 +69,24 @@ class SyntheticTrainingCorpus:
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} samples")
-        item = self.world.source_item(index, self.seed)
+        clip_index = index // self.group_size
+        item = self.world.source_item(clip_index, self.seed)
         sampler = self.sampler
-        if index < self.curriculum_samples:
-            progress = index / self.curriculum_samples
+        pair_start = clip_index * self.group_size  # both rows of a pair share the curriculum stage
+        stage_row = pair_start - self.name_warmup_samples
+        if stage_row < 0:
+            sampler = AnomalyExposureSampler(max_names=1, anomaly_probability=1.0, min_distractors=0)
+        elif stage_row < self.curriculum_samples:
+            progress = stage_row / self.curriculum_samples
             sampler = AnomalyExposureSampler(
                 max_names=max(2, int(round(2 + (self.max_names - 2) * progress))),
                 anomaly_probability=self.anomaly_probability,
                 hard_negatives=related_names if self.hard_negative_share > 0 else None,
                 hard_negative_share=self.hard_negative_share * progress)
-        sample = sampler.sample(item, self.pool, np.random.default_rng([self.seed, index, 7]))
+        rng = np.random.default_rng([self.seed, clip_index, 7])
+        sample = sampler.sample(item, self.pool, rng)
+        if self.contrast_pairs and index % 2:
+            sample = sampler.contrast_twin(sample, item, self.pool, rng)
         row = sample.to_row()
         row["sample_id"] = f"synthetic-{self.split}-{self.seed}-{index}"
         return row

@@ -9,6 +9,9 @@ checkpoints with optimizer state, resume, evaluation and best-checkpoint selecti
 - ``compute_loss`` returns the model's total loss and accumulates each term (``lm_loss``, ``focal_loss``,
   ``dice_loss``, ``iou_loss``, ``object_score_loss``); ``log`` adds their means since the last log, averaged
   across processes.
+- a training corpus that sets ``train_in_order`` (the synthetic world: every row is already an independent random
+  draw, and its curriculum and contrast pairs live in row order) is read in order instead of shuffled; with
+  ``group_size > 1`` the batch size must be a multiple of it so each group lands in one batch;
 - ``prediction_step`` returns frame logits and frame labels so ``compute_frame_metrics`` can report frame AUC on a
   held-out *pseudo-anomaly* set (checkpoint selection never looks at a VAD test set).
 """
@@ -55,6 +58,16 @@ class LavidaTrainer(Trainer):
         warmup = self.object_score_warmup_steps
         ramp = min(1.0, max(0.0, (self.state.global_step - warmup) / warmup))
         loss.object_weight = self._object_score_weight * ramp
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not getattr(dataset, "train_in_order", False):
+            return super()._get_train_sampler(train_dataset)
+        group = int(getattr(dataset, "group_size", 1))
+        if self.args.per_device_train_batch_size % group:
+            raise ValueError(f"per_device_train_batch_size {self.args.per_device_train_batch_size} must be a multiple "
+                             f"of the corpus group size {group} (contrast_pairs keeps each pair in one batch).")
+        return torch.utils.data.SequentialSampler(dataset)
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):

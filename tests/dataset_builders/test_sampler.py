@@ -84,3 +84,44 @@ def test_hard_negatives_share_a_colour_or_shape():
         distractors = [n for n, label in zip(row["names"], row["name_labels"]) if not label]
         related = [n for n in distractors if n.split()[0] in colours or n.split()[1] in shapes]
         assert len(related) >= min(len(distractors), 1)
+
+
+def test_contrast_pairs_share_frames_and_distractors_and_differ_in_the_target():
+    corpus = SyntheticTrainingCorpus(num_samples=80, seed=4, max_names=8, contrast_pairs=True,
+                                     world={"size": 64, "clip_length": 4})
+    assert corpus.group_size == 2 and corpus.train_in_order
+    differing = 0
+    for k in range(40):
+        first, twin = corpus[2 * k], corpus[2 * k + 1]
+        item = corpus.world.source_item(k, corpus.seed)
+        np.testing.assert_array_equal(first["frames"], twin["frames"])
+        assert twin["names"], "a twin always has a name"
+        true_first = {n for n, label in zip(first["names"], first["name_labels"]) if label}
+        true_twin = {n for n, label in zip(twin["names"], twin["name_labels"]) if label}
+        assert not true_first & true_twin and len(true_twin) <= 1
+        assert true_twin <= item.present_names
+        first_distractors, twin_distractors = set(first["names"]) - true_first, set(twin["names"]) - true_twin
+        assert twin_distractors <= first_distractors or not first_distractors  # same list, other target
+        for name in true_twin:  # the twin's mask is exactly the named object's mask
+            obj = next(o for o in item.objects if name in o.names)
+            np.testing.assert_array_equal(twin["masks"], obj.masks.astype(bool))
+        differing += not np.array_equal(first["masks"], twin["masks"])
+    assert differing >= 30
+
+
+def test_name_warmup_rows_name_one_visible_object_and_nothing_else():
+    corpus = SyntheticTrainingCorpus(num_samples=60, seed=5, max_names=8, name_warmup_samples=40,
+                                     world={"size": 64, "clip_length": 4})
+    for i in range(40):
+        row = corpus[i]
+        item = corpus.world.source_item(i, corpus.seed)
+        visible = any(o.masks.any() for o in item.objects)
+        assert len(row["names"]) == 1
+        assert row["is_anomalous"] == visible and (row["names"][0] in item.present_names) == visible
+    assert max(len(corpus[i]["names"]) for i in range(40, 60)) > 1  # distractors come back after the warm-up
+
+
+def test_min_distractors_bounds():
+    with pytest.raises(ValueError, match="max_names"):
+        AnomalyExposureSampler(max_names=1)
+    AnomalyExposureSampler(max_names=1, min_distractors=0)
