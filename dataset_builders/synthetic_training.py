@@ -30,6 +30,8 @@ class SyntheticTrainingCorpus:
         name_warmup_samples: the first rows name exactly one visible object and nothing else (no distractor, no
             normal sample): with ``contrast_pairs`` only the name tells which object is the target. Distractors slow
             down learning to read the names a lot, so they come after (0 = off).
+        name_replay_share: after the warm-up, this share of the clips (pairs) is still drawn the warm-up way, so the
+            harder lists do not wash out what the warm-up taught (0 = off).
         curriculum_samples: for the rows after the name warm-up the name list is shorter (its bound grows linearly
             from 2 to ``max_names``) and hard negatives are phased in, so the presence decision starts easy (0 = off).
         contrast_pairs: rows ``2k`` and ``2k + 1`` hold the same clip: a sampler draw and its ``contrast_twin``
@@ -41,7 +43,8 @@ class SyntheticTrainingCorpus:
 
     def __init__(self, num_samples: int = 1000, seed: int = 0, split: str = "train", max_names: int = 30,
                  anomaly_probability: float = 0.5, hard_negative_share: float = 0.0, curriculum_samples: int = 0,
-                 contrast_pairs: bool = False, name_warmup_samples: int = 0, world: dict[str, Any] | None = None):
+                 contrast_pairs: bool = False, name_warmup_samples: int = 0, name_replay_share: float = 0.0,
+                 world: dict[str, Any] | None = None):
         if split not in SPLIT_SEED_OFFSETS:
             raise ValueError(f"split must be one of {sorted(SPLIT_SEED_OFFSETS)}, got {split!r}.")
         config = SyntheticWorldConfig(**{**(world or {}), "compositions": "training"})
@@ -54,6 +57,7 @@ class SyntheticTrainingCorpus:
         self.anomaly_probability = anomaly_probability
         self.curriculum_samples = curriculum_samples
         self.name_warmup_samples = name_warmup_samples
+        self.name_replay_share = name_replay_share
         self.contrast_pairs = contrast_pairs
         self.group_size = 2 if contrast_pairs else 1
         # rows are independent draws already; the curriculum and the pairs need them read in order (LavidaTrainer)
@@ -74,7 +78,9 @@ class SyntheticTrainingCorpus:
         sampler = self.sampler
         pair_start = clip_index * self.group_size  # both rows of a pair share the curriculum stage
         stage_row = pair_start - self.name_warmup_samples
-        if stage_row < 0:
+        rng = np.random.default_rng([self.seed, clip_index, 7])
+        replay = self.name_replay_share > 0 and rng.random() < self.name_replay_share
+        if stage_row < 0 or replay:
             sampler = AnomalyExposureSampler(max_names=1, anomaly_probability=1.0, min_distractors=0)
         elif stage_row < self.curriculum_samples:
             progress = stage_row / self.curriculum_samples
@@ -83,7 +89,6 @@ class SyntheticTrainingCorpus:
                 anomaly_probability=self.anomaly_probability,
                 hard_negatives=related_names if self.hard_negative_share > 0 else None,
                 hard_negative_share=self.hard_negative_share * progress)
-        rng = np.random.default_rng([self.seed, clip_index, 7])
         sample = sampler.sample(item, self.pool, rng)
         if self.contrast_pairs and index % 2:
             sample = sampler.contrast_twin(sample, item, self.pool, rng)

@@ -48,7 +48,9 @@ class LavidaTrainer(Trainer):
         self.object_score_warmup_steps = object_score_warmup_steps
         self._object_score_weight: float | None = None
 
-    def _apply_object_score_schedule(self, model) -> None:
+    def _apply_object_score_schedule(self, model, training: bool = True) -> None:
+        """Set the BCE weight for this step; evaluation always uses the configured weight, so validation losses of
+        checkpoints taken during and after the warm-up compare (and best-checkpoint selection stays meaningful)."""
         if not self.object_score_warmup_steps:
             return
         loss = self.accelerator.unwrap_model(model)
@@ -56,7 +58,7 @@ class LavidaTrainer(Trainer):
         if self._object_score_weight is None:
             self._object_score_weight = loss.object_weight
         warmup = self.object_score_warmup_steps
-        ramp = min(1.0, max(0.0, (self.state.global_step - warmup) / warmup))
+        ramp = min(1.0, max(0.0, (self.state.global_step - warmup) / warmup)) if training else 1.0
         loss.object_weight = self._object_score_weight * ramp
 
     def _get_train_sampler(self, train_dataset=None):
@@ -71,8 +73,7 @@ class LavidaTrainer(Trainer):
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):
-        if model.training:
-            self._apply_object_score_schedule(model)
+        self._apply_object_score_schedule(model, training=model.training)
         outputs = model(**inputs)
         if outputs.loss is None:
             raise ValueError("The batch has no target_masks, so the model returned no loss: the collator must pass "
@@ -97,6 +98,7 @@ class LavidaTrainer(Trainer):
     def prediction_step(self, model, inputs: dict[str, Any], prediction_loss_only: bool,
                         ignore_keys: list[str] | None = None):
         inputs = self._prepare_inputs(inputs)
+        self._apply_object_score_schedule(model, training=False)
         with torch.no_grad():
             outputs = model(**inputs)
         loss = outputs.loss.detach() if outputs.loss is not None else None

@@ -125,3 +125,15 @@ def test_min_distractors_bounds():
     with pytest.raises(ValueError, match="max_names"):
         AnomalyExposureSampler(max_names=1)
     AnomalyExposureSampler(max_names=1, min_distractors=0)
+
+
+def test_name_replay_keeps_a_share_of_warmup_style_clips_after_the_warmup():
+    """An anomalous row with a single name can only be a replayed warm-up row (otherwise lists hold a distractor)."""
+    def single_name_share(replay: float) -> float:
+        corpus = SyntheticTrainingCorpus(num_samples=400, seed=6, max_names=8, name_replay_share=replay,
+                                         world={"size": 64, "clip_length": 4})
+        visible = [i for i in range(400) if any(o.masks.any() for o in corpus.world.source_item(i, corpus.seed).objects)]
+        return float(np.mean([corpus[i]["is_anomalous"] and len(corpus[i]["names"]) == 1 for i in visible]))
+
+    assert single_name_share(0.0) == 0.0
+    assert abs(single_name_share(0.5) - 0.5) < 3 * math.sqrt(0.25 / 300)

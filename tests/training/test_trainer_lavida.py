@@ -119,3 +119,28 @@ def test_object_score_warmup_switches_the_bce_off_then_ramps_it(tmp_path):
     trainer.train()
     # weight used at steps 1..6 (global_step 0..5 when computed): 0, 0, 0, 1, 2, 2 (times the configured 2.0)
     assert weights == [0.0, 0.0, 0.0, 1.0, 2.0, 2.0]
+
+
+def test_evaluation_loss_uses_the_full_object_score_weight_during_the_warmup(tmp_path):
+    """Validation losses must compare across the BCE warm-up, or best-checkpoint selection favours warm-up steps."""
+    eval_rows = toy_rows(4, seed=9)
+    trainer = _trainer(tmp_path, max_steps=1)
+    trainer.object_score_warmup_steps = 100
+    trainer.train()
+    assert trainer.model.loss_function_lavida.object_weight == 0.0  # the training step ran inside the warm-up
+    during_warmup = trainer.evaluate(eval_dataset=eval_rows)["eval_loss"]
+    trainer.object_score_warmup_steps = 0
+    without_warmup = trainer.evaluate(eval_dataset=eval_rows)["eval_loss"]
+    assert during_warmup == pytest.approx(without_warmup, rel=1e-6)
+
+
+def test_in_order_corpus_is_read_sequentially_and_pairs_need_an_even_batch(tmp_path):
+    from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
+
+    trainer = _trainer(tmp_path, max_steps=1)
+    corpus = SyntheticTrainingCorpus(num_samples=8, contrast_pairs=True, world={"size": 64, "clip_length": 4})
+    assert list(trainer._get_train_sampler(corpus)) == list(range(8))
+    assert not isinstance(trainer._get_train_sampler(toy_rows(4)), torch.utils.data.SequentialSampler)
+    trainer.args.per_device_train_batch_size = 3
+    with pytest.raises(ValueError, match="multiple of the corpus group size 2"):
+        trainer._get_train_sampler(corpus)
