@@ -79,7 +79,8 @@ class SyntheticTrainingCorpus:
         pair_start = clip_index * self.group_size  # both rows of a pair share the curriculum stage
         stage_row = pair_start - self.name_warmup_samples
         rng = np.random.default_rng([self.seed, clip_index, 7])
-        replay = self.name_replay_share > 0 and rng.random() < self.name_replay_share
+        # a stream of its own, so the replay share leaves every other draw of the corpus as it was
+        replay = bool(np.random.default_rng([self.seed, clip_index, 11]).random() < self.name_replay_share)
         if stage_row < 0 or replay:
             sampler = AnomalyExposureSampler(max_names=1, anomaly_probability=1.0, min_distractors=0)
         elif stage_row < self.curriculum_samples:
