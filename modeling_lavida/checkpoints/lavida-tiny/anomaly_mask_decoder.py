@@ -65,13 +65,18 @@ def encode_frames(sam: Sam2Model, pixel_values: torch.Tensor) -> SamFrameFeature
     return SamFrameFeatures(list(vision.fpn_hidden_states), vision.fpn_position_encoding[-1])
 
 
-def decode_anomaly_masks(sam: Sam2Model, features: SamFrameFeatures, prompts: torch.Tensor) -> AnomalyMaskPrediction:
+def decode_anomaly_masks(sam: Sam2Model, features: SamFrameFeatures, prompts: torch.Tensor,
+                         name_prompts: torch.Tensor | None = None, name_mask: torch.Tensor | None = None
+                         ) -> AnomalyMaskPrediction:
     """Decode one prompt per frame.
 
     Args:
         sam: the SAM2 model (its prompt encoder and mask decoder are used).
         features: ``SamFrameFeatures`` for ``BT`` frames.
         prompts: ``[BT, S]`` projected prompts (S = SAM2's prompt width).
+        name_prompts: optional ``[BT, N, S]`` one more sparse token per anomaly name (``config.name_prompt_tokens``).
+        name_mask: ``[BT, N]`` bool, False for padding names: those tokens become SAM2's "not-a-point" embedding,
+            the way SAM2 itself pads a prompt.
     """
     decoder = sam.mask_decoder
     frames = prompts.shape[0]
@@ -79,7 +84,12 @@ def decode_anomaly_masks(sam: Sam2Model, features: SamFrameFeatures, prompts: to
     image_embeddings = features.lowest + sam.no_memory_embedding.reshape(1, -1, 1, 1)
     positional = sam.get_image_wide_positional_embeddings().expand(frames, -1, -1, -1)
     not_a_point = sam.prompt_encoder.not_a_point_embed.weight.reshape(1, -1).expand(frames, -1)
-    sparse = torch.stack([prompts, not_a_point.to(prompts.dtype)], dim=1)[:, None]  # (BT, 1, 2, S)
+    tokens = [prompts[:, None], not_a_point.to(prompts.dtype)[:, None]]
+    if name_prompts is not None:
+        if name_mask is not None:
+            name_prompts = torch.where(name_mask[..., None], name_prompts, tokens[1].to(name_prompts.dtype))
+        tokens.insert(1, name_prompts.to(prompts.dtype))
+    sparse = torch.cat(tokens, dim=1)[:, None]  # (BT, 1, 2 [+ N], S)
     dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(frames, -1, *image_embeddings.shape[-2:])
     masks, iou, _, object_logits = decoder(
         image_embeddings=image_embeddings,

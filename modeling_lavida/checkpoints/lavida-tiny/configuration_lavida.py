@@ -26,6 +26,7 @@ TINY_SPECIAL_TOKENS: tuple[str, ...] = (
 )
 TINY_BYTE_VOCAB_SIZE = 256
 TEXT_POOLING_MODES = ("pooler", "mean", "cls")
+MASK_CANDIDATE_TRAINING_MODES = ("lowest_loss", "all")
 
 # Qwen2-VL-7B-Instruct (text side) and SAM 2.1 Hiera-Small, the paper's towers.
 _QWEN2_VL_7B_TEXT = {
@@ -76,6 +77,15 @@ class LavidaConfig(PreTrainedConfig):
     lm_loss_weight, focal_loss_weight, dice_loss_weight, iou_loss_weight, object_score_loss_weight
         (`float`, defaults to 1 / 20 / 2 / 1 / 2): weights of the mixed loss.
     focal_alpha (`float`, defaults to 0.25), focal_gamma (`float`, defaults to 2.0): sigmoid focal loss.
+    mask_candidate_training (`str`, defaults to `"lowest_loss"`): which of SAM2's three candidate masks the focal,
+        dice and IoU terms train. ``"lowest_loss"`` is the paper's (only the candidate with the lowest
+        ``20 * focal + 2 * dice``); ``"all"`` trains every candidate on the target. A named object is not an ambiguous
+        prompt the way a single click is, and with ``"lowest_loss"`` a decoder trained from scratch can put a
+        different visible object in each candidate and meet the mask loss without reading the names.
+    name_prompt_tokens (`bool`, defaults to `False`): a departure from the paper for models whose projector is trained
+        from scratch: SAM2's mask decoder also gets one sparse prompt token per anomaly name (a two-layer MLP of the
+        name vector, ``NamePromptEncoder``) next to the projector's prompt, so each name can look for its object in
+        the frame through the decoder's own token-to-image attention. The paper's recipe leaves it off.
     """
 
     model_type = "lavida"
@@ -114,6 +124,9 @@ class LavidaConfig(PreTrainedConfig):
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
 
+    mask_candidate_training: str = "lowest_loss"
+    name_prompt_tokens: bool = False
+
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
@@ -134,6 +147,9 @@ class LavidaConfig(PreTrainedConfig):
             raise ValueError(f"compression_ratio must be in (0, 1], got {self.compression_ratio}.")
         if self.lof_k < 1:
             raise ValueError(f"lof_k must be >= 1, got {self.lof_k}.")
+        if self.mask_candidate_training not in MASK_CANDIDATE_TRAINING_MODES:
+            raise ValueError(f"mask_candidate_training must be one of {MASK_CANDIDATE_TRAINING_MODES}, "
+                             f"got {self.mask_candidate_training!r}.")
         if self.text_pooling not in TEXT_POOLING_MODES:
             raise ValueError(f"text_pooling must be one of {TEXT_POOLING_MODES}, got {self.text_pooling!r}.")
         for name in ("projector_hidden_size", "num_queries", "qformer_layers", "qformer_heads"):

@@ -2,7 +2,8 @@
 
 ``loss = w_lm * LM + w_focal * focal + w_dice * dice + w_iou * |IoU_pred - IoU| + w_obj * BCE(object score)``
 
-- Of the three candidate masks only the one with the lowest ``w_focal * focal + w_dice * dice`` is trained.
+- Of the three candidate masks only the one with the lowest ``w_focal * focal + w_dice * dice`` is trained (the
+  paper), or all three (``config.mask_candidate_training = "all"``: each term is then the mean over candidates).
 - Focal, dice and IoU terms count only on frames whose target mask is non-empty; the object-score BCE counts on every
   frame (its target is 1 where the frame's mask is non-empty).
 - Focal is the sigmoid focal loss averaged over a frame's pixels; dice is ``1 - (2|P.T| + 1) / (|P| + |T| + 1)`` on
@@ -74,6 +75,7 @@ class LavidaLoss(nn.Module):
         self.object_weight = config.object_score_loss_weight
         self.alpha = config.focal_alpha
         self.gamma = config.focal_gamma
+        self.train_all_candidates = config.mask_candidate_training == "all"
 
     def forward(self, mask_logits: torch.Tensor, iou_scores: torch.Tensor, object_logits: torch.Tensor,
                 target_masks: torch.Tensor, lm_loss: torch.Tensor | None = None) -> LavidaLossOutput:
@@ -99,11 +101,19 @@ class LavidaLoss(nn.Module):
         weight = positive.float()
         count = weight.sum().clamp_min(1.0)
 
-        focal_term = (focal[rows, chosen] * weight).sum() / count
-        dice_term = (dice[rows, chosen] * weight).sum() / count
-        with torch.no_grad():
-            true_iou = mask_iou(mask_logits[rows, chosen], targets)
-        iou_term = ((iou_scores[rows, chosen].float() - true_iou).abs() * weight).sum() / count
+        if self.train_all_candidates:
+            trained_focal, trained_dice = focal.mean(-1), dice.mean(-1)  # (BT,)
+            with torch.no_grad():
+                true_iou = mask_iou(mask_logits, expanded)  # (BT, 3)
+            iou_error = (iou_scores.float() - true_iou).abs().mean(-1)
+        else:
+            trained_focal, trained_dice = focal[rows, chosen], dice[rows, chosen]
+            with torch.no_grad():
+                true_iou = mask_iou(mask_logits[rows, chosen], targets)
+            iou_error = (iou_scores[rows, chosen].float() - true_iou).abs()
+        focal_term = (trained_focal * weight).sum() / count
+        dice_term = (trained_dice * weight).sum() / count
+        iou_term = (iou_error * weight).sum() / count
         object_term = F.binary_cross_entropy_with_logits(object_logits.float(), weight)
         lm_term = lm_loss.float() if lm_loss is not None else object_term.new_zeros(())
         total = (self.lm_weight * lm_term + self.focal_weight * focal_term + self.dice_weight * dice_term

@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 from .anomaly_mask_decoder import SamFrameFeatures, decode_anomaly_masks, encode_frames
 from .configuration_lavida import LavidaConfig
 from .loss_lavida import LavidaLoss
-from .semantic_projector import SemanticProjector
+from .semantic_projector import NamePromptEncoder, SemanticProjector
 from .token_compressor import TokenCompressor
 
 
@@ -112,6 +112,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             spatial_merge_size=config.mllm_config.vision_config.spatial_merge_size,
         )
         self.semantic_projector = SemanticProjector(config)
+        self.name_prompt_encoder = NamePromptEncoder(config) if config.name_prompt_tokens else None
         self.loss_function_lavida = LavidaLoss(config)
         self.text_encoder.register_load_state_dict_post_hook(self._clear_class_embedding_cache)
         self.post_init()
@@ -370,7 +371,11 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         features = self.encode_frames(sam_pixel_values)
         prompts = self.semantic_projector(seg_hidden, class_embeddings, class_mask.bool(), features.lowest,
                                           features.lowest_positional, frames)  # (BT, S)
-        prediction = decode_anomaly_masks(self.sam, features, prompts)
+        name_prompts = name_mask = None
+        if self.name_prompt_encoder is not None:
+            name_prompts = self.name_prompt_encoder(class_embeddings).repeat_interleave(frames, dim=0)  # (BT, N, S)
+            name_mask = class_mask.bool().repeat_interleave(frames, dim=0)
+        prediction = decode_anomaly_masks(self.sam, features, prompts, name_prompts, name_mask)
 
         output = LavidaOutput(
             lm_loss=lm_loss,

@@ -128,4 +128,21 @@ class SemanticProjector(nn.Module):
         return self.prompt_proj(queries.flatten(1))  # (BT, S)
 
 
-__all__ = ["DownsampledAttention", "SemanticProjector", "TwoWayQFormerBlock"]
+class NamePromptEncoder(nn.Module):
+    """One SAM2 sparse prompt token per anomaly name: ``Linear(E -> P)``, GELU, ``Linear(P -> S)``.
+
+    Used when ``config.name_prompt_tokens`` is set (a departure from the paper, see ``LavidaConfig``): the projector
+    folds all names into a single prompt, and a projector trained from scratch learns to drop the names from it.
+    """
+
+    def __init__(self, config: LavidaConfig):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(config.text_embedding_size, config.projector_hidden_size), nn.GELU(),
+                                 nn.Linear(config.projector_hidden_size, config.sam_prompt_size))
+
+    def forward(self, class_embeddings: torch.Tensor) -> torch.Tensor:
+        """``[B, N, E]`` name vectors -> ``[B, N, S]`` prompt tokens."""
+        return self.mlp(class_embeddings.to(self.mlp[0].weight.dtype))
+
+
+__all__ = ["DownsampledAttention", "NamePromptEncoder", "SemanticProjector", "TwoWayQFormerBlock"]
