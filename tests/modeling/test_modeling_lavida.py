@@ -94,18 +94,23 @@ def test_precomputed_class_embeddings_match(tiny_model, tiny_batch):
     torch.testing.assert_close(direct.frame_logits, cached.frame_logits)
 
 
+def _with_a_padding_name(batch: dict) -> dict:
+    """``batch`` (2 samples, 2 names) plus a third name slot marked as padding (class_mask False)."""
+    padded = dict(batch)
+    pad_ids = torch.zeros_like(batch["class_input_ids"][:, :1])
+    padded["class_input_ids"] = torch.cat([batch["class_input_ids"], pad_ids], dim=1)
+    padded["class_attention_mask"] = torch.cat([batch["class_attention_mask"], torch.ones_like(pad_ids)], dim=1)
+    padded["class_mask"] = torch.tensor([[True, True, False]] * 2)
+    return padded
+
+
 def test_padding_names_are_ignored(tiny_model, tiny_batch):
     """A padded name slot (class_mask False) must not change the result."""
     tiny_model.eval()
     batch = {k: v for k, v in tiny_batch.items() if k not in ("labels", "target_masks")}
     with torch.no_grad():
         reference = tiny_model(**batch)
-        padded = dict(batch)
-        pad_ids = torch.zeros_like(batch["class_input_ids"][:, :1])
-        padded["class_input_ids"] = torch.cat([batch["class_input_ids"], pad_ids], dim=1)
-        padded["class_attention_mask"] = torch.cat([batch["class_attention_mask"], torch.ones_like(pad_ids)], dim=1)
-        padded["class_mask"] = torch.tensor([[True, True, False]] * 2)
-        out = tiny_model(**padded)
+        out = tiny_model(**_with_a_padding_name(batch))
     torch.testing.assert_close(reference.frame_logits, out.frame_logits, atol=1e-5, rtol=1e-5)
 
 
@@ -283,12 +288,7 @@ def test_name_prompt_tokens_reach_the_decoder_and_ignore_padding(tiny_batch):
     model.eval()
     with torch.no_grad():
         reference = model(**batch)
-        padded = dict(batch)
-        pad_ids = torch.zeros_like(batch["class_input_ids"][:, :1])
-        padded["class_input_ids"] = torch.cat([batch["class_input_ids"], pad_ids], dim=1)
-        padded["class_attention_mask"] = torch.cat([batch["class_attention_mask"], torch.ones_like(pad_ids)], dim=1)
-        padded["class_mask"] = torch.tensor([[True, True, False]] * 2)
-        with_padding = model(**padded)
+        with_padding = model(**_with_a_padding_name(batch))
         model.name_prompt_encoder.mlp[-1].bias.add_(1.0)  # other name tokens, same projector prompt
         shifted_tokens = model(**batch)
     torch.testing.assert_close(reference.mask_logits, with_padding.mask_logits, atol=1e-5, rtol=1e-5)
