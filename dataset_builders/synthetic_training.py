@@ -58,7 +58,7 @@ class SyntheticTrainingCorpus:
         self.curriculum_samples = curriculum_samples
         self.name_warmup_samples = name_warmup_samples
         self.name_replay_share = name_replay_share
-        self.contrast_pairs = contrast_pairs
+        self.warmup_sampler = AnomalyExposureSampler(max_names=1, anomaly_probability=1.0, min_distractors=0)
         self.group_size = 2 if contrast_pairs else 1
         # rows are independent draws already; the curriculum and the pairs need them read in order (LavidaTrainer)
         self.train_in_order = True
@@ -82,7 +82,7 @@ class SyntheticTrainingCorpus:
         # a stream of its own, so the replay share leaves every other draw of the corpus as it was
         replay = bool(np.random.default_rng([self.seed, clip_index, 11]).random() < self.name_replay_share)
         if stage_row < 0 or replay:
-            sampler = AnomalyExposureSampler(max_names=1, anomaly_probability=1.0, min_distractors=0)
+            sampler = self.warmup_sampler
         elif stage_row < self.curriculum_samples:
             progress = stage_row / self.curriculum_samples
             sampler = AnomalyExposureSampler(
@@ -91,7 +91,7 @@ class SyntheticTrainingCorpus:
                 hard_negatives=related_names if self.hard_negative_share > 0 else None,
                 hard_negative_share=self.hard_negative_share * progress)
         sample = sampler.sample(item, self.pool, rng)
-        if self.contrast_pairs and index % 2:
+        if self.group_size == 2 and index % 2:
             sample = sampler.contrast_twin(sample, item, self.pool, rng)
         row = sample.to_row()
         row["sample_id"] = f"synthetic-{self.split}-{self.seed}-{index}"
