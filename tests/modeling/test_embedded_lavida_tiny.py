@@ -1,17 +1,19 @@
 """The embedded lavida-tiny loads, runs and reads the anomaly names (its masks follow the named object).
 
 An earlier checkpoint ignored the names entirely (the same masks whatever was asked for); these tests catch a
-retrained checkpoint that falls back to that. Measured on the shipped one: mean drop 0.13 (24 clips), pair effect 0.25.
+retrained checkpoint that falls back to that. Measured on the shipped one (``python -m benchmarks.name_grounding``):
+mask swap drop 0.13 (24 clips), pair effect 0.25; its frame scores do not follow the names yet (frame swap drop 0.00).
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
-from lavida.dataset_builders.synthetic_world import TRAINING_NAMES, SyntheticWorld, SyntheticWorldConfig
+from benchmarks import name_grounding
 from lavida.model_factory import load_model_and_processor
 
 
@@ -23,18 +25,7 @@ def embedded():
 
 @pytest.fixture(scope="module")
 def anomalous_clips():
-    corpus = SyntheticTrainingCorpus(num_samples=200, seed=123, split="validation", max_names=4,
-                                     world={"size": 128, "clip_length": 8})
-    rows = [corpus[i] for i in range(len(corpus))]
-    return [row for row in rows if row["is_anomalous"] and row["masks"].sum() > 200][:24]
-
-
-def _target_probability(model, processor, row, names) -> float:
-    with torch.no_grad():
-        out = model(**processor([row["frames"]], [names]))
-    logits = torch.nn.functional.interpolate(out.mask_logits.float(), size=row["masks"].shape[-2:], mode="bilinear",
-                                             align_corners=False)[0]
-    return float(torch.sigmoid(logits).numpy()[row["masks"]].mean())
+    return name_grounding.anomalous_clips(24)
 
 
 def test_embedded_model_gives_one_score_and_mask_per_frame(embedded, anomalous_clips):
@@ -48,38 +39,32 @@ def test_embedded_model_gives_one_score_and_mask_per_frame(embedded, anomalous_c
 
 def test_masks_drop_when_the_target_name_is_swapped_for_an_absent_one(embedded, anomalous_clips):
     model, processor = embedded
-    drops = []
-    for row in anomalous_clips:
-        names = list(row["names"])
-        swapped = [next(n for n in TRAINING_NAMES if n not in names) if label else name
-                   for name, label in zip(names, row["name_labels"])]
-        drops.append(_target_probability(model, processor, row, names)
-                     - _target_probability(model, processor, row, swapped))
-    assert len(drops) == 24 and np.mean(drops) > 0.05
+    assert all(set(name_grounding.swap_absent(row)).isdisjoint(
+        n for n, label in zip(row["names"], row["name_labels"]) if label) for row in anomalous_clips)
+    mask_drops, frame_drops = name_grounding.swap_drops(model, processor, anomalous_clips)
+    assert len(mask_drops) == len(frame_drops) == 24 and np.mean(mask_drops) > 0.05
 
 
 def test_the_same_frames_give_each_named_object_its_own_mask(embedded):
     """One clip, prompted once with each of two visible objects' names: each mask favours its own object."""
     model, processor = embedded
-    world = SyntheticWorld(SyntheticWorldConfig(size=128, clip_length=8, min_objects=2, max_objects=3))
-    effects = []
-    for index in range(1000, 1012):
-        item = world.source_item(index, 7)
-        frames = item.load_frames()
-        first, second = [obj for obj in item.objects if obj.masks.any()][:2]
-        with torch.no_grad():
-            out = model(**processor([frames, frames], [[first.names[0]], [second.names[0]]]))
-        probability = torch.sigmoid(torch.nn.functional.interpolate(out.mask_logits.float(), size=frames.shape[1:3],
-                                                                    mode="bilinear", align_corners=False)).numpy()
-        for own, other, obj in ((0, 1, first), (1, 0, second)):
-            target = obj.masks.astype(bool)
-            effects.append(probability[own][target].mean() - probability[other][target].mean())
-    assert np.mean(effects) > 0.1
+    effects = name_grounding.pair_effects(model, processor, 12)
+    assert len(effects) == 24 and np.mean(effects) > 0.1
+
+
+def test_name_grounding_script_prints_and_writes_the_measured_figures(embedded, tmp_path, capsys):
+    model, processor = embedded
+    out = tmp_path / "grounding.json"
+    assert name_grounding.main(["--clips", "3", "--pairs", "2", "--device", "cpu", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    expected = name_grounding.measure(model, processor, clips=3, pairs=2)
+    for key, value in expected.items():
+        assert report[key] == pytest.approx(value, abs=1e-6), key
+    printed = capsys.readouterr().out
+    assert f"{report['frame_swap_drop']:+.4f}" in printed and f"{report['pair_effect']:+.4f}" in printed
 
 
 def test_shipped_and_newly_built_configs_hold_no_machine_paths():
-    import json
-
     from lavida.model_factory import ModelSpec, build_tiny_model_and_processor, default_model_path
 
     def paths(node):
