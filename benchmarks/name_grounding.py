@@ -64,14 +64,14 @@ def swap_absent(row: dict[str, Any]) -> list[str]:
 
 
 @torch.no_grad()
-def _probabilities(model, processor, frames: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``[T, H, W]`` mask probabilities at the clip's size and ``[T]`` frame probabilities."""
+def _probabilities(model, processor, frames: np.ndarray, prompts: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """One clip under several name lists, in one batch: ``[P, T, H, W]`` mask probabilities at the clip's size and
+    ``[P, T]`` frame probabilities (the processor's own post-processing)."""
     device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in processor([frames], [names]).items()}
+    inputs = {k: v.to(device) for k, v in processor([frames] * len(prompts), prompts).items()}
     out = model(**inputs)
-    logits = torch.nn.functional.interpolate(out.mask_logits.float(), size=frames.shape[1:3], mode="bilinear",
-                                             align_corners=False)[0]
-    return torch.sigmoid(logits).cpu().numpy(), torch.sigmoid(out.frame_logits.float())[0].cpu().numpy()
+    masks = processor.post_process_masks(out.mask_logits, tuple(frames.shape[1:3]))
+    return masks.cpu().numpy(), processor.post_process_frame_scores(out.frame_logits).cpu().numpy()
 
 
 def swap_drops(model, processor, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -80,10 +80,9 @@ def swap_drops(model, processor, rows: list[dict[str, Any]]) -> tuple[np.ndarray
     for row in rows:
         target = np.asarray(row["masks"], dtype=bool)
         visible = np.asarray(row["frame_labels"], dtype=bool)
-        mask_true, frame_true = _probabilities(model, processor, row["frames"], list(row["names"]))
-        mask_swap, frame_swap = _probabilities(model, processor, row["frames"], swap_absent(row))
-        mask_drops.append(mask_true[target].mean() - mask_swap[target].mean())
-        frame_drops.append(frame_true[visible].mean() - frame_swap[visible].mean())
+        masks, frames = _probabilities(model, processor, row["frames"], [list(row["names"]), swap_absent(row)])
+        mask_drops.append(masks[0][target].mean() - masks[1][target].mean())
+        frame_drops.append(frames[0][visible].mean() - frames[1][visible].mean())
     return np.asarray(mask_drops), np.asarray(frame_drops)
 
 
@@ -95,9 +94,8 @@ def pair_effects(model, processor, count: int, size: int = 128) -> np.ndarray:
     effects = []
     for index in range(PAIR_FIRST_INDEX, PAIR_FIRST_INDEX + count):
         item = world.source_item(index, PAIR_SEED)
-        frames = item.load_frames()
         first, second = [obj for obj in item.objects if obj.masks.any()][:2]
-        masks = [_probabilities(model, processor, frames, [obj.names[0]])[0] for obj in (first, second)]
+        masks, _ = _probabilities(model, processor, item.load_frames(), [[first.names[0]], [second.names[0]]])
         for own, other, obj in ((0, 1, first), (1, 0, second)):
             target = obj.masks.astype(bool)
             effects.append(masks[own][target].mean() - masks[other][target].mean())
