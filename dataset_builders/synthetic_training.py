@@ -38,13 +38,17 @@ class SyntheticTrainingCorpus:
             (another visible object named, or none), so only the names tell their targets apart; ``group_size`` is then
             2 and, reading the rows in order, ``LavidaTrainer`` keeps each pair in one batch (off = the paper's sampler
             alone).
+        object_labels: rows also carry ``object_names`` and ``object_masks`` (``bool [K, T, H, W]``): every object
+            of the clip visible in some frame, with its own mask, named or not. ``LavidaDataCollator`` turns them into
+            labels for the name-grounding head (``frame_score: name_grounding``), which then learns from every
+            object in view, not only from the prompt's target (off = rows as the sampler makes them).
         world: ``SyntheticWorldConfig`` fields (``size``, ``clip_length``, ...).
     """
 
     def __init__(self, num_samples: int = 1000, seed: int = 0, split: str = "train", max_names: int = 30,
                  anomaly_probability: float = 0.5, hard_negative_share: float = 0.0, curriculum_samples: int = 0,
                  contrast_pairs: bool = False, name_warmup_samples: int = 0, name_replay_share: float = 0.0,
-                 world: dict[str, Any] | None = None):
+                 object_labels: bool = False, world: dict[str, Any] | None = None):
         if split not in SPLIT_SEED_OFFSETS:
             raise ValueError(f"split must be one of {sorted(SPLIT_SEED_OFFSETS)}, got {split!r}.")
         config = SyntheticWorldConfig(**{**(world or {}), "compositions": "training"})
@@ -58,6 +62,7 @@ class SyntheticTrainingCorpus:
         self.curriculum_samples = curriculum_samples
         self.name_warmup_samples = name_warmup_samples
         self.name_replay_share = name_replay_share
+        self.object_labels = object_labels
         self.warmup_sampler = AnomalyExposureSampler(max_names=1, anomaly_probability=1.0, min_distractors=0)
         self.group_size = 2 if contrast_pairs else 1
         # rows are independent draws already; the curriculum and the pairs need them read in order (LavidaTrainer)
@@ -95,6 +100,11 @@ class SyntheticTrainingCorpus:
             sample = sampler.contrast_twin(sample, item, self.pool, rng)
         row = sample.to_row()
         row["sample_id"] = f"synthetic-{self.split}-{self.seed}-{index}"
+        if self.object_labels:
+            visible = [obj for obj in item.objects if obj.masks.any()]
+            row["object_names"] = [obj.names[0] for obj in visible]
+            row["object_masks"] = np.stack([obj.masks.astype(bool) for obj in visible]) if visible else \
+                np.zeros((0, *sample.masks.shape), dtype=bool)
         return row
 
 

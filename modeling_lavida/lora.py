@@ -15,7 +15,8 @@ from .modeling_lavida import LavidaForVideoAnomalyDetection
 
 LLM_LAYER_PATTERN = r".*mllm\.model\.language_model\.layers\.\d+\.self_attn\.({projections})"
 FULLY_TRAINED_MODULES = (
-    "semantic_projector", "name_prompt_encoder", "prompt_encoder", "mask_decoder", "embed_tokens", "lm_head",
+    "semantic_projector", "name_prompt_encoder", "name_grounding_head", "prompt_encoder", "mask_decoder",
+    "embed_tokens", "lm_head",
 )
 
 

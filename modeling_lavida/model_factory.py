@@ -35,7 +35,10 @@ class ModelSpec:
         mllm, sam2: checkpoints for ``init: components``.
         text_encoder: checkpoint of the class-name encoder, or ``bundled-minilm``; for ``tiny`` None means the tiny
             CLIP text tower.
-        config: ``LavidaConfig`` field overrides (for ``tiny`` also nested sub-config dicts, merged).
+        config: ``LavidaConfig`` field overrides (for ``tiny`` also nested sub-config dicts, merged; for ``pretrained``
+            applied on top of the checkpoint's config).
+        new_modules: for ``pretrained``, modules the checkpoint may lack because ``config`` switches them on (they
+            start from their initialisation), e.g. ``[name_grounding_head]``.
         processor: ``build_tiny_processor`` arguments for ``tiny`` (``llm_frame_pixels``, ``sam_size``,
             ``clip_length``).
     """
@@ -46,6 +49,7 @@ class ModelSpec:
     sam2: str | None = None
     text_encoder: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    new_modules: list[str] = field(default_factory=list)
     processor: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,7 +122,8 @@ def build_model_and_processor(spec: ModelSpec):
     if spec.init == "pretrained":
         if not spec.pretrained:
             raise ValueError("model.init 'pretrained' needs model.pretrained (a folder or Hub id).")
-        return (LavidaForVideoAnomalyDetection.from_pretrained(spec.pretrained),
+        return (LavidaForVideoAnomalyDetection.from_pretrained(spec.pretrained, new_modules=spec.new_modules,
+                                                               **spec.config),
                 AutoProcessor.from_pretrained(spec.pretrained))
     raise ValueError(f"model.init must be 'tiny', 'components' or 'pretrained', got {spec.init!r}.")
 

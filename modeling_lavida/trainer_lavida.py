@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import EvalPrediction, Trainer
 
 LOSS_TERMS = ("lm_loss", "focal_loss", "dice_loss", "iou_loss", "object_score_loss")
@@ -126,8 +127,14 @@ class LavidaDataCollator:
     """Turns corpus rows into a model batch through ``LavidaProcessor``.
 
     A row has ``frames`` (``uint8 [T, H, W, 3]`` or a list of T images), ``masks`` (``[T, H, W]`` or a list of T
-    images) and ``names`` (the prompt list); ``sample_id`` seeds the prompt phrasing so a batch is the same on every
-    process and after a resume.
+    images), ``names`` (the prompt list) and ``name_labels`` (1 for the true target names; passed on as
+    ``name_labels [B, N]``, 0 on padding slots, when every row has them); ``sample_id`` seeds the prompt phrasing so a
+    batch is the same on every process and after a resume.
+
+    Rows with ``object_names`` and ``object_masks`` (``[K, T, H, W]``, every object in view with its own mask) also give
+    the name-grounding head's labels: ``grounding_input_ids / grounding_attention_mask [B, M, Lc]``,
+    ``grounding_mask [B, M]`` and ``grounding_targets [B, M, T, S, S]``, where the M names of a row are its objects'
+    names (each with its mask) followed by its listed distractors (empty masks).
     """
 
     processor: Any
@@ -140,8 +147,39 @@ class LavidaDataCollator:
         names = [list(row["names"]) for row in rows]
         key = "|".join(str(row.get("sample_id", i)) for i, row in enumerate(rows))
         seed = int(hashlib.sha256(f"{self.seed}:{key}".encode()).hexdigest()[:8], 16)
-        batch = self.processor(videos, names, target_masks=masks, phrasing=self.phrasing, seed=seed)
-        return dict(batch)
+        batch = dict(self.processor(videos, names, target_masks=masks, phrasing=self.phrasing, seed=seed))
+        if all("name_labels" in row for row in rows):
+            labels = torch.zeros(batch["class_mask"].shape, dtype=torch.float32)
+            for i, row in enumerate(rows):
+                labels[i, : len(row["name_labels"])] = torch.as_tensor(list(row["name_labels"]), dtype=torch.float32)
+            batch["name_labels"] = labels
+        if all("object_names" in row for row in rows):
+            batch.update(self._grounding_labels(rows, size=tuple(batch["sam_pixel_values"].shape[-2:])))
+        return batch
+
+    def _grounding_labels(self, rows: Sequence[dict[str, Any]], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        names, masks = [], []
+        for row in rows:
+            objects = list(row["object_names"])
+            object_masks = torch.as_tensor(np.asarray(row["object_masks"]), dtype=torch.float32)  # (K, T, H, W)
+            distractors = [name for name, label in zip(row["names"], row.get("name_labels", [0] * len(row["names"])))
+                           if not label and name not in objects]
+            frames, height, width = _as_array(row["masks"], channels=None).shape
+            row_masks = torch.cat([object_masks.reshape(len(objects), frames, height, width),
+                                   torch.zeros(len(distractors), frames, height, width)])
+            resized = F.interpolate(row_masks.flatten(0, 1)[:, None], size=size, mode="bilinear", align_corners=False)
+            names.append(objects + distractors)
+            masks.append((resized[:, 0] > 0.5).float().reshape(len(row_masks), frames, *size))
+        if not all(names):
+            raise ValueError("A row with object_names has neither an object in view nor a distractor: the "
+                             "name-grounding head has nothing to learn from it.")
+        encoded = self.processor.encode_names(names)
+        targets = torch.zeros(len(rows), encoded["class_mask"].shape[1], *masks[0].shape[1:])
+        for i, row_masks in enumerate(masks):
+            targets[i, : len(row_masks)] = row_masks
+        return {"grounding_input_ids": encoded["class_input_ids"],
+                "grounding_attention_mask": encoded["class_attention_mask"],
+                "grounding_mask": encoded["class_mask"], "grounding_targets": targets}
 
 
 def _as_array(value: Any, channels: int | None) -> np.ndarray:

@@ -33,9 +33,31 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FreezeSpec:
+    """Which parts stay frozen.
+
+    Attributes:
+        vision_tower, sam_image_encoder, text_encoder: the towers the paper keeps frozen.
+        train_only: when given, only these modules (attribute names of the model, e.g. ``[name_grounding_head]``)
+            train and everything else is frozen: a second stage that adds a head to a trained checkpoint.
+    """
+
     vision_tower: bool = True
     sam_image_encoder: bool = True
     text_encoder: bool = True
+    train_only: list[str] | None = None
+
+    def apply(self, model) -> None:
+        from torch import nn
+
+        model.freeze_towers(self.vision_tower, self.sam_image_encoder, self.text_encoder)
+        if self.train_only is None:
+            return
+        unknown = [name for name in self.train_only if not isinstance(getattr(model, name, None), nn.Module)]
+        if unknown:
+            raise UserInputError(f"freeze.train_only names {unknown}, which are not modules of this model.")
+        model.requires_grad_(False)
+        for name in self.train_only:
+            getattr(model, name).requires_grad_(True)
 
 
 @dataclass
@@ -133,7 +155,7 @@ def train(config: TrainConfig, output_dir: str | None = None, resume: str | bool
 
     set_seed(config.seed)
     model, processor = build_model_and_processor(config.model)
-    model.freeze_towers(config.freeze.vision_tower, config.freeze.sam_image_encoder, config.freeze.text_encoder)
+    config.freeze.apply(model)
     if config.lora is not None:
         model = add_lora(model, lavida_lora_config(config.lora.r, config.lora.alpha, config.lora.dropout,
                                                    config.lora.projections))

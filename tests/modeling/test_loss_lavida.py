@@ -119,3 +119,27 @@ def test_all_candidates_mode_trains_every_candidate_on_the_target():
 def test_unknown_mask_candidate_training_is_refused():
     with pytest.raises(ValueError, match="mask_candidate_training"):
         LavidaConfig.tiny(mask_candidate_training="best")
+
+
+def test_name_grounding_loss_rewards_the_right_name_at_the_right_pixels():
+    from lavida.name_grounding_head import listed_name_targets, name_grounding_loss
+
+    target = torch.zeros(1, 16, 16)
+    target[0, 4:12, 4:12] = 1  # the target covers cells (1..2, 1..2) of a 4x4 map
+    names = torch.tensor([[True, True, False]])  # a target, a distractor, a padding slot
+    labels = torch.tensor([[1.0, 0.0, 0.0]])
+    right = torch.full((1, 3, 4, 4), -8.0)
+    right[0, 0, 1:3, 1:3] = 8.0
+    wrong_pixels = torch.full((1, 3, 4, 4), -8.0)
+    wrong_pixels[0, 0, 0, 0] = 8.0  # present, but elsewhere
+    wrong_name = torch.full((1, 3, 4, 4), -8.0)
+    wrong_name[0, 1, 1:3, 1:3] = 8.0  # the distractor fires on the target
+    padding_fires = right.clone()
+    padding_fires[0, 2] = 8.0  # padding slots do not count
+    targets = listed_name_targets(target, labels)
+    assert targets[0, 0].equal(target[0]) and not targets[0, 1:].any()
+    loss = [name_grounding_loss(x, names, targets, positive_weight=10.0)
+            for x in (right, wrong_pixels, wrong_name, padding_fires)]
+    assert loss[0] < 0.01
+    assert loss[1] > 1.0 and loss[2] > 5.0
+    assert torch.isclose(loss[3], loss[0])

@@ -298,3 +298,60 @@ def test_name_prompt_tokens_reach_the_decoder_and_ignore_padding(tiny_batch):
     model.train()
     model(**tiny_batch).loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.name_prompt_encoder.parameters())
+
+
+def _grounding_model() -> LavidaForVideoAnomalyDetection:
+    torch.manual_seed(0)
+    return LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding"))
+
+
+def test_name_grounding_frame_score_is_the_best_listed_name_and_follows_the_names(tiny_batch):
+    model = _grounding_model().eval()
+    assert LavidaForVideoAnomalyDetection(LavidaConfig.tiny()).name_grounding_head is None
+    batch = {k: v for k, v in tiny_batch.items() if k not in ("labels", "target_masks")}
+    with torch.no_grad():
+        model.name_grounding_head.logit_scale.fill_(1e4)  # similarities are ~1e-5 at the tiny init std
+        reference = model(**batch)
+        with_padding = model(**_with_a_padding_name(batch))
+        swapped = dict(batch, class_input_ids=batch["class_input_ids"].flip(-1))  # other names, same frames
+        other_names = model(**swapped)
+    assert reference.name_logits.shape == (*reference.frame_logits.shape, 2)
+    torch.testing.assert_close(reference.frame_logits, reference.name_logits.amax(dim=-1))
+    torch.testing.assert_close(with_padding.frame_logits, reference.frame_logits, atol=1e-5, rtol=1e-5)
+    assert bool((with_padding.name_logits[..., 2] < -1e30).all())  # a padding slot is never the best name
+    assert (other_names.frame_logits - reference.frame_logits).abs().max() > 1e-4
+    # the head only changes the frame score: masks are those of the same weights without it
+    plain = LavidaForVideoAnomalyDetection(LavidaConfig.tiny())
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("name_grounding_head.")})
+    with torch.no_grad():
+        torch.testing.assert_close(plain.eval()(**batch).mask_logits, reference.mask_logits)
+
+
+def test_name_grounding_trains_on_name_labels(tiny_batch):
+    model = _grounding_model().train()
+    with pytest.raises(ValueError, match="name_labels"):
+        model(**tiny_batch)
+    labels = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    out = model(**tiny_batch, name_labels=labels)
+    out.loss.backward()
+    head = model.name_grounding_head
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    # the grounding loss is the object-score term, and it reads the labels: naming every visible target costs more
+    # than naming none while the head still answers "absent" everywhere
+    assert tiny_batch["target_masks"].any()
+    with torch.no_grad():
+        none_named = model(**tiny_batch, name_labels=torch.zeros_like(labels)).object_score_loss
+        all_named = model(**tiny_batch, name_labels=torch.ones_like(labels)).object_score_loss
+    assert torch.isfinite(out.object_score_loss) and all_named > none_named + 0.1
+
+
+def test_a_checkpoint_is_fine_tuned_into_name_grounding_only_with_new_modules(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="name_grounding_head"):
+        LavidaForVideoAnomalyDetection.from_pretrained(tmp_path, frame_score="name_grounding")
+    model = LavidaForVideoAnomalyDetection.from_pretrained(tmp_path, frame_score="name_grounding",
+                                                           new_modules=["name_grounding_head"])
+    assert model.config.frame_score == "name_grounding"
+    torch.testing.assert_close(model.semantic_projector.prompt_proj.weight,
+                               tiny_model.semantic_projector.prompt_proj.weight)
+    assert float(model.name_grounding_head.logit_bias) == -4.0 and float(model.name_grounding_head.logit_scale) == 1.0

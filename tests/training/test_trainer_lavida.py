@@ -144,3 +144,88 @@ def test_in_order_corpus_is_read_sequentially_and_pairs_need_an_even_batch(tmp_p
     trainer.args.per_device_train_batch_size = 3
     with pytest.raises(ValueError, match="multiple of the corpus group size 2"):
         trainer._get_train_sampler(corpus)
+
+
+def test_a_second_stage_trains_only_the_name_grounding_head(tmp_path):
+    """configs/lavida-tiny-grounding.yaml's recipe on a tiny model: the head is added to a trained checkpoint and is
+    the only thing that changes; the export carries it and loads without new_modules."""
+    from safetensors.torch import load_file
+
+    from lavida.model_factory import ModelSpec
+    from lavida.training import DataSpec, FreezeSpec, TrainConfig, train
+
+    set_seed(0)
+    stage1 = tmp_path / "stage1"
+    LavidaForVideoAnomalyDetection(LavidaConfig.tiny()).save_pretrained(stage1)
+    build_tiny_processor().save_pretrained(stage1)
+    config = TrainConfig(
+        model=ModelSpec(init="pretrained", pretrained=str(stage1), config={"frame_score": "name_grounding"},
+                        new_modules=["name_grounding_head"]),
+        freeze=FreezeSpec(train_only=["name_grounding_head"]),
+        train_data=DataSpec(source="synthetic", num_samples=4,
+                            options={"max_names": 4, "world": {"size": 64, "clip_length": 8}}),
+        training={"max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-2, "use_cpu": True,
+                  "save_strategy": "no", "logging_steps": 1, "dataloader_num_workers": 0},
+        export=str(tmp_path / "stage2"),
+    )
+    train(config, output_dir=str(tmp_path / "run"))
+    before, after = load_file(stage1 / "model.safetensors"), load_file(tmp_path / "stage2" / "model.safetensors")
+    head = {k for k in after if k.startswith("name_grounding_head.")}
+    assert head and set(after) - head == set(before)
+    for key in before:
+        torch.testing.assert_close(after[key].float(), before[key].float(), rtol=0, atol=1e-3 if
+                                   key.startswith("text_encoder.") else 0)  # text encoder is stored in float16
+    initial = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding")).name_grounding_head
+    assert not torch.equal(after["name_grounding_head.name_encoder.0.weight"], initial.name_encoder[0].weight)
+    loaded = LavidaForVideoAnomalyDetection.from_pretrained(tmp_path / "stage2")
+    assert loaded.config.frame_score == "name_grounding"
+
+
+def test_train_only_must_name_modules_of_the_model():
+    from lavida.errors import UserInputError
+    from lavida.training import FreezeSpec
+
+    with pytest.raises(UserInputError, match="no_such_head"):
+        FreezeSpec(train_only=["no_such_head"]).apply(LavidaForVideoAnomalyDetection(LavidaConfig.tiny()))
+
+
+def test_the_collator_passes_name_labels_padded_to_the_longest_list():
+    rows = toy_rows(2)
+    rows[0]["name_labels"], rows[1]["name_labels"] = [1, 0], [0]
+    rows[1]["names"] = ["green star"]
+    batch = LavidaDataCollator(build_tiny_processor())(rows)
+    torch.testing.assert_close(batch["name_labels"], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    assert batch["class_mask"].tolist() == [[True, True], [True, False]]
+    assert "name_labels" not in LavidaDataCollator(build_tiny_processor())(toy_rows(2))
+
+
+def test_object_labels_give_every_object_in_view_its_own_grounding_mask():
+    from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
+
+    corpus = SyntheticTrainingCorpus(num_samples=6, seed=3, max_names=6, object_labels=True,
+                                     world={"size": 64, "clip_length": 8})
+    rows = [corpus[i] for i in range(6)]
+    for row in rows:
+        assert len(row["object_names"]) == len(row["object_masks"]) >= 1
+        assert all(mask.any() for mask in row["object_masks"])
+        for name, label in zip(row["names"], row["name_labels"]):
+            if label:  # a true name is an object in view, and the target is inside that object's mask
+                mask = row["object_masks"][row["object_names"].index(name)]
+                assert not (row["masks"] & ~mask).any() or sum(row["name_labels"]) > 1
+            else:
+                assert name not in row["object_names"]
+    batch = LavidaDataCollator(build_tiny_processor())(rows[:2])
+    size = batch["sam_pixel_values"].shape[-2:]
+    for i, row in enumerate(rows[:2]):
+        count = len(row["object_names"]) + sum(1 for label in row["name_labels"] if not label)
+        assert int(batch["grounding_mask"][i].sum()) == count
+        targets = batch["grounding_targets"][i]
+        assert targets.shape[1:] == (8, *size)
+        # objects first, each with its own (resized) mask; then the distractors, empty
+        for k, mask in enumerate(row["object_masks"]):
+            resized = torch.nn.functional.interpolate(torch.as_tensor(mask, dtype=torch.float32)[:, None], size=size,
+                                                      mode="bilinear", align_corners=False)[:, 0] > 0.5
+            assert torch.equal(targets[k] > 0.5, resized)
+        assert not targets[len(row["object_names"]):].any()
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding"))
+    assert torch.isfinite(model(**batch).object_score_loss)
