@@ -380,7 +380,8 @@ def write_overlay(path: str | Path, record: DetectionRecord, masks: MaskFn | Non
 
 
 def format_summary(record: DetectionRecord, max_events: int = 5) -> str:
-    """A one-line summary of the events.
+    """A one-line summary of the events, strongest (highest peak) first; past ``max_events`` only a count of the
+    weaker ones, so a long video's main event is never cut off behind brief early ones.
 
     Example: ``walk.mp4: 2 events (fighting, fire) at 1.2-3.4 s (peak 0.91), 5.0-5.6 s (peak 0.62)``.
     """
@@ -388,9 +389,10 @@ def format_summary(record: DetectionRecord, max_events: int = 5) -> str:
     if not record.events:
         best = float(record.scores.max()) if record.scores.size else 0.0
         return f"{record.video_name}: no events ({names}); highest score {best:.2f} < threshold {record.threshold:g}"
+    strongest = sorted(record.events, key=lambda event: (-event.peak_score, event.start_frame))
     spans = ", ".join(f"{event.start_s:.1f}-{event.end_s:.1f} s (peak {event.peak_score:.2f})"
-                      for event in record.events[:max_events])
-    more = f" and {len(record.events) - max_events} more" if len(record.events) > max_events else ""
+                      for event in strongest[:max_events])
+    more = f" and {len(record.events) - max_events} weaker" if len(record.events) > max_events else ""
     plural = "event" if len(record.events) == 1 else "events"
     return f"{record.video_name}: {len(record.events)} {plural} ({names}) at {spans}{more}"
 

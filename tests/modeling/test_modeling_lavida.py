@@ -354,4 +354,4 @@ def test_a_checkpoint_is_fine_tuned_into_name_grounding_only_with_new_modules(ti
     assert model.config.frame_score == "name_grounding"
     torch.testing.assert_close(model.semantic_projector.prompt_proj.weight,
                                tiny_model.semantic_projector.prompt_proj.weight)
-    assert float(model.name_grounding_head.logit_bias) == -4.0 and float(model.name_grounding_head.logit_scale) == 1.0
+    assert model.name_grounding_head.logit_bias.item() == -4.0 and model.name_grounding_head.logit_scale.item() == 1.0

@@ -191,3 +191,8 @@ def test_summary_names_events(video):
                                       "3.2-3.3 s (peak 0.70)")
     quiet = make_record(video, np.full(NUM_FRAMES, 0.2, np.float32))
     assert format_summary(quiet).startswith("walk.mp4: no events (fighting, fire); highest score 0.20")
+    # past max_events the strongest are shown first, so the main event is never the one cut off
+    assert format_summary(record, max_events=1) == ("walk.mp4: 2 events (fighting, fire) at 1.6-2.4 s (peak 0.95) "
+                                                    "and 1 weaker")
+    late_main = make_record(video, np.r_[np.full(NUM_FRAMES // 2, 0.6), np.full(NUM_FRAMES - NUM_FRAMES // 2, 0.9)])
+    late_main.events[:] = [late_main.events[0]] if len(late_main.events) == 1 else late_main.events

@@ -27,6 +27,7 @@ TINY_SPECIAL_TOKENS: tuple[str, ...] = (
 TINY_BYTE_VOCAB_SIZE = 256
 TEXT_POOLING_MODES = ("pooler", "mean", "cls")
 MASK_CANDIDATE_TRAINING_MODES = ("lowest_loss", "all")
+FRAME_SCORE_MODES = ("object_score", "name_grounding")
 
 # Qwen2-VL-7B-Instruct (text side) and SAM 2.1 Hiera-Small, the paper's towers.
 _QWEN2_VL_7B_TEXT = {
@@ -86,6 +87,14 @@ class LavidaConfig(PreTrainedConfig):
         from scratch: SAM2's mask decoder also gets one sparse prompt token per anomaly name (a two-layer MLP of the
         name vector, ``NamePromptEncoder``) next to the projector's prompt, so each name can look for its object in
         the frame through the decoder's own token-to-image attention. The paper's recipe leaves it off.
+    frame_score (`str`, defaults to `"object_score"`): where the per-frame anomaly logit comes from.
+        ``"object_score"`` is the paper's (SAM2's object-score logit). ``"name_grounding"`` is a departure for models
+        whose object-score token does not read the names: ``NameGroundingHead`` matches every name against every
+        pixel of SAM2's image features, and the frame logit is the best (name, pixel) match over the listed names.
+        Training then has one label per (frame, name, pixel), from the rows' ``name_labels``.
+    grounding_hidden_size (`int`, defaults to 64), grounding_embedding_size (`int`, defaults to 32): widths of the
+        name-grounding head's pixel encoder and of the space names and pixels are matched in.
+    grounding_positive_weight (`float`, defaults to 10.0): weight of the positive pixels in its per-pixel BCE.
     """
 
     model_type = "lavida"
@@ -126,6 +135,10 @@ class LavidaConfig(PreTrainedConfig):
 
     mask_candidate_training: str = "lowest_loss"
     name_prompt_tokens: bool = False
+    frame_score: str = "object_score"
+    grounding_hidden_size: int = 64
+    grounding_embedding_size: int = 32
+    grounding_positive_weight: float = 10.0
 
     initializer_range: float = 0.02
 
@@ -150,9 +163,12 @@ class LavidaConfig(PreTrainedConfig):
         if self.mask_candidate_training not in MASK_CANDIDATE_TRAINING_MODES:
             raise ValueError(f"mask_candidate_training must be one of {MASK_CANDIDATE_TRAINING_MODES}, "
                              f"got {self.mask_candidate_training!r}.")
+        if self.frame_score not in FRAME_SCORE_MODES:
+            raise ValueError(f"frame_score must be one of {FRAME_SCORE_MODES}, got {self.frame_score!r}.")
         if self.text_pooling not in TEXT_POOLING_MODES:
             raise ValueError(f"text_pooling must be one of {TEXT_POOLING_MODES}, got {self.text_pooling!r}.")
-        for name in ("projector_hidden_size", "num_queries", "qformer_layers", "qformer_heads"):
+        for name in ("projector_hidden_size", "num_queries", "qformer_layers", "qformer_heads", "grounding_hidden_size",
+                     "grounding_embedding_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         for heads_field in ("qformer_heads", "cross_attention_heads"):

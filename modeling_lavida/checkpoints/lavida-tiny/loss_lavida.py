@@ -78,14 +78,18 @@ class LavidaLoss(nn.Module):
         self.train_all_candidates = config.mask_candidate_training == "all"
 
     def forward(self, mask_logits: torch.Tensor, iou_scores: torch.Tensor, object_logits: torch.Tensor,
-                target_masks: torch.Tensor, lm_loss: torch.Tensor | None = None) -> LavidaLossOutput:
+                target_masks: torch.Tensor, lm_loss: torch.Tensor | None = None,
+                grounding_loss: torch.Tensor | None = None) -> LavidaLossOutput:
         """
         Args:
             mask_logits: ``[BT, 3, h, w]`` candidate mask logits.
             iou_scores: ``[BT, 3]`` predicted IoUs.
-            object_logits: ``[BT]`` object-score logits.
+            object_logits: ``[BT]`` frame logits (SAM2's object score, or the names' best match:
+                ``config.frame_score``).
             target_masks: ``[BT, H, W]`` binary targets (float).
             lm_loss: scalar LM cross-entropy, or None (counts as 0).
+            grounding_loss: the name-grounding head's loss (``frame_score="name_grounding"``); when given it is the
+                object-score term instead of the frame-logit BCE.
         """
         targets = target_masks.float()
         if mask_logits.shape[-2:] != targets.shape[-2:]:
@@ -114,7 +118,8 @@ class LavidaLoss(nn.Module):
         focal_term = (trained_focal * weight).sum() / count
         dice_term = (trained_dice * weight).sum() / count
         iou_term = (iou_error * weight).sum() / count
-        object_term = F.binary_cross_entropy_with_logits(object_logits.float(), weight)
+        object_term = (grounding_loss.float() if grounding_loss is not None
+                       else F.binary_cross_entropy_with_logits(object_logits.float(), weight))
         lm_term = lm_loss.float() if lm_loss is not None else object_term.new_zeros(())
         total = (self.lm_weight * lm_term + self.focal_weight * focal_term + self.dice_weight * dice_term
                  + self.iou_weight * iou_term + self.object_weight * object_term)

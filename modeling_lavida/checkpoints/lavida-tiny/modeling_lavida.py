@@ -25,6 +25,8 @@ from transformers.utils import ModelOutput
 from .anomaly_mask_decoder import SamFrameFeatures, decode_anomaly_masks, encode_frames
 from .configuration_lavida import LavidaConfig
 from .loss_lavida import LavidaLoss
+from .name_grounding_head import (NameGroundingHead, frame_logits_from_names, listed_name_targets,
+                                  name_grounding_loss, name_presence_logits)
 from .semantic_projector import NamePromptEncoder, SemanticProjector
 from .token_compressor import TokenCompressor
 
@@ -39,7 +41,10 @@ class LavidaOutput(ModelOutput):
     Attributes:
         loss: total mixed loss (when ``target_masks`` are given).
         lm_loss, focal_loss, dice_loss, iou_loss, object_score_loss: the unweighted terms (when computed).
-        frame_logits: ``[B, T]`` object-score logits, the per-frame anomaly score before the sigmoid.
+        frame_logits: ``[B, T]`` the per-frame anomaly score before the sigmoid (SAM2's object-score logit, or with
+            ``config.frame_score="name_grounding"`` the largest of ``name_logits``).
+        name_logits: ``[B, T, N]`` with ``frame_score="name_grounding"``: each name's presence logit per frame
+            (padding names hold the dtype's minimum).
         mask_logits: ``[B, T, h, w]`` anomaly map logits (best of 3 by predicted IoU), low resolution.
         iou_scores: ``[B, T, 3]`` predicted IoU of the three candidate masks.
         candidate_mask_logits: ``[B, T, 3, h, w]`` all three candidates.
@@ -54,6 +59,7 @@ class LavidaOutput(ModelOutput):
     iou_loss: torch.FloatTensor | None = None
     object_score_loss: torch.FloatTensor | None = None
     frame_logits: torch.FloatTensor | None = None
+    name_logits: torch.FloatTensor | None = None
     mask_logits: torch.FloatTensor | None = None
     iou_scores: torch.FloatTensor | None = None
     candidate_mask_logits: torch.FloatTensor | None = None
@@ -95,6 +101,9 @@ class LavidaPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, SemanticProjector):
             nn.init.normal_(module.queries, std=self.config.initializer_range)
+        if isinstance(module, NameGroundingHead):
+            nn.init.ones_(module.logit_scale)
+            nn.init.constant_(module.logit_bias, -4.0)
 
 
 class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
@@ -113,6 +122,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         )
         self.semantic_projector = SemanticProjector(config)
         self.name_prompt_encoder = NamePromptEncoder(config) if config.name_prompt_tokens else None
+        self.name_grounding_head = NameGroundingHead(config) if config.frame_score == "name_grounding" else None
         self.loss_function_lavida = LavidaLoss(config)
         self.text_encoder.register_load_state_dict_post_hook(self._clear_class_embedding_cache)
         self.post_init()
@@ -160,12 +170,18 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """``PreTrainedModel.from_pretrained`` that loads safetensors only and refuses a checkpoint whose keys do not
-        match this architecture (instead of silently initialising the missing weights at random)."""
+        match this architecture (instead of silently initialising the missing weights at random).
+
+        ``new_modules`` (keyword, default none) names modules the checkpoint may lack because a config override
+        switches them on (``name_grounding_head`` with ``frame_score="name_grounding"``, to fine-tune a checkpoint
+        into one); they start from their initialisation."""
         want_info = kwargs.pop("output_loading_info", False)
+        new_modules = tuple(kwargs.pop("new_modules", ()) or ())
         kwargs.setdefault("use_safetensors", True)
         model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
                                               output_loading_info=True, **kwargs)
-        missing = sorted(info.get("missing_keys") or [])
+        missing = sorted(key for key in (info.get("missing_keys") or [])
+                         if not any(key == module or key.startswith(module + ".") for module in new_modules))
         unexpected = sorted(info.get("unexpected_keys") or [])
         mismatched = sorted(str(m) for m in (info.get("mismatched_keys") or []))
         if missing or unexpected or mismatched:
@@ -327,6 +343,11 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         class_embeddings: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         target_masks: torch.FloatTensor | None = None,
+        name_labels: torch.FloatTensor | None = None,
+        grounding_input_ids: torch.LongTensor | None = None,
+        grounding_attention_mask: torch.LongTensor | None = None,
+        grounding_mask: torch.BoolTensor | None = None,
+        grounding_targets: torch.FloatTensor | None = None,
         **kwargs,
     ) -> LavidaOutput:
         """
@@ -341,6 +362,12 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             class_mask: ``[B, N]`` bool, False for padding names (default: all real).
             labels: ``[B, S]`` LM labels (-100 where not trained); gives ``lm_loss``.
             target_masks: ``[B, T, H, W]`` binary anomaly masks; gives the segmentation terms and ``loss``.
+            name_labels: ``[B, N]`` 1 for the clip's true target names, 0 for distractors; with
+                ``frame_score="name_grounding"`` training needs them or the ``grounding_*`` labels (the object-score
+                term is then the grounding head's per-(frame, name, pixel) loss).
+            grounding_input_ids, grounding_attention_mask: ``[B, M, Lc]``, grounding_mask: ``[B, M]``,
+            grounding_targets: ``[B, M, T, H, W]``: names with their own masks for the grounding head's loss instead
+                of the prompt's (every object in view and the distractors; ``LavidaDataCollator`` builds them).
         """
         batch, frames = sam_pixel_values.shape[:2]
         self._check_inputs(input_ids, video_grid_thw, frames, class_input_ids, class_embeddings, class_mask,
@@ -376,10 +403,18 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             name_prompts = self.name_prompt_encoder(class_embeddings).repeat_interleave(frames, dim=0)  # (BT, N, S)
             name_mask = class_mask.bool().repeat_interleave(frames, dim=0)
         prediction = decode_anomaly_masks(self.sam, features, prompts, name_prompts, name_mask)
+        frame_logits, presence, grounding_maps = prediction.object_logits, None, None  # (BT,)
+        if self.name_grounding_head is not None:
+            real_names = class_mask.bool().repeat_interleave(frames, dim=0)  # (BT, N)
+            grounding_maps = self.name_grounding_head(features.feature_maps, class_embeddings, frames)
+            presence = name_presence_logits(grounding_maps).masked_fill(~real_names, torch.finfo(
+                grounding_maps.dtype).min)  # (BT, N)
+            frame_logits = frame_logits_from_names(presence, real_names)
 
         output = LavidaOutput(
             lm_loss=lm_loss,
-            frame_logits=prediction.object_logits.reshape(batch, frames),
+            frame_logits=frame_logits.reshape(batch, frames),
+            name_logits=None if presence is None else presence.reshape(batch, frames, -1),
             mask_logits=prediction.best_by_predicted_iou().reshape(batch, frames, *prediction.mask_logits.shape[-2:]),
             iou_scores=prediction.iou_scores.reshape(batch, frames, -1),
             candidate_mask_logits=prediction.mask_logits.reshape(batch, frames, *prediction.mask_logits.shape[1:]),
@@ -387,8 +422,13 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             num_visual_tokens=sequence.num_visual_tokens,
         )
         if target_masks is not None:
-            terms = self.loss_function_lavida(prediction.mask_logits, prediction.iou_scores,
-                                              prediction.object_logits, target_masks.flatten(0, 1), lm_loss)
+            grounding_loss = None
+            if grounding_maps is not None:
+                grounding_loss = self._grounding_loss(features, frames, grounding_maps, class_mask, name_labels,
+                                                      target_masks, grounding_input_ids, grounding_attention_mask,
+                                                      grounding_mask, grounding_targets)
+            terms = self.loss_function_lavida(prediction.mask_logits, prediction.iou_scores, frame_logits,
+                                              target_masks.flatten(0, 1), lm_loss, grounding_loss)
             output.loss = terms.loss
             output.lm_loss = terms.lm_loss
             output.focal_loss = terms.focal_loss
@@ -398,6 +438,25 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         return output
 
     # ------------------------------------------------------------------------------------------------ helpers
+    def _grounding_loss(self, features: SamFrameFeatures, frames: int, listed_maps: torch.Tensor,
+                        class_mask: torch.Tensor, name_labels: torch.Tensor | None, target_masks: torch.Tensor,
+                        grounding_input_ids: torch.Tensor | None, grounding_attention_mask: torch.Tensor | None,
+                        grounding_mask: torch.Tensor | None, grounding_targets: torch.Tensor | None) -> torch.Tensor:
+        """The name-grounding head's loss: on the ``grounding_*`` names and masks when given, else on the prompt's
+        names (``listed_maps [BT, N, h, w]``) with the target mask for the true ones."""
+        weight = self.config.grounding_positive_weight
+        if grounding_targets is not None:
+            embeddings = self.encode_class_names(grounding_input_ids, grounding_attention_mask)
+            maps = self.name_grounding_head(features.feature_maps, embeddings, frames)  # (BT, M, h, w)
+            targets = grounding_targets.transpose(1, 2).flatten(0, 1)  # (BT, M, H, W)
+            return name_grounding_loss(maps, grounding_mask.bool().repeat_interleave(frames, dim=0), targets, weight)
+        if name_labels is None:
+            raise ValueError("frame_score 'name_grounding' trains on name_labels ([B, N], 1 for the clip's true target "
+                             "names) or on grounding_* labels: pass the corpus rows' name_labels (or object_names and "
+                             "object_masks) through LavidaDataCollator.")
+        targets = listed_name_targets(target_masks.flatten(0, 1), name_labels.repeat_interleave(frames, dim=0))
+        return name_grounding_loss(listed_maps, class_mask.bool().repeat_interleave(frames, dim=0), targets, weight)
+
     def _mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         types = torch.zeros_like(input_ids, dtype=torch.int)
         types[input_ids == self.config.mllm_config.image_token_id] = 1

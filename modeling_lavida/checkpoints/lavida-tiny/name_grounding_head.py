@@ -1,0 +1,121 @@
+"""Frame score from per-name pixel maps (``LavidaConfig.frame_score = "name_grounding"``).
+
+Not in the paper, where the frame score is SAM2's object-score logit. A decoder trained from scratch at small sizes
+learns to put its mask on the visible object that best matches the names (a choice among what is in view) but its
+object-score token never learns whether any listed object is there at all: its frame score stays the same when the
+names change. ``NameGroundingHead`` decides presence by matching instead of by attention: it embeds every pixel of
+SAM2's image features (all FPN levels, before any prompt is seen) and every anomaly name into one space, and a
+name's logit at a pixel is their scaled dot product. A name is as present as its best pixel; a frame is as anomalous
+as its most present name. Because the pixel embeddings never see the names, the score cannot be met without reading
+them.
+
+Training gets a label per (frame, name, pixel): a name's map is its object's mask, a distractor's map is empty
+everywhere, near misses included (a listed "red circle" next to a visible red square); see ``name_grounding_loss``.
+The names are the prompt's (its true names get the target mask), or, when the corpus gives every object in view with
+its own mask (``object_labels``), those objects' names and the prompt's distractors: then every object teaches the
+head, named in the prompt or not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configuration_lavida import LavidaConfig
+
+
+class NameGroundingHead(nn.Module):
+    """Per-name pixel logits from SAM2's FPN features and the class-name vectors.
+
+    pixels: the FPN levels upsampled to the finest one and concatenated, ``1x1`` conv, two ``3x3`` convs, ``1x1``
+    conv to ``grounding_embedding_size``; names: ``Linear(E -> P)``, GELU, ``Linear(P -> grounding_embedding_size)``;
+    logit = ``scale * <name, pixel> / sqrt(dim) + bias`` (scale and bias learned).
+    """
+
+    def __init__(self, config: LavidaConfig):
+        super().__init__()
+        vision = config.sam_config.vision_config
+        levels = len(vision.backbone_feature_sizes)
+        hidden, dim = config.grounding_hidden_size, config.grounding_embedding_size
+        self.pixel_encoder = nn.Sequential(
+            nn.Conv2d(levels * vision.fpn_hidden_size, hidden, 1), nn.GELU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(),
+            nn.Conv2d(hidden, dim, 1),
+        )
+        self.name_encoder = nn.Sequential(nn.Linear(config.text_embedding_size, config.projector_hidden_size),
+                                          nn.GELU(), nn.Linear(config.projector_hidden_size, dim))
+        self.logit_scale = nn.Parameter(torch.ones(()))
+        # most (name, pixel) pairs are negative: start near their rate, as detection heads do
+        self.logit_bias = nn.Parameter(torch.full((), -4.0))
+
+    def pixel_embeddings(self, feature_maps: list[torch.Tensor]) -> torch.Tensor:
+        """FPN levels ``[BT, C, H_i, W_i]`` (finest first) -> ``[BT, dim, H_0, W_0]``."""
+        size = feature_maps[0].shape[-2:]
+        stacked = torch.cat([feature_maps[0]] + [F.interpolate(level, size=size, mode="bilinear", align_corners=False)
+                                                 for level in feature_maps[1:]], dim=1)
+        return self.pixel_encoder(stacked.to(self.pixel_encoder[0].weight.dtype))
+
+    def forward(self, feature_maps: list[torch.Tensor], class_embeddings: torch.Tensor, frames_per_sample: int
+                ) -> torch.Tensor:
+        """
+        Args:
+            feature_maps: SAM2's raw FPN levels for ``B*T`` frames, finest first.
+            class_embeddings: ``[B, N, E]`` one vector per anomaly name.
+            frames_per_sample: T.
+
+        Returns:
+            ``[B*T, N, H_0, W_0]`` per-name pixel logits.
+        """
+        pixels = self.pixel_embeddings(feature_maps)  # (BT, D, h, w)
+        names = self.name_encoder(class_embeddings.to(pixels.dtype)).repeat_interleave(frames_per_sample, dim=0)
+        similarity = torch.einsum("bnd,bdhw->bnhw", names, pixels) / math.sqrt(names.shape[-1])
+        return self.logit_scale * similarity + self.logit_bias
+
+
+def name_presence_logits(name_logits: torch.Tensor) -> torch.Tensor:
+    """``[BT, N, h, w]`` -> ``[BT, N]``: a name is as present as its most confident pixel."""
+    return name_logits.flatten(2).amax(dim=-1)
+
+
+def frame_logits_from_names(presence: torch.Tensor, name_mask: torch.Tensor) -> torch.Tensor:
+    """``[BT, N]`` presence logits, ``[BT, N]`` bool real-name mask -> ``[BT]`` (largest over the real names)."""
+    return presence.masked_fill(~name_mask, torch.finfo(presence.dtype).min).amax(dim=-1)
+
+
+def name_grounding_loss(name_logits: torch.Tensor, name_mask: torch.Tensor, name_targets: torch.Tensor,
+                        positive_weight: float) -> torch.Tensor:
+    """Per-pixel BCE plus presence BCE, each averaged over the real (frame, name) pairs.
+
+    Args:
+        name_logits: ``[BT, N, h, w]``; name_mask: ``[BT, N]`` bool, real names.
+        name_targets: ``[BT, N, H, W]`` each name's own mask in each frame (empty for a name not in view), at any
+            resolution that is a multiple of the map's.
+        positive_weight: weight of the positive pixels in the per-pixel BCE (objects cover a few percent of a frame).
+
+    A cell is a positive pixel when the name's mask covers at least half of it; a name is present in a frame when its
+    mask touches any cell.
+    """
+    height, width = name_logits.shape[-2:]
+    covered = F.adaptive_avg_pool2d(name_targets.float(), (height, width))  # (BT, N, h, w) share of each cell
+    pixel_targets = (covered >= 0.5).float()
+    present = (covered.flatten(2).amax(dim=-1) > 0).float()  # (BT, N)
+    logits = name_logits.float()
+    pixel_bce = F.binary_cross_entropy_with_logits(
+        logits, pixel_targets, pos_weight=logits.new_tensor(positive_weight), reduction="none").flatten(2).mean(-1)
+    presence_bce = F.binary_cross_entropy_with_logits(name_presence_logits(logits), present, reduction="none")
+    weight = name_mask.float()
+    return ((pixel_bce + presence_bce) * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def listed_name_targets(target_masks: torch.Tensor, name_labels: torch.Tensor) -> torch.Tensor:
+    """``[BT, H, W]`` frame targets and ``[BT, N]`` labels (1 = a true target name) -> ``[BT, N, H, W]``: a true name's
+    mask is the frame's target (with two true names both get their union), a distractor's is empty."""
+    return target_masks.float()[:, None] * name_labels.float()[..., None, None]
+
+
+__all__ = ["NameGroundingHead", "frame_logits_from_names", "listed_name_targets", "name_grounding_loss",
+           "name_presence_logits"]
