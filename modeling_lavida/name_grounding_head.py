@@ -26,13 +26,17 @@ from torch import nn
 
 from .configuration_lavida import LavidaConfig
 
+# most (name, pixel) pairs are negative: the logit bias starts near their rate, as detection heads do
+INITIAL_LOGIT_BIAS = -4.0
+
 
 class NameGroundingHead(nn.Module):
     """Per-name pixel logits from SAM2's FPN features and the class-name vectors.
 
     pixels: the FPN levels upsampled to the finest one and concatenated, ``1x1`` conv, two ``3x3`` convs, ``1x1``
     conv to ``grounding_embedding_size``; names: ``Linear(E -> P)``, GELU, ``Linear(P -> grounding_embedding_size)``;
-    logit = ``scale * <name, pixel> / sqrt(dim) + bias`` (scale and bias learned).
+    logit = ``scale * <name, pixel> / sqrt(dim) + bias`` (scale and bias learned). The pixel embeddings do not depend
+    on the names, so one ``pixel_embeddings`` call serves every name list of the same frames.
     """
 
     def __init__(self, config: LavidaConfig):
@@ -49,8 +53,7 @@ class NameGroundingHead(nn.Module):
         self.name_encoder = nn.Sequential(nn.Linear(config.text_embedding_size, config.projector_hidden_size),
                                           nn.GELU(), nn.Linear(config.projector_hidden_size, dim))
         self.logit_scale = nn.Parameter(torch.ones(()))
-        # most (name, pixel) pairs are negative: start near their rate, as detection heads do
-        self.logit_bias = nn.Parameter(torch.full((), -4.0))
+        self.logit_bias = nn.Parameter(torch.full((), INITIAL_LOGIT_BIAS))
 
     def pixel_embeddings(self, feature_maps: list[torch.Tensor]) -> torch.Tensor:
         """FPN levels ``[BT, C, H_i, W_i]`` (finest first) -> ``[BT, dim, H_0, W_0]``."""
@@ -59,18 +62,16 @@ class NameGroundingHead(nn.Module):
                                                  for level in feature_maps[1:]], dim=1)
         return self.pixel_encoder(stacked.to(self.pixel_encoder[0].weight.dtype))
 
-    def forward(self, feature_maps: list[torch.Tensor], class_embeddings: torch.Tensor, frames_per_sample: int
-                ) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor, class_embeddings: torch.Tensor, frames_per_sample: int) -> torch.Tensor:
         """
         Args:
-            feature_maps: SAM2's raw FPN levels for ``B*T`` frames, finest first.
+            pixels: ``[B*T, dim, h, w]`` from ``pixel_embeddings``.
             class_embeddings: ``[B, N, E]`` one vector per anomaly name.
             frames_per_sample: T.
 
         Returns:
-            ``[B*T, N, H_0, W_0]`` per-name pixel logits.
+            ``[B*T, N, h, w]`` per-name pixel logits.
         """
-        pixels = self.pixel_embeddings(feature_maps)  # (BT, D, h, w)
         names = self.name_encoder(class_embeddings.to(pixels.dtype)).repeat_interleave(frames_per_sample, dim=0)
         similarity = torch.einsum("bnd,bdhw->bnhw", names, pixels) / math.sqrt(names.shape[-1])
         return self.logit_scale * similarity + self.logit_bias
@@ -79,11 +80,6 @@ class NameGroundingHead(nn.Module):
 def name_presence_logits(name_logits: torch.Tensor) -> torch.Tensor:
     """``[BT, N, h, w]`` -> ``[BT, N]``: a name is as present as its most confident pixel."""
     return name_logits.flatten(2).amax(dim=-1)
-
-
-def frame_logits_from_names(presence: torch.Tensor, name_mask: torch.Tensor) -> torch.Tensor:
-    """``[BT, N]`` presence logits, ``[BT, N]`` bool real-name mask -> ``[BT]`` (largest over the real names)."""
-    return presence.masked_fill(~name_mask, torch.finfo(presence.dtype).min).amax(dim=-1)
 
 
 def name_grounding_loss(name_logits: torch.Tensor, name_mask: torch.Tensor, name_targets: torch.Tensor,
@@ -117,5 +113,5 @@ def listed_name_targets(target_masks: torch.Tensor, name_labels: torch.Tensor) -
     return target_masks.float()[:, None] * name_labels.float()[..., None, None]
 
 
-__all__ = ["NameGroundingHead", "frame_logits_from_names", "listed_name_targets", "name_grounding_loss",
+__all__ = ["INITIAL_LOGIT_BIAS", "NameGroundingHead", "listed_name_targets", "name_grounding_loss",
            "name_presence_logits"]

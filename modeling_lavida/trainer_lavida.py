@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import EvalPrediction, Trainer
 
 LOSS_TERMS = ("lm_loss", "focal_loss", "dice_loss", "iou_loss", "object_score_loss")
@@ -161,22 +160,15 @@ class LavidaDataCollator:
         names, masks = [], []
         for row in rows:
             objects = list(row["object_names"])
-            object_masks = torch.as_tensor(np.asarray(row["object_masks"]), dtype=torch.float32)  # (K, T, H, W)
-            distractors = [name for name, label in zip(row["names"], row.get("name_labels", [0] * len(row["names"])))
-                           if not label and name not in objects]
-            frames, height, width = _as_array(row["masks"], channels=None).shape
-            row_masks = torch.cat([object_masks.reshape(len(objects), frames, height, width),
-                                   torch.zeros(len(distractors), frames, height, width)])
-            resized = F.interpolate(row_masks.flatten(0, 1)[:, None], size=size, mode="bilinear", align_corners=False)
-            names.append(objects + distractors)
-            masks.append((resized[:, 0] > 0.5).float().reshape(len(row_masks), frames, *size))
+            names.append(objects + [name for name in row["names"] if name not in objects])  # then the distractors
+            masks.append(self.processor.resize_target_masks(row["object_masks"], size))  # (K, T, S, S)
         if not all(names):
             raise ValueError("A row with object_names has neither an object in view nor a distractor: the "
                              "name-grounding head has nothing to learn from it.")
         encoded = self.processor.encode_names(names)
-        targets = torch.zeros(len(rows), encoded["class_mask"].shape[1], *masks[0].shape[1:])
-        for i, row_masks in enumerate(masks):
-            targets[i, : len(row_masks)] = row_masks
+        targets = torch.zeros(len(rows), encoded["class_mask"].shape[1], *masks[0].shape[1:])  # distractors stay empty
+        for i, object_masks in enumerate(masks):
+            targets[i, : len(object_masks)] = object_masks
         return {"grounding_input_ids": encoded["class_input_ids"],
                 "grounding_attention_mask": encoded["class_attention_mask"],
                 "grounding_mask": encoded["class_mask"], "grounding_targets": targets}

@@ -166,9 +166,7 @@ class LavidaProcessor(ProcessorMixin):
         if target_masks is not None:
             data["labels"] = self._answer_labels(input_ids, encoded["attention_mask"], texts, answers)
             size = tuple(sam_pixel_values.shape[-2:])
-            resized = [F.interpolate(torch.as_tensor(np.asarray(m), dtype=torch.float32)[:, None], size=size,
-                                     mode="bilinear", align_corners=False)[:, 0] for m in target_masks]
-            data["target_masks"] = (torch.stack(resized) > 0.5).float()
+            data["target_masks"] = torch.stack([self.resize_target_masks(m, size) for m in target_masks])
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def encode_names(self, anomalies: list[list[str]]) -> dict[str, torch.Tensor]:
@@ -205,6 +203,14 @@ class LavidaProcessor(ProcessorMixin):
             end = min(start + answer_len, int(attention_mask[row].sum()))
             labels[row, start:end] = input_ids[row, start:end]
         return labels
+
+    @staticmethod
+    def resize_target_masks(masks: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Binary training masks ``[..., H, W]`` -> ``[..., S, S]`` float 0/1 at SAM2's mask size (bilinear, > 0.5)."""
+        tensor = torch.as_tensor(np.asarray(masks), dtype=torch.float32)
+        flat = tensor.reshape(-1, 1, *tensor.shape[-2:])
+        resized = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
+        return (resized > 0.5).float().reshape(*tensor.shape[:-2], *size)
 
     # ------------------------------------------------------------------------------------------------ outputs
     @staticmethod

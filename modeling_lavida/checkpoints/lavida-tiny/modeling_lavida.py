@@ -25,8 +25,8 @@ from transformers.utils import ModelOutput
 from .anomaly_mask_decoder import SamFrameFeatures, decode_anomaly_masks, encode_frames
 from .configuration_lavida import LavidaConfig
 from .loss_lavida import LavidaLoss
-from .name_grounding_head import (NameGroundingHead, frame_logits_from_names, listed_name_targets,
-                                  name_grounding_loss, name_presence_logits)
+from .name_grounding_head import (INITIAL_LOGIT_BIAS, NameGroundingHead, listed_name_targets, name_grounding_loss,
+                                  name_presence_logits)
 from .semantic_projector import NamePromptEncoder, SemanticProjector
 from .token_compressor import TokenCompressor
 
@@ -103,7 +103,7 @@ class LavidaPreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.queries, std=self.config.initializer_range)
         if isinstance(module, NameGroundingHead):
             nn.init.ones_(module.logit_scale)
-            nn.init.constant_(module.logit_bias, -4.0)
+            nn.init.constant_(module.logit_bias, INITIAL_LOGIT_BIAS)
 
 
 class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
@@ -403,13 +403,15 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             name_prompts = self.name_prompt_encoder(class_embeddings).repeat_interleave(frames, dim=0)  # (BT, N, S)
             name_mask = class_mask.bool().repeat_interleave(frames, dim=0)
         prediction = decode_anomaly_masks(self.sam, features, prompts, name_prompts, name_mask)
-        frame_logits, presence, grounding_maps = prediction.object_logits, None, None  # (BT,)
+        frame_logits, presence = prediction.object_logits, None  # (BT,)
         if self.name_grounding_head is not None:
             real_names = class_mask.bool().repeat_interleave(frames, dim=0)  # (BT, N)
-            grounding_maps = self.name_grounding_head(features.feature_maps, class_embeddings, frames)
+            pixels = self.name_grounding_head.pixel_embeddings(features.feature_maps)  # (BT, D, h, w)
+            grounding_maps = self.name_grounding_head(pixels, class_embeddings, frames)  # (BT, N, h, w)
+            # a padding name is never the most present one
             presence = name_presence_logits(grounding_maps).masked_fill(~real_names, torch.finfo(
                 grounding_maps.dtype).min)  # (BT, N)
-            frame_logits = frame_logits_from_names(presence, real_names)
+            frame_logits = presence.amax(dim=-1)
 
         output = LavidaOutput(
             lm_loss=lm_loss,
@@ -423,8 +425,8 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         )
         if target_masks is not None:
             grounding_loss = None
-            if grounding_maps is not None:
-                grounding_loss = self._grounding_loss(features, frames, grounding_maps, class_mask, name_labels,
+            if presence is not None:
+                grounding_loss = self._grounding_loss(pixels, frames, grounding_maps, real_names, name_labels,
                                                       target_masks, grounding_input_ids, grounding_attention_mask,
                                                       grounding_mask, grounding_targets)
             terms = self.loss_function_lavida(prediction.mask_logits, prediction.iou_scores, frame_logits,
@@ -438,16 +440,17 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         return output
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _grounding_loss(self, features: SamFrameFeatures, frames: int, listed_maps: torch.Tensor,
-                        class_mask: torch.Tensor, name_labels: torch.Tensor | None, target_masks: torch.Tensor,
+    def _grounding_loss(self, pixels: torch.Tensor, frames: int, listed_maps: torch.Tensor, real_names: torch.Tensor,
+                        name_labels: torch.Tensor | None, target_masks: torch.Tensor,
                         grounding_input_ids: torch.Tensor | None, grounding_attention_mask: torch.Tensor | None,
                         grounding_mask: torch.Tensor | None, grounding_targets: torch.Tensor | None) -> torch.Tensor:
-        """The name-grounding head's loss: on the ``grounding_*`` names and masks when given, else on the prompt's
-        names (``listed_maps [BT, N, h, w]``) with the target mask for the true ones."""
+        """The name-grounding head's loss: on the ``grounding_*`` names and masks when given (matched against the same
+        ``pixels [BT, D, h, w]``), else on the prompt's names (``listed_maps [BT, N, h, w]``, ``real_names [BT, N]``)
+        with the target mask for the true ones."""
         weight = self.config.grounding_positive_weight
         if grounding_targets is not None:
             embeddings = self.encode_class_names(grounding_input_ids, grounding_attention_mask)
-            maps = self.name_grounding_head(features.feature_maps, embeddings, frames)  # (BT, M, h, w)
+            maps = self.name_grounding_head(pixels, embeddings, frames)  # (BT, M, h, w)
             targets = grounding_targets.transpose(1, 2).flatten(0, 1)  # (BT, M, H, W)
             return name_grounding_loss(maps, grounding_mask.bool().repeat_interleave(frames, dim=0), targets, weight)
         if name_labels is None:
@@ -455,7 +458,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                              "names) or on grounding_* labels: pass the corpus rows' name_labels (or object_names and "
                              "object_masks) through LavidaDataCollator.")
         targets = listed_name_targets(target_masks.flatten(0, 1), name_labels.repeat_interleave(frames, dim=0))
-        return name_grounding_loss(listed_maps, class_mask.bool().repeat_interleave(frames, dim=0), targets, weight)
+        return name_grounding_loss(listed_maps, real_names, targets, weight)
 
     def _mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         types = torch.zeros_like(input_ids, dtype=torch.int)
