@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +87,42 @@ def expand_video_inputs(inputs: Sequence[str]) -> list[str]:
         else:
             videos.append(item)
     return videos
+
+
+# Characters kept in an output folder name; anything else (path separators, control characters, quotes) becomes "_".
+_UNSAFE_NAME_CHARACTERS = re.compile(r"[^\w.+=,@ -]")
+# Longest folder name, in characters (file systems allow 255 bytes; leave room for the "-N" suffix and UTF-8).
+_MAX_NAME_LENGTH = 120
+
+
+def _safe_folder_name(video: str) -> str:
+    """A video's stem as one plain path component: never empty, ``.``/``..``, hidden, or holding a separator."""
+    stem = _UNSAFE_NAME_CHARACTERS.sub("_", Path(video).stem)
+    # Leading dots would make ".", ".." (the output folder itself or its parent) or a hidden name that clashes with
+    # the writers' own ".<name>.partial-*" staging folders; trailing dots and spaces are dropped by some file systems.
+    stem = stem.lstrip(". ").rstrip(". ")[:_MAX_NAME_LENGTH].rstrip(". ")
+    return stem or "video"
+
+
+def output_folder_names(videos: Sequence[str]) -> list[str]:
+    """One output folder name per video, unique within the run (from the full list of a sharded run, so names never
+    depend on the split).
+
+    The name is the video's stem made safe (see ``_safe_folder_name``); a name already taken, compared
+    case-insensitively so that case-insensitive file systems cannot merge two, and never ``index.json``, gets the
+    first free ``-2``, ``-3``, ... suffix. Every input gets its own folder inside the output folder, always.
+    """
+    taken = {INDEX_JSON.casefold()}
+    names = []
+    for video in videos:
+        base = _safe_folder_name(video)
+        name, count = base, 1
+        while name.casefold() in taken:
+            count += 1
+            name = f"{base}-{count}"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -300,5 +337,5 @@ def write_index(out_dir: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
 
 
 __all__ = ["GATHER_TIMEOUT", "INDEX_JSON", "ProcessGroup", "ProcessInfo", "VideoOutcome",
-           "expand_video_inputs", "index_dict", "merge_outcomes", "pick_device", "shard_indices",
+           "expand_video_inputs", "index_dict", "merge_outcomes", "output_folder_names", "pick_device", "shard_indices",
            "threads_per_process", "video_cost", "write_index"]

@@ -117,6 +117,9 @@ def atomic_directory(target: str | Path, overwrite: bool = True) -> Iterator[Pat
         UserInputError: ``target`` exists and ``overwrite`` is False, or it exists and is not a folder.
     """
     target = Path(target)
+    if target.name in ("", ".", "..") or target.name.startswith("."):
+        # "out/.." would swap out (and delete) the parent folder: only a plain child folder may be replaced.
+        raise ValueError(f"Result folder {target} must end in a plain folder name (not empty, '.', '..' or hidden).")
     if target.exists() and not target.is_dir():
         raise UserInputError(f"Output {target} exists and is not a folder: choose another --out folder.")
     if target.exists() and not overwrite:

@@ -39,18 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "launched as several processes)")
 
 
-def _output_names(videos: list[str]) -> list[str]:
-    """Folder name per video: its stem, made unique when two inputs share one (from the full list of a sharded run,
-    so names never depend on the split)."""
-    names, seen = [], {}
-    for video in videos:
-        stem = Path(video).stem or "video"
-        count = seen.get(stem, 0)
-        seen[stem] = count + 1
-        names.append(stem if count == 0 else f"{stem}-{count + 1}")
-    return names
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
@@ -60,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from lavida.processing.anomaly_names import parse_anomaly_names
     from lavida.processing.detection import DetectionOptions, detect_video
     from lavida.processing.distributed_detect import (ProcessGroup, ProcessInfo, VideoOutcome, expand_video_inputs,
-                                                      index_dict, merge_outcomes, pick_device, shard_indices,
+                                                      index_dict, merge_outcomes, output_folder_names,
+                                                      pick_device, shard_indices,
                                                       threads_per_process, video_cost, write_index)
     from lavida.processing.result_writers import DetectionRecord, OutputOptions, format_summary, write_results
 
@@ -70,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--threshold must be between 0 and 1, got {args.threshold}.")
     names = parse_anomaly_names(args.anomalies)
     videos = expand_video_inputs(args.videos)
-    folders = _output_names(videos)
+    folders = output_folder_names(videos)
     process = ProcessInfo.from_environment()
     mine = shard_indices([video_cost(video) for video in videos], process.world_size)[process.rank]
     device = pick_device(args.device, process)

@@ -17,8 +17,8 @@ import torch
 from lavida.cli import main as lavida_main
 from lavida.errors import UserInputError
 from lavida.processing.distributed_detect import (INDEX_JSON, ProcessInfo, VideoOutcome, expand_video_inputs,
-                                                  index_dict, merge_outcomes, pick_device, shard_indices,
-                                                  threads_per_process)
+                                                  index_dict, merge_outcomes, output_folder_names, pick_device,
+                                                  shard_indices, threads_per_process)
 from lavida.processing.video_io import write_video
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,22 @@ def test_bad_folders_and_lists_are_user_errors(tmp_path, make, message):
         expand_video_inputs([make(tmp_path)])
 
 
-# ------------------------------------------------------------------------------------------------------------ shards
+# ------------------------------------------------------------------------------------------------------------ names
+def test_every_input_gets_its_own_folder_even_when_stems_and_suffixes_collide():
+    names = output_folder_names(["a/x.mp4", "b/x.gif", "x-2.mp4", "c/X.webm", "x.mkv"])
+    assert names == ["x", "x-2", "x-2-2", "X-3", "x-4"]
+    assert len({name.casefold() for name in names}) == len(names)
+
+
+@pytest.mark.parametrize("video", ["..mp4", "...mp4", ".mp4", ". .mp4", "dir/..mp4", "index.json.mp4",
+                                   "a\\b.mp4", "tab\there.mp4", "trailing..mp4"])
+def test_no_input_name_addresses_anything_but_a_plain_child_folder(video, tmp_path):
+    (name,) = output_folder_names([video])
+    assert name not in ("", ".", "..") and not name.startswith(".") and name.casefold() != INDEX_JSON
+    assert "/" not in name and "\\" not in name and name.isprintable()
+    assert (tmp_path / name).resolve().parent == tmp_path.resolve()
+
+
 @pytest.mark.parametrize("world", [1, 2, 3, 5])
 def test_shards_cover_every_video_once_in_input_order(world):
     sizes = list(np.random.default_rng(world).integers(1, 1000, size=11))
@@ -149,3 +164,22 @@ def test_two_processes_write_the_output_folder_of_one_process(tiny_lavida_checkp
     assert differing == []
     # both processes really worked: each printed the summary of its own share
     assert result.stdout.count("-> ") == 3, result.stdout
+
+
+def test_a_video_named_dot_dot_mp4_leaves_the_rest_of_out_untouched(tiny_lavida_checkpoint, video_folder, tmp_path):
+    out = tmp_path / "out"
+    (out / "keep").mkdir(parents=True)
+    (out / "keep" / "precious.txt").write_text("x")
+    (tmp_path / "inputs").mkdir()
+    for name in ("..mp4", "...mp4"):
+        (tmp_path / "inputs" / name).write_bytes((video_folder / "clip2.mp4").read_bytes())
+    status = lavida_main(["detect", str(tmp_path / "inputs" / "..mp4"), str(tmp_path / "inputs" / "...mp4"),
+                          "--anomalies", "red square", "--model", str(tiny_lavida_checkpoint), "--no-overlay",
+                          "--out", str(out)])
+    assert status == 0
+    assert (out / "keep" / "precious.txt").read_text() == "x"
+    index = json.loads((out / INDEX_JSON).read_text())
+    folders = [entry["folder"] for entry in index["videos"]]
+    assert folders == ["video", "video-2"]
+    assert all((out / folder / "result.json").is_file() for folder in folders)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["inputs", "out"]  # nothing written beside --out

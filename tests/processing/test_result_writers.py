@@ -196,3 +196,14 @@ def test_summary_names_events(video):
                                                     "and 1 weaker")
     late_main = make_record(video, np.r_[np.full(NUM_FRAMES // 2, 0.6), np.full(NUM_FRAMES - NUM_FRAMES // 2, 0.9)])
     late_main.events[:] = [late_main.events[0]] if len(late_main.events) == 1 else late_main.events
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden"])
+def test_result_folder_must_be_a_plain_child(video, tmp_path, name):
+    from lavida.processing.result_writers import atomic_directory
+
+    (tmp_path / "out" / "keep").mkdir(parents=True)
+    with pytest.raises(ValueError, match="plain folder name"):
+        with atomic_directory(Path(str(tmp_path / "out") + "/" + name)):
+            pass
+    assert (tmp_path / "out" / "keep").is_dir()
