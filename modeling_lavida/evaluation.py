@@ -74,6 +74,8 @@ class EvaluationConfig:
         plots: write per-video plots.
         max_videos: evaluate only the first N test videos (quick checks; recorded in the output).
         progress: show a progress bar.
+        llm_frame_pixels: ``[min, max]`` MLLM pixel area per frame given to the scorer (None: the checkpoint's
+            processor budget); recorded in run.json since it changes the scores.
     """
 
     stride: int | None = None
@@ -88,6 +90,7 @@ class EvaluationConfig:
     plots: bool = True
     max_videos: int | None = None
     progress: bool = True
+    llm_frame_pixels: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.stride is not None and (isinstance(self.stride, bool) or not isinstance(self.stride, int)
@@ -118,6 +121,7 @@ class _RunPlan:
     region_min_area: int
     coverage: float
     cache_version: int = 1
+    llm_frame_pixels: tuple[int, int] | None = None
 
 
 def json_ready(value: Any) -> Any:
@@ -329,7 +333,8 @@ def _plan(benchmark, config: EvaluationConfig) -> _RunPlan:
     return _RunPlan(benchmark=benchmark.name, stride=config.stride or benchmark.stride,
                     anomaly_names=list(config.anomaly_names or benchmark.anomaly_names), masks=masks,
                     tracks=masks and benchmark.has_tracks, region_level=float(config.region_level),
-                    region_min_area=int(config.region_min_area), coverage=float(config.coverage))
+                    region_min_area=int(config.region_min_area), coverage=float(config.coverage),
+                    llm_frame_pixels=None if config.llm_frame_pixels is None else tuple(config.llm_frame_pixels))
 
 
 def _check_run_file(out_dir: Path, plan: _RunPlan) -> None:
@@ -441,20 +446,22 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def pipeline_score_fn(pipe) -> ScoreFn:
-    """A ``score_fn`` calling a ``video-anomaly-detection`` pipeline."""
+def pipeline_score_fn(pipe, llm_frame_pixels: tuple[int, int] | None = None) -> ScoreFn:
+    """A ``score_fn`` calling a ``video-anomaly-detection`` pipeline (with an MLLM pixel budget when given)."""
+    budget = {} if llm_frame_pixels is None else {"llm_frame_pixels": tuple(llm_frame_pixels)}
 
     def score(video, names: list[str], stride: int, need_masks: bool) -> dict[str, Any]:
-        return pipe(video, anomalies=names, stride=stride, return_masks=need_masks)
+        return pipe(video, anomalies=names, stride=stride, return_masks=need_masks, **budget)
 
     return score
 
 
-def load_pipeline_score_fn(model: str | None = None, device: str | int | None = None) -> ScoreFn:
+def load_pipeline_score_fn(model: str | None = None, device: str | int | None = None,
+                           llm_frame_pixels: tuple[int, int] | None = None) -> ScoreFn:
     """The ``score_fn`` of a checkpoint folder / Hub id (None = the embedded default model)."""
     from lavida.processing.pipeline_lavida import load_detection_pipeline
 
-    return pipeline_score_fn(load_detection_pipeline(model, device=device))
+    return pipeline_score_fn(load_detection_pipeline(model, device=device), llm_frame_pixels)
 
 
 __all__ = ["METRICS_JSON", "METRICS_MD", "RUN_FILE", "EvaluationConfig", "ScoreFn", "compute_metrics", "json_ready",

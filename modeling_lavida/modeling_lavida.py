@@ -493,10 +493,12 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             empty = (~class_mask.bool().any(dim=1)).nonzero().flatten().tolist()
             raise ValueError(f"The class (anomaly name) list of sample(s) {empty} is empty: give at least one name.")
         temporal_patch = self.config.mllm_config.vision_config.temporal_patch_size
-        llm_frames = (video_grid_thw[:, 0] * temporal_patch).tolist()
-        if any(f != frames for f in llm_frames):
+        # a single frame (an image sample) is one temporal patch: the video processor repeats it to fill the patch
+        groups = video_grid_thw[:, 0].tolist()
+        if any(g != -(-frames // temporal_patch) for g in groups):
             raise ValueError(f"Frame count mismatch: sam_pixel_values has {frames} frames per sample but the MLLM "
-                             f"video input has {llm_frames} (video_grid_thw[:, 0] x temporal patch {temporal_patch}).")
+                             f"video input has {groups} temporal patches of {temporal_patch} frames "
+                             "(video_grid_thw[:, 0]); give the same frames to both.")
         if target_masks is not None and target_masks.shape[1] != frames:
             raise ValueError(f"Frame count mismatch: target_masks has {target_masks.shape[1]} frames, "
                              f"sam_pixel_values has {frames}.")

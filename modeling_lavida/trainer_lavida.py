@@ -12,6 +12,10 @@ checkpoints with optimizer state, resume, evaluation and best-checkpoint selecti
 - a training corpus that sets ``train_in_order`` (the synthetic world: every row is already an independent random
   draw, and its curriculum and contrast pairs live in row order) is read in order instead of shuffled; with
   ``group_size > 1`` the batch size must be a multiple of it so each group lands in one batch;
+- a training corpus whose rows differ in frame count (image sources give T = 1 samples, video sources 8-frame
+  clips) is batched by frame count: ``FrameCountBatchSampler`` shuffles each frame count's rows, cuts them into
+  whole batches and shuffles the batches, so every batch holds one kind of sample and each kind is drawn in
+  proportion to its share of the corpus;
 - ``prediction_step`` returns frame logits and frame labels so ``compute_frame_metrics`` can report frame AUC on a
   held-out *pseudo-anomaly* set (checkpoint selection never looks at a VAD test set).
 """
@@ -63,6 +67,9 @@ class LavidaTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
+        counts = corpus_frame_counts(dataset)
+        if counts is not None and len(set(counts)) > 1:
+            return FrameCountBatchSampler(counts, self._train_batch_size, seed=self.args.seed)
         if not getattr(dataset, "train_in_order", False):
             return super()._get_train_sampler(train_dataset)
         group = int(getattr(dataset, "group_size", 1))
@@ -70,6 +77,13 @@ class LavidaTrainer(Trainer):
             raise ValueError(f"per_device_train_batch_size {self.args.per_device_train_batch_size} must be a multiple "
                              f"of the corpus group size {group} (contrast_pairs keeps each pair in one batch).")
         return torch.utils.data.SequentialSampler(dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        counts = corpus_frame_counts(eval_dataset)
+        if counts is not None and len(set(counts)) > 1:
+            # homogeneous batches here too; a frame count's last batch repeats up to batch_size - 1 of its rows
+            return FrameCountBatchSampler(counts, self.args.eval_batch_size, seed=self.args.seed)
+        return super()._get_eval_sampler(eval_dataset)
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):
@@ -106,6 +120,63 @@ class LavidaTrainer(Trainer):
             return loss, None, None
         frame_labels = (inputs["target_masks"].flatten(2).amax(dim=-1) > 0.5).long()  # (B, T)
         return loss, outputs.frame_logits.detach(), frame_labels
+
+
+def corpus_frame_counts(dataset: Any) -> list[int] | None:
+    """Frames per row of a training corpus, read without decoding any image (None when the corpus does not say).
+
+    A corpus may expose ``frame_counts``; a built corpus (``datasets.Dataset``) has one ``frame_labels`` entry per
+    frame."""
+    counts = getattr(dataset, "frame_counts", None)
+    if counts is not None:
+        return [int(c) for c in counts]
+    if "frame_labels" in (getattr(dataset, "column_names", None) or ()):
+        return [len(labels) for labels in dataset.select_columns(["frame_labels"])["frame_labels"]]
+    return None
+
+
+class FrameCountBatchSampler(torch.utils.data.Sampler[int]):
+    """Row order in which every run of ``batch_size`` consecutive rows shares one frame count.
+
+    Each epoch the rows of each frame count are shuffled and cut into whole batches (the last one filled up with
+    rows drawn again from the start of the same shuffled group, so no batch mixes counts), then the batches of all
+    counts are shuffled together; ``DataLoader(batch_size=batch_size)`` (and accelerate's per-process batch split,
+    which hands out whole batches) then yields homogeneous batches. Deterministic in ``seed`` and the epoch.
+
+    Args:
+        frame_counts: ``[N]`` frames of each row (1 for an image sample).
+        batch_size: rows per batch on one process.
+        seed: shuffling seed.
+    """
+
+    def __init__(self, frame_counts: Sequence[int], batch_size: int, seed: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.frame_counts = [int(c) for c in frame_counts]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+        groups: dict[int, list[int]] = {}
+        for index, count in enumerate(self.frame_counts):
+            groups.setdefault(count, []).append(index)
+        self._groups = [groups[count] for count in sorted(groups)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(-(-len(group) // self.batch_size) * self.batch_size for group in self._groups)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        batches: list[list[int]] = []
+        for group in self._groups:
+            order = [group[i] for i in torch.randperm(len(group), generator=generator).tolist()]
+            missing = -len(order) % self.batch_size
+            order += [order[i % len(order)] for i in range(missing)]
+            batches += [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        for position in torch.randperm(len(batches), generator=generator).tolist():
+            yield from batches[position]
 
 
 def compute_frame_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -187,4 +258,5 @@ def _as_array(value: Any, channels: int | None) -> np.ndarray:
     return array
 
 
-__all__ = ["LOSS_TERMS", "LavidaDataCollator", "LavidaTrainer", "compute_frame_metrics"]
+__all__ = ["LOSS_TERMS", "FrameCountBatchSampler", "LavidaDataCollator", "LavidaTrainer", "compute_frame_metrics",
+           "corpus_frame_counts"]

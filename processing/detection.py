@@ -40,6 +40,8 @@ class DetectionOptions:
     smoothing_sigma: float = 0.0  # 0 = no temporal smoothing (the default)
     clip_batch_size: int = 2
     keep_masks: bool = False
+    # [min, max] MLLM pixel area per frame; None = the processor's inference budget (saved with the checkpoint)
+    llm_frame_pixels: tuple[int, int] | None = None
 
 
 class LowResMaskStore:
@@ -156,7 +158,8 @@ def detect_video(model, processor, source: VideoSource, anomalies: list[str], op
     masks = LowResMaskStore() if options.keep_masks else None
     clip_length = processor.clip_length
     for batch in _batched(iter_clips(source, stride=options.stride, clip_length=clip_length), options.clip_batch_size):
-        inputs = processor([clip.frames for clip in batch], [names] * len(batch))
+        budget = {} if options.llm_frame_pixels is None else {"llm_frame_pixels": list(options.llm_frame_pixels)}
+        inputs = processor([clip.frames for clip in batch], [names] * len(batch), **budget)
         inputs = {k: v.to(device) for k, v in inputs.items() if k not in ("class_input_ids", "class_attention_mask")}
         inputs["class_embeddings"] = class_embeddings.expand(len(batch), -1, -1)
         output = model(**inputs)

@@ -28,20 +28,38 @@ def build_tiny_processor(llm_frame_pixels: int = 56 * 56, sam_size: int = 128, c
                            class_tokenizer=class_tokenizer or build_byte_tokenizer(), clip_length=clip_length)
 
 
+# The paper's MLLM pixel budgets (section 4 of the method), as [min, max] areas; one LLM token covers 28 x 28 px.
+PAPER_INFERENCE_FRAME_PIXELS = (160 * 28 * 28, 192 * 28 * 28)
+PAPER_TRAINING_FRAME_PIXELS = (32 * 28 * 28, 64 * 28 * 28)
+PAPER_IMAGE_PIXELS = (32 * 28 * 28, 1024 * 28 * 28)
+
+
 def processor_from_components(mllm: str | os.PathLike, sam2: str | os.PathLike, text_encoder: str | os.PathLike,
-                              seg_token: str = "<SEG>", clip_length: int = 8) -> LavidaProcessor:
+                              seg_token: str = "<SEG>", clip_length: int = 8,
+                              llm_frame_pixels: list[int] | tuple[int, int] | None = PAPER_INFERENCE_FRAME_PIXELS,
+                              llm_train_frame_pixels: list[int] | tuple[int, int] | None = PAPER_TRAINING_FRAME_PIXELS,
+                              llm_image_pixels: list[int] | tuple[int, int] | None = PAPER_IMAGE_PIXELS,
+                              token: str | bool | None = None, revision: str | None = None) -> LavidaProcessor:
     """Build the processor from the three checkpoints ``LavidaForVideoAnomalyDetection.from_components`` uses;
-    ``<SEG>`` is added to the MLLM tokenizer exactly as the model does."""
-    mllm_processor = AutoProcessor.from_pretrained(mllm)
+    ``<SEG>`` is added to the MLLM tokenizer exactly as the model does.
+
+    The MLLM pixel budgets default to the paper's (``[min, max]`` areas per frame: 160..192 x 28 x 28 at inference,
+    32..64 x 28 x 28 in training, 32..1024 x 28 x 28 for a single-frame image sample); None keeps the MLLM video
+    processor's own ``size`` (the real Qwen2-VL preprocessor lets an 8-frame 720p clip cost about 4,800 LLM tokens).
+    """
+    hub = {"token": token, "revision": revision}
+    mllm_processor = AutoProcessor.from_pretrained(mllm, **hub)
     tokenizer = mllm_processor.tokenizer
     tokenizer.add_tokens([seg_token], special_tokens=True)
-    sam_processor = AutoProcessor.from_pretrained(sam2)
+    sam_processor = AutoProcessor.from_pretrained(sam2, **hub)
     sam_image_processor = getattr(sam_processor, "image_processor", sam_processor)
     return LavidaProcessor(video_processor=mllm_processor.video_processor, tokenizer=tokenizer,
                            sam_image_processor=sam_image_processor,
-                           class_tokenizer=AutoTokenizer.from_pretrained(text_encoder),
+                           class_tokenizer=AutoTokenizer.from_pretrained(text_encoder, **hub),
                            chat_template=getattr(mllm_processor, "chat_template", None), clip_length=clip_length,
-                           seg_token=seg_token)
+                           seg_token=seg_token, llm_frame_pixels=llm_frame_pixels,
+                           llm_train_frame_pixels=llm_train_frame_pixels, llm_image_pixels=llm_image_pixels)
 
 
-__all__ = ["build_tiny_processor", "processor_from_components"]
+__all__ = ["PAPER_IMAGE_PIXELS", "PAPER_INFERENCE_FRAME_PIXELS", "PAPER_TRAINING_FRAME_PIXELS", "build_tiny_processor",
+           "processor_from_components"]

@@ -42,13 +42,15 @@ class VideoAnomalyDetectionPipeline(Pipeline):
         return super().__call__(video, anomalies=anomalies, **kwargs)
 
     def _sanitize_parameters(self, anomalies=None, stride=None, threshold=None, min_event_frames=None,
-                             smoothing_sigma=None, clip_batch_size=None, return_masks=None, progress=None, **kwargs):
+                             smoothing_sigma=None, clip_batch_size=None, return_masks=None, progress=None,
+                             llm_frame_pixels=None, **kwargs):
         preprocess = {}
         if anomalies is not None:
             preprocess["anomalies"] = anomalies
         options = {}
         for key, value in (("stride", stride), ("threshold", threshold), ("min_event_frames", min_event_frames),
-                           ("smoothing_sigma", smoothing_sigma), ("clip_batch_size", clip_batch_size)):
+                           ("smoothing_sigma", smoothing_sigma), ("clip_batch_size", clip_batch_size),
+                           ("llm_frame_pixels", llm_frame_pixels)):
             if value is not None:
                 options[key] = value
         if return_masks is not None:

@@ -51,13 +51,28 @@ class LavidaProcessor(ProcessorMixin):
     return_mm_token_type_ids = True
 
     def __init__(self, video_processor=None, tokenizer=None, sam_image_processor=None, class_tokenizer=None,
-                 chat_template: str | None = None, clip_length: int = 8, seg_token: str = "<SEG>", **kwargs):
+                 chat_template: str | None = None, clip_length: int = 8, seg_token: str = "<SEG>",
+                 llm_frame_pixels: list[int] | None = None, llm_train_frame_pixels: list[int] | None = None,
+                 llm_image_pixels: list[int] | None = None, **kwargs):
+        """
+        Args:
+            clip_length: frames per clip the model scores (8).
+            llm_frame_pixels: ``[min, max]`` pixel area of one video frame for the MLLM at inference (the paper:
+                160..192 x 28 x 28); None keeps the video processor's own ``size``.
+            llm_train_frame_pixels: the same for training batches, i.e. calls with ``target_masks`` (the paper:
+                32..64 x 28 x 28); None: as at inference.
+            llm_image_pixels: ``[min, max]`` area of a single-frame sample (an image source, T = 1) for the MLLM (the
+                paper: 32..1024 x 28 x 28); None: as for video frames.
+        """
         if chat_template is None and tokenizer is not None:
             chat_template = getattr(tokenizer, "chat_template", None)
         super().__init__(video_processor, tokenizer, sam_image_processor, class_tokenizer,
                          chat_template=chat_template)
         self.clip_length = clip_length
         self.seg_token = seg_token
+        self.llm_frame_pixels = _pixel_budget(llm_frame_pixels, "llm_frame_pixels")
+        self.llm_train_frame_pixels = _pixel_budget(llm_train_frame_pixels, "llm_train_frame_pixels")
+        self.llm_image_pixels = _pixel_budget(llm_image_pixels, "llm_image_pixels")
         self.video_token = getattr(tokenizer, "video_token", "<|video_pad|>")
 
     # ------------------------------------------------------------------------------------------------ ids
@@ -72,6 +87,19 @@ class LavidaProcessor(ProcessorMixin):
     @property
     def temporal_patch_size(self) -> int:
         return int(getattr(self.video_processor, "temporal_patch_size", 2))
+
+    def llm_pixel_budget(self, frames: int, training: bool = False,
+                         override: list[int] | tuple[int, int] | None = None) -> list[int] | None:
+        """``[min, max]`` MLLM pixel area per frame for clips of ``frames`` frames (None: the video processor's own
+        ``size``). A single frame is an image sample and takes ``llm_image_pixels``; ``override`` (a call's
+        ``llm_frame_pixels``) wins for video clips."""
+        if frames == 1 and self.llm_image_pixels is not None:
+            return self.llm_image_pixels
+        if override is not None:
+            return _pixel_budget(override, "llm_frame_pixels")
+        if training and self.llm_train_frame_pixels is not None:
+            return self.llm_train_frame_pixels
+        return self.llm_frame_pixels
 
     # ------------------------------------------------------------------------------------------------ prompt
     def build_prompt(self, names: list[str], phrasing: str | int = "inference", rng: random.Random | None = None
@@ -102,14 +130,17 @@ class LavidaProcessor(ProcessorMixin):
     # ------------------------------------------------------------------------------------------------ call
     def __call__(self, videos: list[np.ndarray] | np.ndarray, anomalies: list[list[str]] | list[str],
                  target_masks: list[np.ndarray] | np.ndarray | None = None, phrasing: str | int = "inference",
-                 seed: int | None = None, return_tensors: str = "pt", **kwargs) -> BatchFeature:
+                 seed: int | None = None, return_tensors: str = "pt",
+                 llm_frame_pixels: list[int] | tuple[int, int] | None = None, **kwargs) -> BatchFeature:
         """Build a batch.
 
         Args:
-            videos: B clips, each ``uint8 [T, H, W, 3]`` (T a multiple of the temporal patch size, 8 by default).
+            videos: B clips, each ``uint8 [T, H, W, 3]``, all with the same T: 1 (an image sample, which the MLLM
+                sees as one temporal patch) or a multiple of the temporal patch size (8 by default).
             anomalies: one list of names per clip (or one list shared by all clips).
             target_masks: optional B arrays ``[T, H, W]`` (bool/0-1) for training; resized to SAM2's mask size.
             phrasing: ``"inference"``, ``"random"`` (training) or an index; seed: for ``"random"``.
+            llm_frame_pixels: ``[min, max]`` MLLM pixel area per video frame for this call (see ``__init__``).
 
         Returns:
             ``BatchFeature`` with ``input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
@@ -131,12 +162,17 @@ class LavidaProcessor(ProcessorMixin):
         for i, clip in enumerate(videos):
             if clip.ndim != 4 or clip.shape[-1] != 3:
                 raise ValueError(f"Clip {i} has shape {clip.shape}; expected [T, H, W, 3] uint8 RGB frames.")
-            if clip.shape[0] != frames or frames % self.temporal_patch_size:
-                raise ValueError(f"Clip {i} has {clip.shape[0]} frames; all clips need the same count, a multiple "
-                                 f"of {self.temporal_patch_size} (clip_length is {self.clip_length}).")
+            if clip.shape[0] != frames:
+                raise ValueError(f"Clip {i} has {clip.shape[0]} frames and clip 0 has {frames}: the clips of one batch "
+                                 "need the same count (LavidaTrainer batches samples by frame count).")
+        if frames != 1 and frames % self.temporal_patch_size:
+            raise ValueError(f"Clips have {frames} frames; give 1 (an image) or a multiple of "
+                             f"{self.temporal_patch_size} (clip_length is {self.clip_length}).")
 
         rng = random.Random(seed)
-        video_inputs = self.video_processor(videos=videos, return_tensors="pt")
+        budget = self.llm_pixel_budget(frames, training=target_masks is not None, override=llm_frame_pixels)
+        size = {} if budget is None else {"size": {"shortest_edge": budget[0], "longest_edge": budget[1]}}
+        video_inputs = self.video_processor(videos=videos, return_tensors="pt", **size)
         merge = int(getattr(self.video_processor, "merge_size", 2)) ** 2
         texts, answers = [], []
         for names, grid in zip(anomalies, video_inputs["video_grid_thw"]):
@@ -227,6 +263,20 @@ class LavidaProcessor(ProcessorMixin):
         flat = mask_logits.reshape(-1, 1, *shape[-2:]).float()
         resized = F.interpolate(flat, size=tuple(original_size), mode="bilinear", align_corners=False)
         return torch.sigmoid(resized).reshape(*shape[:-2], *original_size)
+
+
+def _pixel_budget(value: list[int] | tuple[int, int] | None, name: str) -> list[int] | None:
+    """``[min, max]`` pixel areas as a list of two positive ints with min <= max (None stays None)."""
+    if value is None:
+        return None
+    try:
+        low, high = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be [min, max] pixel areas, e.g. [{160 * 28 * 28}, {192 * 28 * 28}]; "
+                         f"got {value!r}.") from None
+    if not 0 < low <= high:
+        raise ValueError(f"{name} must hold 0 < min <= max pixel areas; got {value!r}.")
+    return [low, high]
 
 
 def validate_names(names: list[str]) -> None:

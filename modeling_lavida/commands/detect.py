@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arguments import LLM_FRAME_PIXELS_HELP, pixel_budget
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO",
@@ -33,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Gaussian temporal smoothing sigma in frames (default: 0 = off)")
     parser.add_argument("--clip-batch-size", type=int, default=2, help="clips per model call (default: 2)")
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4 (faster)")
+    parser.add_argument("--llm-frame-pixels", type=pixel_budget, default=None, metavar="MIN,MAX",
+                        help=LLM_FRAME_PIXELS_HELP)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per process (default: torch's choice; cores / processes when "
@@ -72,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     model_id = args.model or f"lavida-tiny ({default_model_path().name}, embedded)"
     options = DetectionOptions(stride=args.stride, threshold=args.threshold, min_event_frames=args.min_event_frames,
                                smoothing_sigma=args.smoothing, clip_batch_size=args.clip_batch_size,
-                               keep_masks=not args.no_overlay)
+                               keep_masks=not args.no_overlay, llm_frame_pixels=args.llm_frame_pixels)
     settings = {"stride": args.stride, "min_event_frames": args.min_event_frames, "smoothing_sigma": args.smoothing}
+    if args.llm_frame_pixels is not None:
+        settings["llm_frame_pixels"] = list(args.llm_frame_pixels)
     outcomes = []
     for position in mine:
         video, folder = videos[position], folders[position]

@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arguments import LLM_FRAME_PIXELS_HELP, pixel_budget
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark", required=True, help="benchmark name (ped2, shanghaitech, ubnormal, ...)")
@@ -31,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated prompt names (default: the benchmark's standard list)")
     parser.add_argument("--smoothing", type=float, default=0.0,
                         help="Gaussian temporal smoothing sigma in frames before the frame metrics (default: 0 = off)")
+    parser.add_argument("--llm-frame-pixels", type=pixel_budget, default=None, metavar="MIN,MAX",
+                        help=LLM_FRAME_PIXELS_HELP)
     parser.add_argument("--no-masks", action="store_true", help="skip pixel masks and pixel/region metrics (faster)")
     parser.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N test videos")
     parser.add_argument("--no-plots", action="store_true", help="skip the per-video plots")
@@ -72,14 +76,15 @@ def run(args: argparse.Namespace) -> int:
     config = evaluation.EvaluationConfig(
         stride=args.stride, anomaly_names=parse_anomaly_names(args.anomalies) if args.anomalies else None,
         masks=False if args.no_masks else None, smoothing_sigma=args.smoothing, plots=not args.no_plots,
-        max_videos=args.max_videos)
+        max_videos=args.max_videos, llm_frame_pixels=args.llm_frame_pixels)
     out_dir = Path(args.out) if args.out else Path("outputs") / "evaluate" / name
     device = args.device
     if device is None:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    score_fn = evaluation.load_pipeline_score_fn(args.model, device=device)
+    budget = {} if args.llm_frame_pixels is None else {"llm_frame_pixels": args.llm_frame_pixels}
+    score_fn = evaluation.load_pipeline_score_fn(args.model, device=device, **budget)
     metrics = evaluation.evaluate_benchmark(benchmark, score_fn, out_dir, config)
     sys.stdout.write(evaluation.metrics_table(evaluation.json_ready(metrics)))
     sys.stdout.write(f"\nWrote {out_dir / evaluation.METRICS_JSON}, {out_dir / evaluation.METRICS_MD} and "

@@ -123,3 +123,39 @@ def test_post_processing_maps_masks_to_native_size(processor):
     assert masks[0, 0, :40].mean() > 0.9 and masks[0, 0, 60:].mean() < 0.6
     scores = processor.post_process_frame_scores(torch.tensor([[0.0, 10.0]]))
     assert scores[0, 0] == pytest.approx(0.5) and scores[0, 1] > 0.99
+
+
+def test_llm_pixel_budgets_follow_the_call_training_and_image_settings():
+    from transformers import Qwen2VLVideoProcessor
+
+    from lavida.processing.factories import build_tiny_processor
+
+    tiny = build_tiny_processor()
+    processor = type(tiny)(video_processor=Qwen2VLVideoProcessor(cap_pixels_per_frame=False),
+                           tokenizer=tiny.tokenizer, sam_image_processor=tiny.sam_image_processor,
+                           class_tokenizer=tiny.class_tokenizer, llm_frame_pixels=[160 * 784, 192 * 784],
+                           llm_train_frame_pixels=[32 * 784, 64 * 784], llm_image_pixels=[32 * 784, 1024 * 784])
+    clip = np.zeros((8, 720, 1280, 3), dtype=np.uint8)
+
+    def tokens_per_group(batch) -> int:
+        t, h, w = batch["video_grid_thw"][0].tolist()
+        return h * w // 4
+
+    assert 160 <= tokens_per_group(processor([clip], ["fire"])) <= 192  # inference budget
+    assert 32 <= tokens_per_group(processor([clip], ["fire"], target_masks=[np.zeros((8, 720, 1280))])) <= 64
+    assert tokens_per_group(processor([clip], ["fire"], llm_frame_pixels=[8 * 784, 16 * 784])) <= 16
+    assert 192 < tokens_per_group(processor([clip[:1]], ["fire"])) <= 1024  # an image sample: the image budget
+    with pytest.raises(ValueError, match="0 < min <= max"):
+        processor([clip], ["fire"], llm_frame_pixels=[100, 10])
+
+
+def test_pixel_budget_argument_accepts_areas_and_token_units():
+    import argparse
+
+    from lavida.commands.arguments import pixel_budget
+
+    assert pixel_budget("160,192x28") == (160 * 784, 192 * 784)
+    assert pixel_budget("1000,2000") == (1000, 2000)
+    for bad in ("192,160x28", "a,b", "5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            pixel_budget(bad)
