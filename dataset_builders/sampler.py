@@ -7,8 +7,12 @@ For each ``SourceItem``:
   class for semantic sources, one referring expression for referring sources) plus distractors, shuffled; the mask is
   the union of the targets' masks;
 - otherwise it is **normal**: the list holds distractors only and the mask is empty;
-- the number of distractors is uniform in ``[1, max_names - true_count]`` (max_names 30; 20 for Mapillary, 6 for
-  Cityscapes); distractors are names absent from the item (not in ``present_names``);
+- the number of distractors is uniform in ``[1, min(max_names - true_count, available)]`` (max_names 30; 20 for
+  Mapillary, 6 for Cityscapes), where ``available`` is the number of names absent from the item (not in
+  ``present_names``), the only ones that can be distractors: with a small pool every possible count is equally likely
+  rather than the cap collecting the mass of the impossible ones. ``true_count`` is the size of the target group
+  drawn for the item, also for a normal sample (the count it would have had), as in the authors' sampler, so a
+  normal list of a 1-2 object video holds at most ``max_names - 1`` or ``max_names - 2`` names;
 - frame label = 1 where the frame's mask is non-empty.
 
 Deterministic: every draw comes from the ``numpy.random.Generator`` the caller passes (seed it per sample).
@@ -82,10 +86,16 @@ class AnomalyExposureSampler:
         self.hard_negative_share = hard_negative_share
         self.min_distractors = min_distractors
 
-    def _distractors(self, item: SourceItem, pool: Sequence[str], count: int, rng: np.random.Generator) -> list[str]:
+    @staticmethod
+    def _absent(item: SourceItem, pool: Sequence[str]) -> list[str]:
+        """The names of ``pool`` (deduplicated, in order) absent from ``item``: the possible distractors."""
         absent = [name for name in dict.fromkeys(pool) if name not in item.present_names]
         if not absent:
             raise ValueError(f"Item {item.item_id} of {item.source}: no absent name in the distractor pool.")
+        return absent
+
+    def _distractors(self, item: SourceItem, absent: Sequence[str], count: int, rng: np.random.Generator) -> list[str]:
+        """``count`` (at most ``len(absent)``) distinct names of ``absent``, the hard-negative share first."""
         count = min(count, len(absent))
         chosen: list[str] = []
         if self.hard_negatives is not None and self.hard_negative_share > 0:
@@ -104,22 +114,27 @@ class AnomalyExposureSampler:
         length, height, width = frames.shape[:3]
         mask = np.zeros((length, height, width), dtype=bool)
         true_names: list[str] = []
-        if item.objects and rng.random() < self.anomaly_probability:
-            low, high = item.group_size
-            group = min(int(rng.integers(low, high + 1)), self.max_names - self.min_distractors)
-            candidates = [k for k, obj in enumerate(item.objects) if obj.masks.any()]
-            if candidates:
-                picked = rng.choice(candidates, size=min(group, len(candidates)), replace=False)
-                for k in picked:
-                    obj = item.objects[int(k)]
-                    true_names.append(obj.names[int(rng.integers(len(obj.names)))])
-                    mask |= obj.masks.astype(bool)
+        wants_anomaly = bool(item.objects) and rng.random() < self.anomaly_probability
+        # the target group is drawn for every item: a normal list is bounded by the count the sample would have had
+        low, high = item.group_size
+        group = min(int(rng.integers(low, high + 1)), self.max_names - self.min_distractors)
+        candidates = [k for k, obj in enumerate(item.objects) if obj.masks.any()]
+        true_count = min(group, max(1, len(candidates)))
+        if wants_anomaly and candidates:
+            picked = rng.choice(candidates, size=true_count, replace=False)
+            for k in picked:
+                obj = item.objects[int(k)]
+                true_names.append(obj.names[int(rng.integers(len(obj.names)))])
+                mask |= obj.masks.astype(bool)
         anomalous = bool(mask.any())
         if not anomalous:
             true_names = []
         fewest = self.min_distractors if true_names else max(1, self.min_distractors)
-        count = int(rng.integers(fewest, max(fewest, self.max_names - len(true_names)) + 1))
-        names = true_names + self._distractors(item, pool, count, rng)
+        # uniform over the counts that can occur: the bound, capped by the names that can be distractors at all
+        absent = self._absent(item, pool)
+        most = min(max(fewest, self.max_names - true_count), len(absent))
+        count = int(rng.integers(min(fewest, most), most + 1))
+        names = true_names + self._distractors(item, absent, count, rng)
         labels = [1] * len(true_names) + [0] * (len(names) - len(true_names))
         order = rng.permutation(len(names))
         return PseudoAnomalySample(
@@ -153,7 +168,7 @@ class AnomalyExposureSampler:
             if len(distractors) + 1 > self.max_names:
                 distractors = distractors[1:]
         elif not distractors:
-            distractors = self._distractors(item, pool, 1, rng)
+            distractors = self._distractors(item, self._absent(item, pool), 1, rng)
         names = twin_names + distractors
         labels = [1] * len(twin_names) + [0] * len(distractors)
         order = rng.permutation(len(names))

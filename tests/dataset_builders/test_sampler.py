@@ -137,3 +137,57 @@ def test_name_replay_keeps_a_share_of_warmup_style_clips_after_the_warmup():
 
     assert single_name_share(0.0) == 0.0
     assert abs(single_name_share(0.5) - 0.5) < 3 * math.sqrt(0.25 / 300)
+
+
+def _one_object_item(group_size: tuple[int, int] = (1, 1), objects: int = 1) -> SourceItem:
+    """An image item with ``objects`` visible objects named ``object 0``, ``object 1``, ..."""
+    frames = np.zeros((1, 4, 4, 3), dtype=np.uint8)
+    mask = np.zeros((1, 4, 4), dtype=bool)
+    mask[0, 1, 1] = True
+    names = [f"object {k}" for k in range(objects)]
+    return SourceItem("x", "test", lambda: frames, [SourceObject(names=[n], masks=mask) for n in names],
+                      present_names=set(names), group_size=group_size)
+
+
+@pytest.mark.parametrize("anomaly_probability", [1.0, 0.0])
+def test_distractor_count_is_uniform_over_the_counts_a_small_pool_allows(anomaly_probability):
+    """5 absent names and max_names 30: each count 1..5 has probability 1/5 (clipping [1, 29] would pile it on 5)."""
+    item = _one_object_item()
+    pool = ["object 0"] + [f"name {i}" for i in range(5)]
+    sampler = AnomalyExposureSampler(max_names=30, anomaly_probability=anomaly_probability)
+    draws = 4000
+    counts = np.zeros(31, dtype=int)
+    for index in range(draws):
+        sample = sampler.sample(item, pool, np.random.default_rng([0, index]))
+        assert sample.is_anomalous == (anomaly_probability == 1.0)
+        counts[len(sample.name_labels) - sum(sample.name_labels)] += 1
+    assert counts[0] == 0 and counts[6:].sum() == 0
+    tolerance = 4 * math.sqrt(0.2 * 0.8 / draws)  # 4 sigma of a share of 1/5 over 4000 draws, about 0.025
+    for count in range(1, 6):
+        assert abs(counts[count] / draws - 0.2) < tolerance, (count, counts[1:6] / draws)
+
+
+def test_normal_lists_are_bounded_by_the_target_count_the_sample_would_have_had():
+    """A normal list holds 1 .. max_names - true_count names, true_count drawn as for an anomalous sample."""
+    pool = [f"object {k}" for k in range(2)] + [f"name {i}" for i in range(50)]
+    normal = AnomalyExposureSampler(max_names=6, anomaly_probability=0.0)
+    for group_size, most in (((2, 2), 4), ((1, 1), 5)):
+        item = _one_object_item(group_size=group_size, objects=2)
+        sizes = {len(normal.sample(item, pool, np.random.default_rng([1, i])).names) for i in range(400)}
+        assert sizes == set(range(1, most + 1)), (group_size, sizes)
+    anomalous = AnomalyExposureSampler(max_names=6, anomaly_probability=1.0)
+    item = _one_object_item(group_size=(2, 2), objects=2)
+    distractors = {len(s.names) - sum(s.name_labels) for s in
+                   (anomalous.sample(item, pool, np.random.default_rng([2, i])) for i in range(400))}
+    assert distractors == set(range(1, 5))
+
+
+def test_same_generator_seed_same_sample():
+    item = _one_object_item(group_size=(1, 2), objects=2)
+    pool = [f"object {k}" for k in range(2)] + [f"name {i}" for i in range(8)]
+    sampler = AnomalyExposureSampler(max_names=30)
+    for index in range(20):
+        a = sampler.sample(item, pool, np.random.default_rng([3, index]))
+        b = sampler.sample(item, pool, np.random.default_rng([3, index]))
+        assert a.names == b.names and a.name_labels == b.name_labels
+        np.testing.assert_array_equal(a.masks, b.masks)
