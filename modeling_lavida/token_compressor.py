@@ -12,6 +12,11 @@ Two steps, both on the visual tokens only, in training and in inference:
    joins its nearest centre, and each cluster is merged with *reverse* attention
    ``z'_i = sum_j softmax_j(-(z_i . z_j) / sqrt(C)) z_j`` so that the members least like the background dominate.
 
+Uniform frames (a black or grey frame, a dark scene) give many identical or near-identical tokens. Distances are
+therefore computed from exact differences (``torch.cdist``'s matrix-multiply shortcut turns them into rounding noise,
+even between a token and itself), exact ties go to the lowest token index (stable sorts), and every centre is put in
+its own cluster explicitly, so no cluster is empty and no merged token is ever a zero vector.
+
 Everything is batched over videos with padding masks; there is no Python loop over tokens. The compressor returns,
 with the merged tokens, the index of each centre in the original visual-token order: the caller gives each merged
 token the multimodal rotary position of its centre, so surviving tokens keep their 3-D positions.
@@ -70,11 +75,33 @@ def static_unit_keep_mask(unit_embeddings: torch.Tensor, threshold: float) -> to
     return keep
 
 
+def token_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances between the tokens of each video, without gradient, robust to near-identical tokens.
+
+    ``torch.cdist`` switches to ``||x||^2 + ||y||^2 - 2 x.y`` for more than 25 rows, whose cancellation leaves
+    rounding noise of the size of ``||x||^2 * eps``: for near-identical tokens (a black or grey frame) this noise is
+    larger than the true distances, and a token is no longer at distance 0 from itself. Distances do not change under
+    a shift, so both sides are first moved by the video's first token: the noise then scales with the tokens'
+    spread, identical tokens are exactly 0 apart, and the fast matrix-multiply form is kept (the difference form costs
+    about 12x more at full size on CPU).
+
+    Args:
+        x: ``[B, N, C]`` (row 0 of each video is a real token); y: ``[B, M, C]``.
+
+    Returns:
+        ``[B, N, M]`` distances.
+    """
+    with torch.no_grad():
+        reference = x[:, :1].detach()
+        return torch.cdist(x.detach() - reference, y.detach() - reference).clamp_min(0.0)
+
+
 def local_reachability_density(tokens: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
     """LOF local reachability density of every token.
 
     ``d(p, o) = ||z_p - z_o|| / sqrt(C)``; ``reach(p, o) = max(kdist(o), d(p, o))``;
     ``LRD(p) = k / sum_{o in N_k(p)} reach(p, o)``, with ``k`` reduced to ``n - 1`` for a video of ``n`` tokens.
+    Neighbours at equal distance are taken in token order, so ties are resolved deterministically.
 
     Args:
         tokens: ``[B, L, C]``; valid: ``[B, L]`` bool.
@@ -84,14 +111,16 @@ def local_reachability_density(tokens: torch.Tensor, valid: torch.Tensor, k: int
     """
     batch, length, channels = tokens.shape
     z = tokens.float()
-    distance = torch.cdist(z, z) / math.sqrt(channels)  # (B, L, L)
+    distance = token_distances(z, z) / math.sqrt(channels)  # (B, L, L)
     pair_valid = valid[:, :, None] & valid[:, None, :]
     eye = torch.eye(length, dtype=torch.bool, device=tokens.device)[None]
     neighbour_distance = distance.masked_fill(~pair_valid | eye, float("inf"))
     counts = valid.sum(dim=1)  # (B,)
     k_eff = torch.clamp(torch.minimum(counts - 1, torch.full_like(counts, k)), min=0)  # (B,)
     k_top = max(1, min(k, length - 1)) if length > 1 else 1
-    knn_distance, knn_index = neighbour_distance.topk(k_top, dim=-1, largest=False)  # (B, L, k)
+    # a stable sort instead of topk: equal distances (duplicate tokens) keep token order, on every device
+    knn_distance, knn_index = neighbour_distance.sort(dim=-1, stable=True)
+    knn_distance, knn_index = knn_distance[..., :k_top], knn_index[..., :k_top]  # (B, L, k)
     take = torch.clamp(k_eff - 1, min=0)[:, None, None].expand(batch, length, 1)
     k_distance = knn_distance.gather(-1, take).squeeze(-1)  # (B, L): distance to the k-th neighbour
     neighbour_kdist = k_distance.gather(1, knn_index.reshape(batch, -1)).reshape(batch, length, k_top)
@@ -112,6 +141,10 @@ def density_merge(tokens: torch.Tensor, valid: torch.Tensor, ratio: float, k: in
 
     Returns:
         ``CompressedTokens`` whose ``kept_index`` indexes positions of ``tokens`` (the caller maps them back).
+
+    Ties are resolved towards the lowest index: among equally dense tokens the earliest become centres, and a token at
+    equal distance from several centres joins the earliest. Each centre always belongs to its own cluster, so every
+    valid merged token is a convex combination of at least its centre (never an empty softmax, never a zero vector).
     """
     batch, length, channels = tokens.shape
     counts = valid.sum(dim=1)
@@ -124,7 +157,8 @@ def density_merge(tokens: torch.Tensor, valid: torch.Tensor, ratio: float, k: in
                                 torch.zeros(batch, 0, dtype=torch.bool, device=tokens.device))
 
     density = local_reachability_density(tokens, valid, k)
-    _, densest = density.topk(max_centres, dim=1)  # (B, R_max)
+    # stable descending sort: equally dense tokens (uniform frames) are taken in token order; padding (-inf) last
+    densest = density.sort(dim=1, descending=True, stable=True).indices[:, :max_centres]  # (B, R_max)
     centre_valid = torch.arange(max_centres, device=tokens.device)[None, :] < num_centres[:, None]
     # keep the original order of the centres; padding sorts last
     centre_index, _ = torch.where(centre_valid, densest, torch.full_like(densest, length)).sort(dim=1)
@@ -133,16 +167,25 @@ def density_merge(tokens: torch.Tensor, valid: torch.Tensor, ratio: float, k: in
 
     z = tokens.float()
     centres = z.gather(1, centre_index[..., None].expand(-1, -1, channels))  # (B, R, C)
-    to_centre = torch.cdist(z, centres)  # (B, L, R); the 1/sqrt(C) scale does not change the argmin
+    to_centre = token_distances(z, centres)  # (B, L, R); the 1/sqrt(C) scale does not change the argmin
     to_centre = to_centre.masked_fill(~centre_valid[:, None, :], float("inf"))
-    assignment = to_centre.argmin(dim=-1)  # (B, L)
+    assignment = to_centre.argmin(dim=-1)  # (B, L); argmin returns the first (earliest) centre among equals
+    # Every centre joins its own cluster, whatever the distances say: with duplicate tokens an earlier centre is as
+    # near as the centre itself, and a centre taken by another cluster would leave its own cluster empty.
+    slots = torch.arange(max_centres, device=tokens.device)[None, :].expand(batch, -1)
+    own = torch.full((batch, length + 1), -1, dtype=torch.long, device=tokens.device)  # column `length`: padding
+    own.scatter_(1, torch.where(centre_valid, centre_index, torch.full_like(centre_index, length)), slots)
+    own = own[:, :length]  # (B, L): the cluster a centre token heads, -1 for the other tokens
+    assignment = torch.where(own >= 0, own, assignment)
 
     members = (assignment[:, None, :] == torch.arange(max_centres, device=tokens.device)[None, :, None])
-    members = members & valid[:, None, :] & centre_valid[:, :, None]  # (B, R, L)
+    members = members & valid[:, None, :] & centre_valid[:, :, None]  # (B, R, L); every valid row holds its centre
     logits = -(centres @ z.transpose(1, 2)) / math.sqrt(channels)  # (B, R, L): reverse attention
-    weights = torch.softmax(logits.masked_fill(~members, float("-inf")), dim=-1)
-    weights = torch.nan_to_num(weights, nan=0.0)  # padding centres have no members
-    merged = (weights @ z).to(tokens.dtype)  # (B, R, C)
+    # Padding centres have no members: let them attend to everything (finite softmax, no NaN) and zero them after.
+    attend = members | ~centre_valid[:, :, None]
+    weights = torch.softmax(logits.masked_fill(~attend, float("-inf")), dim=-1)
+    weights = weights.masked_fill(~centre_valid[:, :, None], 0.0)
+    merged = (weights @ z).to(tokens.dtype)  # (B, R, C); padding rows are zero
     kept_index = torch.where(centre_valid, centre_index, torch.full_like(centre_index, -1))
     return CompressedTokens(merged, kept_index, centre_valid)
 
@@ -216,5 +259,5 @@ class TokenCompressor(nn.Module):
         return CompressedTokens(merged.tokens, kept, merged.valid)
 
 
-__all__ = ["CompressedTokens", "TokenCompressor", "density_merge", "local_reachability_density",
+__all__ = ["CompressedTokens", "TokenCompressor", "density_merge", "token_distances", "local_reachability_density",
            "static_unit_keep_mask"]

@@ -1,4 +1,8 @@
-"""TokenCompressor against a loop-based reference written from the equations of the method page."""
+"""TokenCompressor against a loop-based reference written from the equations of the method page.
+
+Exact ties (duplicate tokens) go to the lowest index in both: neighbours, centres and the nearest centre; a centre
+always heads its own cluster.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from lavida.token_compressor import TokenCompressor, density_merge, static_unit_keep_mask
+from lavida.token_compressor import TokenCompressor, density_merge, static_unit_keep_mask, token_distances
 
 
 def reference_merge(z: np.ndarray, ratio: float, k: int) -> tuple[list[int], np.ndarray, list[list[float]]]:
@@ -27,12 +31,12 @@ def reference_merge(z: np.ndarray, ratio: float, k: int) -> tuple[list[int], np.
     lrd = []
     for p in range(length):
         total = sum(max(kdist[o], d[p, o]) for o in neighbours[p])
-        lrd.append(k / total)
+        lrd.append(k / max(total, 1e-12))
     count = max(1, int(math.floor(length * ratio)))
     centres = sorted(sorted(range(length), key=lambda p: -lrd[p])[:count])
     clusters = {c: [] for c in centres}
     for p in range(length):
-        nearest = min(centres, key=lambda c: d[p, c])
+        nearest = p if p in clusters else min(centres, key=lambda c: d[p, c])
         clusters[nearest].append(p)
     merged, weights = [], []
     for c in centres:
@@ -151,3 +155,163 @@ def test_static_video_is_pruned_to_the_first_temporal_group(tiny_model, byte_tok
                                            batch["pixel_values_videos"], batch["video_grid_thw"])
     t, h, w = batch["video_grid_thw"][0].tolist()
     assert int(sequence.num_visual_tokens[0]) == (h // 2) * (w // 2)  # only the first group of a static video
+
+
+# ------------------------------------------------------------------ uniform frames: identical and near-identical tokens
+def zero_rows(tokens: torch.Tensor) -> int:
+    """How many rows of ``[N, C]`` are all-zero vectors."""
+    return int((tokens == 0).all(dim=-1).sum())
+
+
+def test_token_distances_are_zero_between_identical_tokens():
+    z = torch.full((1, 64, 32), 0.37)  # more than 25 rows: where cdist's matrix-multiply shortcut would kick in
+    assert token_distances(z, z).abs().max().item() == 0.0
+
+
+def test_identical_tokens_merge_into_themselves():
+    token = torch.randn(32, generator=torch.Generator().manual_seed(8))
+    z = token.expand(64, 32).clone()[None]
+    out = density_merge(z, torch.ones(1, 64, dtype=torch.bool), 0.5, 8)
+    assert out.valid.all() and out.tokens.shape == (1, 32, 32)
+    assert torch.isfinite(out.tokens).all() and zero_rows(out.tokens[0]) == 0
+    assert out.kept_index[0].tolist() == list(range(32))  # equal densities: the earliest tokens, deterministically
+    torch.testing.assert_close(out.tokens[0], token.expand(32, 32), rtol=0, atol=1e-6)
+
+
+def test_near_duplicate_tokens_never_give_zero_vectors():
+    generator = torch.Generator().manual_seed(9)
+    base = torch.randn(1, 32, generator=generator)
+    z = (base + 1e-6 * torch.randn(64, 32, generator=generator))[None]
+    out = density_merge(z, torch.ones(1, 64, dtype=torch.bool), 0.5, 8)
+    assert out.valid.all() and len(set(out.kept_index[0].tolist())) == 32
+    assert torch.isfinite(out.tokens).all() and zero_rows(out.tokens[0]) == 0
+    torch.testing.assert_close(out.tokens[0], base.expand(32, 32), rtol=0, atol=1e-4)
+    again = density_merge(z, torch.ones(1, 64, dtype=torch.bool), 0.5, 8)
+    assert torch.equal(again.kept_index, out.kept_index) and torch.equal(again.tokens, out.tokens)
+
+
+def test_duplicate_groups_match_the_reference_and_keep_padding_zero():
+    # two exact duplicates interleaved (a, b, a, b, ...): every density ties, every centre has a twin centre
+    a, b = np.linspace(-1.0, 1.0, 6), np.linspace(2.0, 0.5, 6)
+    z = np.stack([a if i % 2 == 0 else b for i in range(20)])
+    centres, merged, _ = reference_merge(z, 0.5, 4)
+    assert centres == list(range(10))
+    rng = np.random.default_rng(10)
+    videos = [torch.tensor(z, dtype=torch.float32), torch.tensor(rng.normal(size=(7, 6)), dtype=torch.float32)]
+    out = TokenCompressor(ratio=0.5, k=4, static_threshold=-1)(videos)
+    assert out.kept_index[0].tolist() == centres
+    np.testing.assert_allclose(out.tokens[0].numpy(), merged, atol=1e-6)
+    assert out.valid[1].sum() == 3 and zero_rows(out.tokens[1][out.valid[1]]) == 0
+    assert (out.tokens[1][~out.valid[1]] == 0).all() and (out.kept_index[1][~out.valid[1]] == -1).all()
+    assert torch.isfinite(out.tokens).all()
+
+
+@pytest.mark.parametrize("grey", [0, 128], ids=["black", "grey"])
+def test_uniform_clip_gives_no_zero_visual_token_to_the_llm(tiny_model, byte_tokenizer, grey):
+    """A black or grey clip through the tiny model: every merged token handed to the LLM is a real vector."""
+    from transformers import Qwen2VLVideoProcessor
+
+    from tests.conftest import build_tiny_batch
+
+    model = tiny_model.eval()
+    # no pruning, so all 64 tokens of the uniform clip reach the merge (a static clip keeps only its first group)
+    model.config.static_threshold = -1.0
+    model.token_compressor.static_threshold = -1.0
+    processor = Qwen2VLVideoProcessor(size={"shortest_edge": 112 * 112, "longest_edge": 112 * 112},
+                                      cap_pixels_per_frame=False)  # grid (4, 8, 8): 64 video tokens
+    clip = np.full((8, 112, 112, 3), grey, dtype=np.uint8)
+    batch = build_tiny_batch(byte_tokenizer, processor, batch=1, with_targets=False)
+    video = processor(videos=[clip], return_tensors="pt")
+    assert torch.equal(video["video_grid_thw"], batch["video_grid_thw"])
+    captured = []
+    hook = model.token_compressor.register_forward_hook(lambda module, args, output: captured.append(output))
+    try:
+        with torch.no_grad():
+            sequence = model.compress_sequence(batch["input_ids"], batch["attention_mask"],
+                                               batch["mm_token_type_ids"], video["pixel_values_videos"],
+                                               batch["video_grid_thw"])
+    finally:
+        hook.remove()
+    compressed = captured[0]
+    merged = compressed.tokens[compressed.valid]
+    assert len(merged) == 32 and torch.isfinite(merged).all() and zero_rows(merged) == 0
+    is_video = (sequence.input_ids == model.config.mllm_config.video_token_id) & sequence.attention_mask.bool()
+    llm_visual = sequence.inputs_embeds[is_video]
+    assert len(llm_visual) == 32 and zero_rows(llm_visual) == 0
+
+
+# ------------------------------------------------------------------------ static pruning followed by density merging
+def partly_static_patches(rng: np.random.Generator, groups: int, side: int, dim: int, moving: list[int]) -> np.ndarray:
+    """Patch embeddings ``[groups * side * side, dim]`` in the Qwen patch order; only the listed units change."""
+    units = (side // 2) ** 2
+    patches = np.repeat(rng.normal(size=(1, units, 4, dim)), groups, axis=0)
+    patches[1:, moving] = rng.normal(size=(groups - 1, len(moving), 4, dim))
+    return patches.reshape(-1, dim)
+
+
+def test_pruning_then_merging_reports_centres_in_the_original_token_order():
+    rng = np.random.default_rng(11)
+    grid = torch.tensor([[4, 4, 4], [4, 4, 4]])  # 4 temporal groups of 4 units: 16 tokens per video
+    patches = np.concatenate([partly_static_patches(rng, 4, 4, 3, [1, 2]),  # units 0 and 3 static
+                              partly_static_patches(rng, 4, 4, 3, [3])])
+    # the tokens of later groups are tight clusters (dense), those of the first group spread out
+    videos = []
+    for _ in range(2):
+        tokens = rng.normal(size=(16, 5)) * 3.0
+        tokens[4:] = tokens[4:8][None].repeat(3, axis=0).reshape(12, 5) + 0.01 * rng.normal(size=(12, 5))
+        videos.append(torch.tensor(tokens, dtype=torch.float32))
+    compressor = TokenCompressor(ratio=0.5, k=3, static_threshold=0.01)
+    masks = compressor.static_keep_mask(torch.tensor(patches), grid)
+    assert [int(m.sum()) for m in masks] == [10, 7] and not all(m.all() for m in masks)
+    out = compressor(videos, masks)
+    shifted = False
+    for v, (tokens, keep) in enumerate(zip(videos, masks)):
+        original = keep.nonzero().squeeze(-1)
+        centres, merged, _ = reference_merge(tokens[original].double().numpy(), 0.5, 3)
+        expected = original[centres].tolist()
+        valid = out.valid[v]
+        assert out.kept_index[v][valid].tolist() == expected  # indexes of the unpruned video, not of the pruned list
+        assert all(keep[i] for i in expected)
+        np.testing.assert_allclose(out.tokens[v][valid].numpy(), merged, atol=1e-5)
+        shifted |= expected != centres
+    assert shifted  # some centre sits after a pruned token: pruned-list positions would be wrong
+
+
+def test_partly_static_clip_keeps_the_rotary_positions_of_the_merged_centres(tiny_model, byte_tokenizer,
+                                                                           tiny_video_processor):
+    """Through the model: a clip whose top half is still is pruned, merged, and each centre keeps its position."""
+    from tests.conftest import build_tiny_batch
+
+    model = tiny_model.eval()
+    batch = build_tiny_batch(byte_tokenizer, tiny_video_processor, batch=1, with_targets=False)
+    rng = np.random.default_rng(12)
+    clip = rng.integers(0, 255, size=(8, 56, 56, 3), dtype=np.uint8)
+    clip[:, :28] = clip[:1, :28]  # the top row of merge units never changes
+    video = tiny_video_processor(videos=[clip], return_tensors="pt")
+    pixels, grid = video["pixel_values_videos"], batch["video_grid_thw"]
+    captured = []
+    hook = model.token_compressor.register_forward_hook(lambda module, args, output: captured.append((args, output)))
+    try:
+        with torch.no_grad():
+            sequence = model.compress_sequence(batch["input_ids"], batch["attention_mask"],
+                                               batch["mm_token_type_ids"], pixels, grid)
+    finally:
+        hook.remove()
+    (video_tokens, keep_masks), compressed = captured[0]
+    keep = keep_masks[0]
+    assert keep.tolist() == [True] * 4 + [False, False, True, True] * 3  # units 0 and 1 (top row) pruned
+    original = keep.nonzero().squeeze(-1)
+    pruned = density_merge(video_tokens[0][original][None], torch.ones(1, len(original), dtype=torch.bool),
+                           model.token_compressor.ratio, model.token_compressor.k)
+    kept = compressed.kept_index[0][compressed.valid[0]]
+    assert kept.tolist() == original[pruned.kept_index[0]].tolist() and bool(keep[kept].all())
+    assert kept.tolist() != pruned.kept_index[0].tolist()  # pruned-list positions would differ
+    # each merged token sits at the 3-D rotary position of its centre in the uncompressed sequence
+    base = model.mllm.model
+    full_positions, _ = base.get_rope_index(batch["input_ids"], batch["mm_token_type_ids"], video_grid_thw=grid,
+                                            attention_mask=batch["attention_mask"])
+    video_id = model.config.mllm_config.video_token_id
+    video_columns = (batch["input_ids"][0] == video_id).nonzero().squeeze(-1)
+    new_columns = ((sequence.input_ids[0] == video_id) & sequence.attention_mask[0].bool()).nonzero().squeeze(-1)
+    assert torch.equal(sequence.position_ids[:, 0, new_columns], full_positions[:, 0, video_columns[kept]])
+    torch.testing.assert_close(sequence.inputs_embeds[0, new_columns], compressed.tokens[0][compressed.valid[0]])
