@@ -12,10 +12,10 @@ checkpoints with optimizer state, resume, evaluation and best-checkpoint selecti
 - a training corpus that sets ``train_in_order`` (the synthetic world: every row is already an independent random
   draw, and its curriculum and contrast pairs live in row order) is read in order instead of shuffled; with
   ``group_size > 1`` the batch size must be a multiple of it so each group lands in one batch;
-- a training corpus whose rows differ in frame count (image sources give T = 1 samples, video sources 8-frame
-  clips) is batched by frame count: ``FrameCountBatchSampler`` shuffles each frame count's rows, cuts them into
-  whole batches and shuffles the batches, so every batch holds one kind of sample and each kind is drawn in
-  proportion to its share of the corpus;
+- rows of different frame counts (image sources give T = 1 samples, video sources 8-frame clips) share batches as in
+  the authors' code (the processor pads the shorter ones and the model skips padding frames); with
+  ``group_by_frame_count`` they are batched by frame count instead: ``FrameCountBatchSampler`` shuffles each count's
+  rows, cuts them into whole batches and shuffles the batches, so no batch is padded;
 - ``prediction_step`` returns frame logits and frame labels so ``compute_frame_metrics`` can report frame AUC on a
   held-out *pseudo-anomaly* set (checkpoint selection never looks at a VAD test set).
 """
@@ -43,10 +43,13 @@ class LavidaTrainer(Trainer):
             trained from scratch, the BCE alone at first can only learn the class prior and the object-score head
             settles on a constant; letting the mask terms first teach the decoder to find the named object avoids
             that.
+        group_by_frame_count: batch training rows by frame count (``FrameCountBatchSampler``) instead of mixing image
+            samples and clips in one batch (the default, as the authors' code does).
     """
 
-    def __init__(self, *args, object_score_warmup_steps: int = 0, **kwargs):
+    def __init__(self, *args, object_score_warmup_steps: int = 0, group_by_frame_count: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.group_by_frame_count = group_by_frame_count
         self._term_sums = torch.zeros(len(LOSS_TERMS), dtype=torch.float64)
         self._term_steps = 0
         self.object_score_warmup_steps = object_score_warmup_steps
@@ -67,7 +70,7 @@ class LavidaTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        counts = corpus_frame_counts(dataset)
+        counts = corpus_frame_counts(dataset) if self.group_by_frame_count else None
         if counts is not None and len(set(counts)) > 1:
             return FrameCountBatchSampler(counts, self._train_batch_size, seed=self.args.seed)
         if not getattr(dataset, "train_in_order", False):
@@ -77,13 +80,6 @@ class LavidaTrainer(Trainer):
             raise ValueError(f"per_device_train_batch_size {self.args.per_device_train_batch_size} must be a multiple "
                              f"of the corpus group size {group} (contrast_pairs keeps each pair in one batch).")
         return torch.utils.data.SequentialSampler(dataset)
-
-    def _get_eval_sampler(self, eval_dataset):
-        counts = corpus_frame_counts(eval_dataset)
-        if counts is not None and len(set(counts)) > 1:
-            # homogeneous batches here too; a frame count's last batch repeats up to batch_size - 1 of its rows
-            return FrameCountBatchSampler(counts, self.args.eval_batch_size, seed=self.args.seed)
-        return super()._get_eval_sampler(eval_dataset)
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):
@@ -119,6 +115,8 @@ class LavidaTrainer(Trainer):
         if prediction_loss_only:
             return loss, None, None
         frame_labels = (inputs["target_masks"].flatten(2).amax(dim=-1) > 0.5).long()  # (B, T)
+        if inputs.get("frame_mask") is not None:  # padding frames of shorter samples are no frames
+            frame_labels = frame_labels.masked_fill(~inputs["frame_mask"].bool(), -1)
         return loss, outputs.frame_logits.detach(), frame_labels
 
 
@@ -237,9 +235,10 @@ class LavidaDataCollator:
             raise ValueError("A row with object_names has neither an object in view nor a distractor: the "
                              "name-grounding head has nothing to learn from it.")
         encoded = self.processor.encode_names(names)
-        targets = torch.zeros(len(rows), encoded["class_mask"].shape[1], *masks[0].shape[1:])  # distractors stay empty
+        frames = max(object_masks.shape[1] for object_masks in masks)  # rows of fewer frames are padded
+        targets = torch.zeros(len(rows), encoded["class_mask"].shape[1], frames, *masks[0].shape[2:])  # distractors: 0
         for i, object_masks in enumerate(masks):
-            targets[i, : len(object_masks)] = object_masks
+            targets[i, : len(object_masks), : object_masks.shape[1]] = object_masks
         return {"grounding_input_ids": encoded["class_input_ids"],
                 "grounding_attention_mask": encoded["class_attention_mask"],
                 "grounding_mask": encoded["class_mask"], "grounding_targets": targets}

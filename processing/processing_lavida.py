@@ -135,8 +135,10 @@ class LavidaProcessor(ProcessorMixin):
         """Build a batch.
 
         Args:
-            videos: B clips, each ``uint8 [T, H, W, 3]``, all with the same T: 1 (an image sample, which the MLLM
-                sees as one temporal patch) or a multiple of the temporal patch size (8 by default).
+            videos: B clips, each ``uint8 [T_i, H, W, 3]``; T_i is 1 (an image sample, which the MLLM sees as one
+                temporal patch) or a multiple of the temporal patch size (8 by default). Clips of different lengths
+                may share a batch: the SAM2 frames and targets are padded to the longest and ``frame_mask`` says
+                which frames are real.
             anomalies: one list of names per clip (or one list shared by all clips).
             target_masks: optional B arrays ``[T, H, W]`` (bool/0-1) for training; resized to SAM2's mask size.
             phrasing: ``"inference"``, ``"random"`` (training) or an index; seed: for ``"random"``.
@@ -144,8 +146,9 @@ class LavidaProcessor(ProcessorMixin):
 
         Returns:
             ``BatchFeature`` with ``input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
-            video_grid_thw, sam_pixel_values, class_input_ids, class_attention_mask, class_mask`` and, with
-            targets, ``labels`` (assistant answer only) and ``target_masks [B, T, S, S]``.
+            video_grid_thw, sam_pixel_values, class_input_ids, class_attention_mask, class_mask``, with
+            targets ``labels`` (assistant answer only) and ``target_masks [B, T, S, S]``, and, when the clips differ
+            in length, ``frame_mask [B, T]``.
         """
         if isinstance(videos, np.ndarray) and videos.ndim == 4:
             videos = [videos]
@@ -158,21 +161,18 @@ class LavidaProcessor(ProcessorMixin):
             raise ValueError(f"Got {len(videos)} clips but {len(anomalies)} anomaly lists: give one list per clip.")
         for names in anomalies:
             validate_names(names)
-        frames = videos[0].shape[0]
         for i, clip in enumerate(videos):
             if clip.ndim != 4 or clip.shape[-1] != 3:
                 raise ValueError(f"Clip {i} has shape {clip.shape}; expected [T, H, W, 3] uint8 RGB frames.")
-            if clip.shape[0] != frames:
-                raise ValueError(f"Clip {i} has {clip.shape[0]} frames and clip 0 has {frames}: the clips of one batch "
-                                 "need the same count (LavidaTrainer batches samples by frame count).")
-        if frames != 1 and frames % self.temporal_patch_size:
-            raise ValueError(f"Clips have {frames} frames; give 1 (an image) or a multiple of "
-                             f"{self.temporal_patch_size} (clip_length is {self.clip_length}).")
+            if clip.shape[0] != 1 and clip.shape[0] % self.temporal_patch_size:
+                raise ValueError(f"Clip {i} has {clip.shape[0]} frames; give 1 (an image) or a multiple of "
+                                 f"{self.temporal_patch_size} (clip_length is {self.clip_length}).")
+        counts = [clip.shape[0] for clip in videos]
+        frames = max(counts)
 
         rng = random.Random(seed)
-        budget = self.llm_pixel_budget(frames, training=target_masks is not None, override=llm_frame_pixels)
-        size = {} if budget is None else {"size": {"shortest_edge": budget[0], "longest_edge": budget[1]}}
-        video_inputs = self.video_processor(videos=videos, return_tensors="pt", **size)
+        video_inputs = self._mllm_video_inputs(videos, training=target_masks is not None,
+                                               llm_frame_pixels=llm_frame_pixels)
         merge = int(getattr(self.video_processor, "merge_size", 2)) ** 2
         texts, answers = [], []
         for names, grid in zip(anomalies, video_inputs["video_grid_thw"]):
@@ -187,7 +187,10 @@ class LavidaProcessor(ProcessorMixin):
         mm_token_type_ids[input_ids == self.video_token_id] = 2
 
         sam = self.sam_image_processor(images=[f for clip in videos for f in clip], return_tensors="pt")
-        sam_pixel_values = sam["pixel_values"].reshape(len(videos), frames, *sam["pixel_values"].shape[1:])
+        sam_frames = sam["pixel_values"]  # (sum T_i, 3, S, S)
+        sam_pixel_values = sam_frames.new_zeros(len(videos), frames, *sam_frames.shape[1:])
+        for row, chunk in enumerate(sam_frames.split(counts)):
+            sam_pixel_values[row, : len(chunk)] = chunk
 
         class_batch = self.encode_names(anomalies)
         data = {
@@ -199,11 +202,41 @@ class LavidaProcessor(ProcessorMixin):
             "sam_pixel_values": sam_pixel_values,
             **class_batch,
         }
+        if len(set(counts)) > 1:
+            data["frame_mask"] = torch.arange(frames)[None, :] < torch.tensor(counts)[:, None]
         if target_masks is not None:
             data["labels"] = self._answer_labels(input_ids, encoded["attention_mask"], texts, answers)
             size = tuple(sam_pixel_values.shape[-2:])
-            data["target_masks"] = torch.stack([self.resize_target_masks(m, size) for m in target_masks])
+            targets = torch.zeros(len(videos), frames, *size)
+            for row, masks in enumerate(target_masks):
+                resized = self.resize_target_masks(masks, size)
+                if resized.shape[0] != counts[row]:
+                    raise ValueError(f"target_masks[{row}] has {resized.shape[0]} frames; clip {row} has "
+                                     f"{counts[row]}.")
+                targets[row, : counts[row]] = resized
+            data["target_masks"] = targets
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _mllm_video_inputs(self, videos: list[np.ndarray], training: bool,
+                           llm_frame_pixels: list[int] | tuple[int, int] | None) -> dict[str, torch.Tensor]:
+        """The MLLM's ``pixel_values_videos [sum patches, D]`` and ``video_grid_thw [B, 3]``, in clip order.
+
+        Clips of each frame count go through the video processor together, with that count's pixel budget (an image
+        sample has its own)."""
+        by_count: dict[int, list[int]] = {}
+        for index, clip in enumerate(videos):
+            by_count.setdefault(clip.shape[0], []).append(index)
+        pieces: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        for count, indices in by_count.items():
+            budget = self.llm_pixel_budget(count, training=training, override=llm_frame_pixels)
+            size = {} if budget is None else {"size": {"shortest_edge": budget[0], "longest_edge": budget[1]}}
+            out = self.video_processor(videos=[videos[i] for i in indices], return_tensors="pt", **size)
+            grids = out["video_grid_thw"]
+            for index, grid, patches in zip(indices, grids, out["pixel_values_videos"].split(grids.prod(-1).tolist())):
+                pieces[index] = (patches, grid)
+        order = range(len(videos))
+        return {"pixel_values_videos": torch.cat([pieces[i][0] for i in order]),
+                "video_grid_thw": torch.stack([pieces[i][1] for i in order])}
 
     def encode_names(self, anomalies: list[list[str]]) -> dict[str, torch.Tensor]:
         """Tokenise each name for the class-name encoder: ``class_input_ids/attention_mask [B, N, Lc]``,
