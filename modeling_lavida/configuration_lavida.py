@@ -27,7 +27,10 @@ TINY_SPECIAL_TOKENS: tuple[str, ...] = (
 TINY_BYTE_VOCAB_SIZE = 256
 TEXT_POOLING_MODES = ("pooler", "mean", "cls")
 MASK_CANDIDATE_TRAINING_MODES = ("lowest_loss", "all")
+MASK_LOSS_NORMALIZATION_MODES = ("all_frames", "positive_frames")
+QFORMER_ACTIVATIONS = ("relu", "gelu")
 FRAME_SCORE_MODES = ("object_score", "name_grounding")
+MODULE_DTYPE_NAMES = ("float32", "bfloat16", "float16", "float64")
 
 # Qwen2-VL-7B-Instruct (text side) and SAM 2.1 Hiera-Small, the paper's towers.
 _QWEN2_VL_7B_TEXT = {
@@ -65,7 +68,15 @@ class LavidaConfig(PreTrainedConfig):
     num_queries (`int`, defaults to 48): learnable queries of the two-way Q-Former.
     qformer_layers (`int`, defaults to 5): two-way attention blocks of the Q-Former.
     qformer_heads (`int`, defaults to 12), qformer_mlp_dim (`int`, defaults to 2048),
-    qformer_dropout (`float`, defaults to 0.1): Q-Former block sizes (SAM style).
+    qformer_dropout (`float`, defaults to 0.0): Q-Former block sizes (SAM style). SAM2's two-way block, which the
+        authors' code uses, has no dropout.
+    qformer_activation (`str`, defaults to `"relu"`): activation of the Q-Former blocks' MLP, ``"relu"`` (SAM2's
+        two-way block, the authors' code) or ``"gelu"``.
+    qformer_readd_positions (`bool`, defaults to `True`): as SAM2's two-way block, add each sequence's positional
+        embedding to the attention queries and keys (never to the values) before every Q-Former attention. The
+        Q-Former's sequences have no spatial layout, so their positional embeddings are their own inputs: the
+        learnable queries for the queries (as SAM2 uses its prompt tokens) and the ``[f_sem; names]`` tokens as they
+        enter the Q-Former for the tokens. ``False``: the inputs enter once, at the first block, and are not re-added.
     cross_attention_heads (`int`, defaults to 8): heads of the name-to-frame cross-attention.
     attention_downsample_rate (`int`, defaults to 2): SAM-style attention downsampling (internal width / rate).
     compression_ratio (`float`, defaults to 0.5): share of visual tokens kept by density-based merging
@@ -83,6 +94,10 @@ class LavidaConfig(PreTrainedConfig):
         ``20 * focal + 2 * dice``); ``"all"`` trains every candidate on the target. A named object is not an ambiguous
         prompt the way a single click is, and with ``"lowest_loss"`` a decoder trained from scratch can put a
         different visible object in each candidate and meet the mask loss without reading the names.
+    mask_loss_normalization (`str`, defaults to `"all_frames"`): what the focal, dice and IoU sums over the frames
+        with a non-empty target are divided by. ``"all_frames"`` (the authors' code, SAM2-style: every frame of the
+        batch, empty ones included) or ``"positive_frames"`` (the frames with a non-empty target only, so the mask
+        terms do not shrink when a batch holds normal frames).
     name_prompt_tokens (`bool`, defaults to `False`): a departure from the paper for models whose projector is trained
         from scratch: SAM2's mask decoder also gets one sparse prompt token per anomaly name (a two-layer MLP of the
         name vector, ``NamePromptEncoder``) next to the projector's prompt, so each name can look for its object in
@@ -95,6 +110,12 @@ class LavidaConfig(PreTrainedConfig):
     grounding_hidden_size (`int`, defaults to 64), grounding_embedding_size (`int`, defaults to 32): widths of the
         name-grounding head's pixel encoder and of the space names and pixels are matched in.
     grounding_positive_weight (`float`, defaults to 10.0): weight of the positive pixels in its per-pixel BCE.
+    module_dtypes (`dict[str, str]`, *optional*): the parameter dtype of each part of a model whose parts do not share
+        one dtype (a bfloat16 MLLM next to a float32 projector and SAM2, float32 trainable weights inside a bfloat16
+        tower), written by ``save_pretrained``: ``{"": root dtype, "module.or.parameter.name": dtype, ...}``, a deeper
+        name overriding a shallower one. The model is built with these dtypes, so ``from_pretrained`` without an
+        explicit ``dtype`` restores each part in the dtype it was saved with; ``None`` when all parameters share one
+        dtype (``dtype`` then says which).
     """
 
     model_type = "lavida"
@@ -114,7 +135,9 @@ class LavidaConfig(PreTrainedConfig):
     qformer_layers: int = 5
     qformer_heads: int = 12
     qformer_mlp_dim: int = 2048
-    qformer_dropout: float = 0.1
+    qformer_dropout: float = 0.0
+    qformer_activation: str = "relu"
+    qformer_readd_positions: bool = True
     cross_attention_heads: int = 8
     attention_downsample_rate: int = 2
 
@@ -134,6 +157,7 @@ class LavidaConfig(PreTrainedConfig):
     focal_gamma: float = 2.0
 
     mask_candidate_training: str = "lowest_loss"
+    mask_loss_normalization: str = "all_frames"
     name_prompt_tokens: bool = False
     frame_score: str = "object_score"
     grounding_hidden_size: int = 64
@@ -141,6 +165,7 @@ class LavidaConfig(PreTrainedConfig):
     grounding_positive_weight: float = 10.0
 
     initializer_range: float = 0.02
+    module_dtypes: dict[str, str] | None = None
 
     def __post_init__(self, **kwargs):
         # Paper defaults for the towers when none is given (the library defaults are other sizes).
@@ -156,6 +181,11 @@ class LavidaConfig(PreTrainedConfig):
 
     def validate_lavida_fields(self) -> None:
         """Fail early on values the model cannot run with, naming the field and value."""
+        if self.module_dtypes is not None:
+            wrong = {name: dtype for name, dtype in self.module_dtypes.items() if dtype not in MODULE_DTYPE_NAMES}
+            if wrong or "" not in self.module_dtypes:
+                raise ValueError(f"module_dtypes must map module names to one of {MODULE_DTYPE_NAMES} and include the "
+                                 f"root entry '': got {self.module_dtypes!r}.")
         if not 0.0 < self.compression_ratio <= 1.0:
             raise ValueError(f"compression_ratio must be in (0, 1], got {self.compression_ratio}.")
         if self.lof_k < 1:
@@ -163,6 +193,12 @@ class LavidaConfig(PreTrainedConfig):
         if self.mask_candidate_training not in MASK_CANDIDATE_TRAINING_MODES:
             raise ValueError(f"mask_candidate_training must be one of {MASK_CANDIDATE_TRAINING_MODES}, "
                              f"got {self.mask_candidate_training!r}.")
+        if self.mask_loss_normalization not in MASK_LOSS_NORMALIZATION_MODES:
+            raise ValueError(f"mask_loss_normalization must be one of {MASK_LOSS_NORMALIZATION_MODES}, "
+                             f"got {self.mask_loss_normalization!r}.")
+        if self.qformer_activation not in QFORMER_ACTIVATIONS:
+            raise ValueError(f"qformer_activation must be one of {QFORMER_ACTIVATIONS}, "
+                             f"got {self.qformer_activation!r}.")
         if self.frame_score not in FRAME_SCORE_MODES:
             raise ValueError(f"frame_score must be one of {FRAME_SCORE_MODES}, got {self.frame_score!r}.")
         if self.text_pooling not in TEXT_POOLING_MODES:

@@ -1,4 +1,4 @@
-"""LavidaLoss against values computed by hand on a 2-frame, 2x2-pixel toy example."""
+"""LavidaLoss against values computed by hand on toy examples of a few frames of 2x2 or 4x4 pixels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lavida import LavidaConfig
-from lavida.loss_lavida import LavidaLoss
+from lavida.loss_lavida import LavidaLoss, sigmoid_focal_loss
 
 
 def sigmoid(x: float) -> float:
@@ -28,7 +28,8 @@ def dice(logits: list[float], targets: list[float]) -> float:
     return 1 - (2 * sum(p * t for p, t in zip(probs, targets)) + 1) / (sum(probs) + sum(targets) + 1)
 
 
-def test_mixed_loss_matches_hand_computation():
+@pytest.mark.parametrize("normalization, divisor", [("all_frames", 2), ("positive_frames", 1)])
+def test_mixed_loss_matches_hand_computation(normalization, divisor):
     # frame 0: target has two positive pixels; frame 1: empty target (normal frame)
     target = torch.tensor([[[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
     candidates_f0 = [[2.0, 1.0, -1.0, -2.0],   # good mask
@@ -40,7 +41,8 @@ def test_mixed_loss_matches_hand_computation():
     object_logits = torch.tensor([1.5, -0.5])
     lm = torch.tensor(0.7)
 
-    out = LavidaLoss(LavidaConfig.tiny())(mask_logits, iou_scores, object_logits, target, lm)
+    out = LavidaLoss(LavidaConfig.tiny(mask_loss_normalization=normalization))(mask_logits, iou_scores, object_logits,
+                                                                                target, lm)
 
     t0 = [1.0, 1.0, 0.0, 0.0]
     combined = []
@@ -49,12 +51,13 @@ def test_mixed_loss_matches_hand_computation():
         combined.append((20 * f + 2 * dice(cand, t0), f, dice(cand, t0)))
     best = min(range(3), key=lambda i: combined[i][0])
     assert best == 0
-    expected_focal, expected_dice = combined[best][1], combined[best][2]
+    # only frame 0 counts; "all_frames" divides its value by both frames, "positive_frames" by frame 0 alone
+    expected_focal, expected_dice = combined[best][1] / divisor, combined[best][2] / divisor
     predicted = [x > 0 for x in candidates_f0[best]]
     truth = [t > 0.5 for t in t0]
     true_iou = sum(p and t for p, t in zip(predicted, truth)) / sum(p or t for p, t in zip(predicted, truth))
     assert true_iou == 1.0
-    expected_iou = abs(0.9 - true_iou)  # only frame 0 counts (frame 1 is empty)
+    expected_iou = abs(0.9 - true_iou) / divisor
     bce = (-math.log(sigmoid(1.5)) - math.log(1 - sigmoid(-0.5))) / 2  # every frame counts
     expected_total = 0.7 + 20 * expected_focal + 2 * expected_dice + 1 * expected_iou + 2 * bce
 
@@ -65,6 +68,89 @@ def test_mixed_loss_matches_hand_computation():
     assert out.object_score_loss.item() == pytest.approx(bce, rel=1e-5)
     assert out.lm_loss.item() == pytest.approx(0.7)
     assert out.loss.item() == pytest.approx(expected_total, rel=1e-5)
+
+
+def test_all_frames_normalization_divides_the_mask_terms_by_every_frame():
+    """5 frames, 2 with a target: every mask term (and its gradient) is 2/5 of the positive-frame mean."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.zeros(5, 2, 2)
+    target[1, 0] = 1.0  # frame 1: top row
+    target[3, :, 0] = 1.0  # frame 3: left column
+    logits = (torch.randn(5, 3, 2, 2, generator=generator) * 2).requires_grad_(True)
+    iou = torch.rand(5, 3, generator=generator)
+    objects = torch.randn(5, generator=generator)
+    by_frames = {}
+    for normalization in ("all_frames", "positive_frames"):
+        out = LavidaLoss(LavidaConfig.tiny(mask_loss_normalization=normalization))(logits, iou, objects, target)
+        (20 * out.focal_loss + 2 * out.dice_loss + out.iou_loss).backward()
+        by_frames[normalization] = (out, logits.grad.clone())
+        logits.grad = None
+    every, positive = by_frames["all_frames"][0], by_frames["positive_frames"][0]
+
+    focal_sum = dice_sum = iou_sum = 0.0
+    for frame in (1, 3):
+        t = target[frame].flatten().tolist()
+        candidates = logits[frame].detach().flatten(1).tolist()
+        costs = [20 * sum(focal(x, y) for x, y in zip(c, t)) / 4 + 2 * dice(c, t) for c in candidates]
+        best = min(range(3), key=costs.__getitem__)
+        chosen = candidates[best]
+        focal_sum += sum(focal(x, y) for x, y in zip(chosen, t)) / 4
+        dice_sum += dice(chosen, t)
+        inter = sum((x > 0) and (y > 0.5) for x, y in zip(chosen, t))
+        union = sum((x > 0) or (y > 0.5) for x, y in zip(chosen, t))
+        iou_sum += abs(iou[frame, best].item() - inter / union)
+    for name, total in (("focal_loss", focal_sum), ("dice_loss", dice_sum), ("iou_loss", iou_sum)):
+        assert getattr(every, name).item() == pytest.approx(total / 5, rel=1e-5), name
+        assert getattr(positive, name).item() == pytest.approx(total / 2, rel=1e-5), name
+    assert every.object_score_loss.item() == positive.object_score_loss.item()
+    torch.testing.assert_close(by_frames["all_frames"][1], by_frames["positive_frames"][1] * (2 / 5))
+
+
+def test_normalizations_agree_without_normal_frames_and_give_zero_without_targets():
+    logits = torch.randn(3, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    full = torch.ones(3, 4, 4)
+    empty = torch.zeros(3, 4, 4)
+    for target, check in ((full, lambda a, b: a == pytest.approx(b, rel=1e-6)), (empty, lambda a, b: a == b == 0)):
+        a, b = (LavidaLoss(LavidaConfig.tiny(mask_loss_normalization=n))(logits, torch.ones(3, 3), torch.zeros(3),
+                                                                          target)
+                for n in ("all_frames", "positive_frames"))
+        for name in ("focal_loss", "dice_loss", "iou_loss"):
+            assert check(getattr(a, name).item(), getattr(b, name).item()), name
+
+
+def test_candidate_choice_weighs_focal_and_dice_when_their_rankings_disagree():
+    """Candidate 0 has the lowest focal loss, candidate 1 the lowest dice loss; 20 * focal + 2 * dice picks 2."""
+    t = [1.0, 1.0, 0.0, 0.0]
+    candidates = [[-1.0, -1.0, 0.0, 0.0], [0.0, 3.0, 3.0, -3.0], [1.0, 1.0, 0.0, 1.0]]
+    focal_by_hand = [sum(focal(x, y) for x, y in zip(c, t)) / 4 for c in candidates]
+    dice_by_hand = [dice(c, t) for c in candidates]
+    weighted = [20 * f + 2 * d for f, d in zip(focal_by_hand, dice_by_hand)]
+    assert min(range(3), key=focal_by_hand.__getitem__) == 0
+    assert min(range(3), key=dice_by_hand.__getitem__) == 1
+    assert min(range(3), key=weighted.__getitem__) == 2 and sorted(weighted)[1] - weighted[2] > 0.1
+
+    logits = torch.tensor(candidates).reshape(1, 3, 2, 2)
+    out = LavidaLoss(LavidaConfig.tiny())(logits, torch.full((1, 3), 0.5), torch.zeros(1),
+                                          torch.tensor(t).reshape(1, 2, 2))
+    assert out.chosen_mask.tolist() == [2]
+    assert out.focal_loss.item() == pytest.approx(focal_by_hand[2], rel=1e-5)
+    assert out.dice_loss.item() == pytest.approx(dice_by_hand[2], rel=1e-5)
+
+
+def test_focal_alpha_weights_the_positive_pixels():
+    """The same mistake costs alpha (0.25) on a target pixel and 1 - alpha (0.75) on a background pixel."""
+    missed_target = sigmoid_focal_loss(torch.tensor([[-1.5]]), torch.tensor([[1.0]]), alpha=0.25, gamma=2.0)
+    false_alarm = sigmoid_focal_loss(torch.tensor([[1.5]]), torch.tensor([[0.0]]), alpha=0.25, gamma=2.0)
+    assert missed_target.item() == pytest.approx(focal(-1.5, 1.0), rel=1e-6)
+    assert missed_target.item() == pytest.approx(0.25 * -math.log(sigmoid(-1.5)) * (1 - sigmoid(-1.5)) ** 2, rel=1e-6)
+    assert missed_target.item() / false_alarm.item() == pytest.approx(1 / 3, rel=1e-6)
+    unweighted = sigmoid_focal_loss(torch.tensor([[-1.5]]), torch.tensor([[1.0]]), alpha=-1.0, gamma=2.0)
+    assert missed_target.item() == pytest.approx(0.25 * unweighted.item(), rel=1e-6)
+
+
+def test_unknown_mask_loss_normalization_is_refused():
+    with pytest.raises(ValueError, match="mask_loss_normalization"):
+        LavidaConfig.tiny(mask_loss_normalization="positive")
 
 
 def test_best_of_three_trains_only_the_chosen_candidate():

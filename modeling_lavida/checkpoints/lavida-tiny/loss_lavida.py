@@ -6,9 +6,13 @@
   paper), or all three (``config.mask_candidate_training = "all"``: each term is then the mean over candidates).
 - Focal, dice and IoU terms count only on frames whose target mask is non-empty; the object-score BCE counts on every
   frame (its target is 1 where the frame's mask is non-empty).
-- Focal is the sigmoid focal loss averaged over a frame's pixels; dice is ``1 - (2|P.T| + 1) / (|P| + |T| + 1)`` on
-  sigmoid probabilities; the IoU target is the IoU of the chosen binarised mask (logit > 0) with the target. Each
-  term is averaged over the frames it counts on (0 when there is none).
+- Focal is the sigmoid focal loss averaged over a frame's pixels (alpha weights the target's positive pixels, 1 - alpha
+  the negative ones); dice is ``1 - (2|P.T| + 1) / (|P| + |T| + 1)`` on sigmoid probabilities; the IoU target is the
+  IoU of the chosen binarised mask (logit > 0) with the target.
+- The focal, dice and IoU sums over the frames they count on are divided by every frame of the batch
+  (``config.mask_loss_normalization = "all_frames"``, the authors' code, SAM2-style: a batch with normal frames gives
+  the mask terms less weight) or by the frames they count on (``"positive_frames"``: a mean over those frames, 0 when
+  there is none). The object-score BCE is a mean over every frame either way.
 - Predicted masks are upsampled (bilinear) to the target size before the losses.
 """
 
@@ -66,6 +70,9 @@ class LavidaLossOutput:
 
 
 class LavidaLoss(nn.Module):
+    """The mixed loss of the module docstring, with weights, focal parameters, candidate training and mask-loss
+    normalisation read from ``LavidaConfig``."""
+
     def __init__(self, config: LavidaConfig):
         super().__init__()
         self.lm_weight = config.lm_loss_weight
@@ -76,6 +83,7 @@ class LavidaLoss(nn.Module):
         self.alpha = config.focal_alpha
         self.gamma = config.focal_gamma
         self.train_all_candidates = config.mask_candidate_training == "all"
+        self.normalize_by_positive_frames = config.mask_loss_normalization == "positive_frames"
 
     def forward(self, mask_logits: torch.Tensor, iou_scores: torch.Tensor, object_logits: torch.Tensor,
                 target_masks: torch.Tensor, lm_loss: torch.Tensor | None = None,
@@ -102,8 +110,9 @@ class LavidaLoss(nn.Module):
         chosen = (self.focal_weight * focal + self.dice_weight * dice).argmin(dim=-1)  # (BT,)
         rows = torch.arange(len(chosen), device=chosen.device)
         positive = targets.flatten(1).amax(dim=1) > 0.5  # (BT,)
-        weight = positive.float()
-        count = weight.sum().clamp_min(1.0)
+        weight = positive.float()  # (BT,)
+        count = (weight.sum() if self.normalize_by_positive_frames else weight.new_tensor(float(len(weight))))
+        count = count.clamp_min(1.0)
 
         if self.train_all_candidates:
             trained_focal, trained_dice = focal.mean(-1), dice.mean(-1)  # (BT,)

@@ -8,6 +8,14 @@ Section 1, step 5 of the method:
 - ``f_sem`` (the ``<SEG>`` hidden state) -> ``Linear(D -> P)``, put in front of the names: ``[T, 1 + N, P]``;
 - a two-way Q-Former (SAM-style blocks) with learnable queries; the output queries are flattened and projected to
   one SAM2 prompt vector per frame.
+
+The Q-Former block follows SAM2's ``TwoWayAttentionBlock`` (``sam2/modeling/sam/transformer.py``), as the authors'
+code does: ReLU MLP, no dropout, and each sequence's positional embedding added to the attention queries and keys
+(not the values) before every attention. The sequences have no spatial layout, so their positional embeddings are
+their inputs: the learnable queries (SAM2 likewise uses its prompt tokens as ``query_pe``) and the
+``[f_sem; names]`` tokens as they enter the Q-Former. ``LavidaConfig.qformer_activation``, ``qformer_dropout`` and
+``qformer_readd_positions`` select the earlier variant (GELU, dropout, no positional re-add), which the
+embedded lavida-tiny was trained with.
 """
 
 from __future__ import annotations
@@ -47,29 +55,55 @@ class DownsampledAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, n, self.internal_dim))
 
 
+QFORMER_ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+
 class TwoWayQFormerBlock(nn.Module):
     """One SAM-style two-way block: query self-attention, query->token cross-attention, MLP, token->query
-    cross-attention, each with a residual and a LayerNorm."""
+    cross-attention, each with a residual and a LayerNorm.
 
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int, downsample_rate: int, dropout: float):
+    With ``query_pe`` / ``token_pe`` given (SAM2's ``TwoWayAttentionBlock``), ``query_pe`` is added to the queries and
+    ``token_pe`` to the tokens wherever they are attention queries or keys, never where they are values.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, downsample_rate: int, dropout: float,
+                 activation: str = "relu"):
         super().__init__()
+        if activation not in QFORMER_ACTIVATION_LAYERS:
+            raise ValueError(f"activation must be one of {tuple(QFORMER_ACTIVATION_LAYERS)}, got {activation!r}.")
         self.self_attn = DownsampledAttention(dim, num_heads, 1, dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.cross_attn_query_to_token = DownsampledAttention(dim, num_heads, downsample_rate, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), QFORMER_ACTIVATION_LAYERS[activation](), nn.Dropout(dropout),
+                                 nn.Linear(mlp_dim, dim))
         self.norm3 = nn.LayerNorm(dim)
         self.cross_attn_token_to_query = DownsampledAttention(dim, num_heads, downsample_rate, dropout)
         self.norm4 = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, queries: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor
+    def forward(self, queries: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor,
+                query_pe: torch.Tensor | None = None, token_pe: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries ``[B, Q, dim]``, tokens ``[B, K, dim]``, token_mask ``[B, K]`` -> updated (queries, tokens)."""
-        queries = self.norm1(queries + self.dropout(self.self_attn(queries, queries, queries)))
-        queries = self.norm2(queries + self.dropout(self.cross_attn_query_to_token(queries, tokens, tokens, token_mask)))
+        """
+        Args:
+            queries: ``[B, Q, dim]``.
+            tokens: ``[B, K, dim]``.
+            token_mask: ``[B, K]`` bool, True for real tokens.
+            query_pe: ``[B or 1, Q, dim]`` positional embedding of the queries, or None (none added).
+            token_pe: ``[B or 1, K, dim]`` positional embedding of the tokens, or None (none added).
+
+        Returns:
+            The updated ``(queries [B, Q, dim], tokens [B, K, dim])``.
+        """
+        q = queries if query_pe is None else queries + query_pe  # (B, Q, dim)
+        queries = self.norm1(queries + self.dropout(self.self_attn(q, q, queries)))
+        q = queries if query_pe is None else queries + query_pe
+        k = tokens if token_pe is None else tokens + token_pe  # (B, K, dim)
+        queries = self.norm2(queries + self.dropout(self.cross_attn_query_to_token(q, k, tokens, token_mask)))
         queries = self.norm3(queries + self.dropout(self.mlp(queries)))
-        tokens = self.norm4(tokens + self.dropout(self.cross_attn_token_to_query(tokens, queries, queries)))
+        q = queries if query_pe is None else queries + query_pe
+        tokens = self.norm4(tokens + self.dropout(self.cross_attn_token_to_query(k, q, queries)))
         return queries, tokens
 
 
@@ -90,9 +124,10 @@ class SemanticProjector(nn.Module):
         self.queries = nn.Parameter(torch.zeros(config.num_queries, dim))
         self.blocks = nn.ModuleList(
             TwoWayQFormerBlock(dim, config.qformer_heads, config.qformer_mlp_dim, config.attention_downsample_rate,
-                               config.qformer_dropout)
+                               config.qformer_dropout, config.qformer_activation)
             for _ in range(config.qformer_layers)
         )
+        self.readd_positions = config.qformer_readd_positions
         self.prompt_proj = nn.Linear(config.num_queries * dim, sam_dim)
 
     def forward(self, seg_hidden_state: torch.Tensor, class_embeddings: torch.Tensor, class_mask: torch.Tensor,
@@ -122,9 +157,11 @@ class SemanticProjector(nn.Module):
         seg = self.seg_proj(seg_hidden_state.to(names.dtype)).repeat_interleave(t, dim=0)[:, None, :]  # (BT, 1, P)
         tokens = torch.cat([seg, names], dim=1)  # (BT, 1+N, P)
         token_mask = torch.cat([torch.ones_like(name_mask[:, :1]), name_mask], dim=1)
-        queries = self.queries[None].expand(bt, -1, -1)
+        queries = self.queries[None].expand(bt, -1, -1)  # (BT, Q, P)
+        # SAM2-style: the Q-Former's inputs are also its positional embeddings, re-added before every attention
+        query_pe, token_pe = (queries, tokens) if self.readd_positions else (None, None)
         for block in self.blocks:
-            queries, tokens = block(queries, tokens, token_mask)
+            queries, tokens = block(queries, tokens, token_mask, query_pe, token_pe)
         return self.prompt_proj(queries.flatten(1))  # (BT, S)
 
 
