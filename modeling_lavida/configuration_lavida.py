@@ -217,6 +217,21 @@ class LavidaConfig(PreTrainedConfig):
 
     # ----------------------------------------------------------------------------------------------------------
     @property
+    def _attn_implementation(self):
+        return self._attn_implementation_internal
+
+    @_attn_implementation.setter
+    def _attn_implementation(self, value: str | dict | None) -> None:
+        """A plain string (``attn_implementation="flash_attention_2"`` given to ``from_pretrained``,
+        ``AutoModel.from_pretrained`` or this config) names the MLLM's attention implementation: SAM2, the text encoder
+        and LAVIDA's own modules keep theirs (they may not support it, e.g. flash attention on float32 weights). A
+        mapping of sub-config names (``mllm_config``, ``sam_config``, ``text_encoder_config``, ``""`` for LAVIDA) sets
+        each part."""
+        if isinstance(value, str):
+            value = {"mllm_config": value}
+        PreTrainedConfig._attn_implementation.fset(self, value)
+
+    @property
     def mllm_hidden_size(self) -> int:
         """Hidden size of the MLLM's language model (the size of ``f_sem``)."""
         return self.mllm_config.get_text_config().hidden_size

@@ -41,6 +41,13 @@ class ModelSpec:
             start from their initialisation), e.g. ``[name_grounding_head]``.
         processor: ``build_tiny_processor`` arguments for ``tiny`` (``llm_frame_pixels``, ``sam_size``,
             ``clip_length``).
+        dtype: dtype the model is loaded in (``"bfloat16"``, ``"float32"``, ...). For ``components`` None (or
+            ``auto``) keeps each checkpoint's own dtype (the Qwen2-VL checkpoints are bfloat16, SAM2 and CLIP float32);
+            for ``pretrained`` None restores the dtype each part was saved with.
+        attn_implementation: the MLLM's attention implementation (``"flash_attention_2"``, ``"sdpa"``, ...) for
+            ``components`` and ``pretrained``; SAM2 and the text encoder keep theirs.
+        revision: for ``components``, the Hub revision of the three checkpoints (one value, or a mapping with keys
+            ``mllm``, ``sam2``, ``text_encoder``); for ``pretrained``, of the LAVIDA checkpoint.
     """
 
     init: str = "tiny"
@@ -51,6 +58,20 @@ class ModelSpec:
     config: dict[str, Any] = field(default_factory=dict)
     new_modules: list[str] = field(default_factory=list)
     processor: dict[str, Any] = field(default_factory=dict)
+    dtype: str | None = None
+    attn_implementation: str | None = None
+    revision: str | dict[str, str] | None = None
+
+    def loading_kwargs(self) -> dict[str, Any]:
+        """The set ones of ``dtype``, ``attn_implementation`` and ``revision``, as ``from_pretrained`` keywords."""
+        kwargs: dict[str, Any] = {}
+        if self.dtype is not None:
+            kwargs["dtype"] = self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
+        if self.attn_implementation is not None:
+            kwargs["attn_implementation"] = self.attn_implementation
+        if self.revision is not None:
+            kwargs["revision"] = self.revision
+        return kwargs
 
 
 def resolve_text_encoder(name: str) -> str:
@@ -109,22 +130,28 @@ def build_model_and_processor(spec: ModelSpec):
     from transformers import AutoProcessor
 
     if spec.init == "tiny":
-        return build_tiny_model_and_processor(spec)
+        model, processor = build_tiny_model_and_processor(spec)
+        if spec.dtype not in (None, "auto"):
+            model.to(getattr(torch, spec.dtype))
+        if spec.attn_implementation is not None:
+            model.set_attn_implementation(spec.attn_implementation)
+        return model, processor
     if spec.init == "components":
         if not (spec.mllm and spec.sam2 and spec.text_encoder):
             raise ValueError("model.init 'components' needs model.mllm, model.sam2 and model.text_encoder.")
         from .processing.factories import processor_from_components
 
         text_encoder = resolve_text_encoder(spec.text_encoder)
-        model = LavidaForVideoAnomalyDetection.from_components(spec.mllm, spec.sam2, text_encoder, **spec.config)
+        model = LavidaForVideoAnomalyDetection.from_components(spec.mllm, spec.sam2, text_encoder,
+                                                               **spec.loading_kwargs(), **spec.config)
         processor = processor_from_components(spec.mllm, spec.sam2, text_encoder, **spec.processor)
         return model, processor
     if spec.init == "pretrained":
         if not spec.pretrained:
             raise ValueError("model.init 'pretrained' needs model.pretrained (a folder or Hub id).")
         return (LavidaForVideoAnomalyDetection.from_pretrained(spec.pretrained, new_modules=spec.new_modules,
-                                                               **spec.config),
-                AutoProcessor.from_pretrained(spec.pretrained))
+                                                               **spec.loading_kwargs(), **spec.config),
+                AutoProcessor.from_pretrained(spec.pretrained, revision=spec.revision))
     raise ValueError(f"model.init must be 'tiny', 'components' or 'pretrained', got {spec.init!r}.")
 
 

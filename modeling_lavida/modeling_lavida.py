@@ -15,6 +15,7 @@ relatively, its sibling files.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForImageTextToText, PreTrainedModel
 from transformers.utils import ModelOutput
+from transformers.utils import logging as hf_logging
 
 from .anomaly_mask_decoder import SamFrameFeatures, decode_anomaly_masks, encode_frames
 from .configuration_lavida import LavidaConfig
@@ -33,15 +35,19 @@ from .semantic_projector import NamePromptEncoder, SemanticProjector
 from .token_compressor import TokenCompressor
 
 
+logger = hf_logging.get_logger(__name__)
+
 MAX_CACHED_NAMES = 50_000  # class-name vectors kept by a frozen text encoder's cache
 TOWER_MODULES = ("mllm", "sam", "text_encoder")  # the pretrained parts, the rest is LAVIDA's own
 # ``attn_implementation`` keys of the towers' sub-configs; a plain string names the MLLM's implementation
 TOWER_ATTENTION_KEYS = {"mllm": "mllm_config", "sam2": "sam_config", "text_encoder": "text_encoder_config"}
+# weights of a full CLIPModel checkpoint that its text tower does not use
+CLIP_KEYS_OUTSIDE_TEXT_TOWER = ("vision_model.", "visual_projection.", "text_projection.", "logit_scale")
 
 
 def module_dtype_map(model: nn.Module) -> dict[str, str] | None:
-    """The dtypes of ``model``'s floating-point parameters and buffers as a compact map (``LavidaConfig.module_dtypes``),
-    None when they all share one dtype.
+    """The dtypes of ``model``'s floating-point parameters and buffers as a compact map
+    (``LavidaConfig.module_dtypes``), None when they all share one dtype.
 
     ``""`` holds the dtype with the most elements; below it, a module (or tensor) is listed where its majority dtype
     differs from its parent's, recursing only into modules that mix dtypes (float32 rotary frequencies inside a
@@ -151,10 +157,20 @@ def _component_attn_implementations(attn_implementation: str | Mapping[str, str]
     for key, value in routed.items():
         component = by_config.get(key, key)
         if component not in TOWER_ATTENTION_KEYS:
-            raise ValueError(f"attn_implementation names {key!r}; use a string (the MLLM's implementation) or a mapping "
-                             f"with keys among {sorted(TOWER_ATTENTION_KEYS)}.")
+            raise ValueError(f"attn_implementation names {key!r}; use a string (the MLLM's implementation) or a "
+                             f"mapping with keys among {sorted(TOWER_ATTENTION_KEYS)}.")
         result[component] = value
     return result
+
+
+def _config_tree(config) -> list:
+    """``config`` and all its sub-configs, at any depth."""
+    configs = [config]
+    for key in getattr(config, "sub_configs", {}) or {}:
+        sub_config = getattr(config, key, None)
+        if sub_config is not None and not isinstance(sub_config, dict):
+            configs += _config_tree(sub_config)
+    return configs
 
 
 def _add_seg_token(tokenizer, mllm: PreTrainedModel, seg_token: str) -> int:
@@ -207,6 +223,13 @@ def _load_sam2_image_model(source: str | os.PathLike, loading: dict) -> PreTrain
     return Sam2Model.from_pretrained(source, config=config, **loading)
 
 
+class _BelowErrorFilter(logging.Filter):
+    """Drops a logger's records below ERROR (a filter, not a level: transformers reads its loggers' levels)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
 def _load_text_encoder(source: str | os.PathLike, loading: dict) -> tuple[PreTrainedModel, str]:
     """The class-name encoder and its pooling: a CLIP checkpoint's text tower (``CLIPTextModel``, also from a full
     ``CLIPModel`` checkpoint, whose vision weights are not read) or a sentence encoder without its pooling layer."""
@@ -214,9 +237,24 @@ def _load_text_encoder(source: str | os.PathLike, loading: dict) -> tuple[PreTra
 
     hub = {key: loading[key] for key in ("token", "revision")}
     config = AutoConfig.from_pretrained(source, **hub)
-    if config.model_type in ("clip", "clip_text_model"):
-        return CLIPTextModel.from_pretrained(source, **loading), "pooler"
-    return AutoModel.from_pretrained(source, add_pooling_layer=False, **loading), "mean"
+    if config.model_type not in ("clip", "clip_text_model"):
+        return AutoModel.from_pretrained(source, add_pooling_layer=False, **loading), "mean"
+    # A full CLIPModel checkpoint holds the vision tower and projections too: they are expected to stay unread, so
+    # transformers' loading report (a table of every such key) is kept quiet and the keys are checked here instead.
+    report = hf_logging.get_logger("transformers.modeling_utils")
+    quiet = _BelowErrorFilter()
+    report.addFilter(quiet)
+    try:
+        model, info = CLIPTextModel.from_pretrained(source, output_loading_info=True, **loading)
+    finally:
+        report.removeFilter(quiet)
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise ValueError(f"Text encoder {source} lacks weights of CLIP's text tower: "
+                         f"{sorted(info['missing_keys'])[:10]} {sorted(map(str, info['mismatched_keys']))[:10]}")
+    unread = sorted(key for key in info["unexpected_keys"] if not key.startswith(CLIP_KEYS_OUTSIDE_TEXT_TOWER))
+    if unread:
+        logger.warning("Text encoder %s: weights not used by CLIP's text tower: %s", source, unread[:10])
+    return model, "pooler"
 
 
 @dataclass
@@ -350,8 +388,9 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
           output) or a BERT-style sentence encoder (mean pooling).
 
         Each tower is read once, by its own ``from_pretrained``, and handed to a model shell built on the meta device,
-        so building takes about the towers' size in memory (no second copy). LAVIDA's new modules (projector, heads)
-        are initialised on the device of SAM2's mask decoder.
+        so building takes about the towers' size in memory (no second copy; ``benchmarks/component_loading.py``).
+        LAVIDA's new modules (projector, heads) are initialised on the device of SAM2's mask decoder. The model comes
+        back with the towers frozen (``freeze_towers``) and in eval mode, as ``from_pretrained`` gives it.
 
         Args:
             dtype: dtype of the towers (``None`` or ``"auto"``: each checkpoint's own, e.g. a bfloat16 MLLM next to a
@@ -389,9 +428,14 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         sam_model = _load_sam2_image_model(sam2, loading("sam2"))
         text_model, pooling = _load_text_encoder(text_encoder, loading("text_encoder"))
         lavida_kwargs.setdefault("text_pooling", pooling)
+        attention_set = [(tower_config, tower_config._attn_implementation_internal)
+                         for tower in (mllm_model, sam_model, text_model)
+                         for tower_config in _config_tree(tower.config)]
         config = LavidaConfig(mllm_config=mllm_model.config, sam_config=sam_model.config,
                               text_encoder_config=text_model.config, seg_token=seg_token,
                               seg_token_id=seg_token_id, **lavida_kwargs)
+        for tower_config, implementation in attention_set:  # a new composite config resets its parts' attention
+            tower_config._attn_implementation_internal = implementation
         model = cls._from_loaded_towers(config, {"mllm": mllm_model, "sam": sam_model, "text_encoder": text_model},
                                         new_modules_dtype=None if dtype in (None, "auto") else dtype)
         model.freeze_towers()
@@ -433,12 +477,11 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         Without ``dtype`` (or with ``"auto"``) every part gets back the dtype it was saved with
         (``config.module_dtypes``: a bfloat16 MLLM stays bfloat16 next to float32 trained weights); an explicit
         ``dtype`` loads everything in that one dtype. ``attn_implementation`` as a string sets the MLLM's attention
-        implementation only (SAM2 and the text encoder keep theirs); a mapping of sub-config names sets each part."""
+        implementation only (SAM2 and the text encoder keep theirs; ``LavidaConfig`` routes it, so
+        ``AutoModel.from_pretrained`` does the same); a mapping of sub-config names sets each part."""
         want_info = kwargs.pop("output_loading_info", False)
         new_modules = tuple(kwargs.pop("new_modules", ()) or ())
         kwargs.setdefault("use_safetensors", True)
-        if "attn_implementation" in kwargs:
-            kwargs["attn_implementation"] = route_attn_implementation(kwargs["attn_implementation"])
         if kwargs.get("dtype", kwargs.get("torch_dtype")) not in (None, "auto"):
             config = kwargs.get("config")
             if isinstance(config, LavidaConfig):

@@ -35,6 +35,9 @@ from .model_factory import ModelSpec
 
 logger = logging.getLogger(__name__)
 
+# stored in float16 by the exports of ``train`` for models of the tiny path (``model.init`` tiny or pretrained)
+SMALL_CHECKPOINT_HALF_PRECISION = ("text_encoder.",)
+
 
 @dataclass
 class FreezeSpec:
@@ -592,6 +595,7 @@ def train(config: TrainConfig, output_dir: str | None = None, resume: str | bool
         model = add_lora(model, lavida_lora_config(config.lora.r, config.lora.alpha, config.lora.dropout,
                                                    config.lora.projections))
     args = TrainingArguments(**training_arguments(config, output_dir, max_steps))
+    keep_trainable_weights_in_float32(model, mixed_precision=args.bf16 or args.fp16)
     train_corpus = build_corpus(config.train_data, "train")
     eval_corpus = build_corpus(config.eval_data, "validation") if config.eval_data else None
     trainer = LavidaTrainer(
@@ -609,22 +613,61 @@ def train(config: TrainConfig, output_dir: str | None = None, resume: str | bool
     torch.set_num_threads(max(1, torch.get_num_threads()))
     trainer.train(resume_from_checkpoint=resume)
     if config.export and trainer.is_world_process_zero():
-        export_model(trainer.model, processor, config.export)
+        # the small models of the tiny path ship with their frozen text encoder in float16; a model built from
+        # pretrained components is exported exactly as trained
+        half = () if config.model.init == "components" else SMALL_CHECKPOINT_HALF_PRECISION
+        export_model(trainer.model, processor, config.export, half_precision_prefixes=half)
     return trainer
 
 
+def keep_trainable_weights_in_float32(model: "torch.nn.Module", mixed_precision: bool) -> int:
+    """The precision policy of a training run; call it after freezing and adding LoRA, before the optimizer exists.
+
+    - Every trainable parameter (LoRA, the token embeddings and LM head with the ``<SEG>`` row, SAM2's prompt encoder
+      and mask decoder, the projector, ...) is made float32. AdamW's steps at the paper's learning rate (1e-5) are far
+      below bfloat16's resolution for most weights, so bfloat16 weights would mostly not move at all.
+    - With mixed precision (``TrainingArguments(bf16=True)`` or ``fp16=True``) the forward runs under autocast, which
+      picks the compute dtype of every matmul: frozen parameters keep their dtype (a bfloat16 tower stays bfloat16 and
+      costs no extra memory).
+    - Without mixed precision nothing reconciles dtypes during the forward, so the whole model (frozen towers and
+      buffers included) is made float32; for a full-size model that doubles the frozen towers' memory, so train it
+      with ``bf16: true``.
+
+    With DeepSpeed and bf16, DeepSpeed casts the module to bfloat16 itself and keeps its own float32 master weights.
+
+    Returns:
+        The number of parameter elements that were cast to float32.
+    """
+    import torch
+
+    upcast = 0
+    for parameter in model.parameters():
+        if parameter.is_floating_point() and parameter.dtype != torch.float32 and (
+                parameter.requires_grad or not mixed_precision):
+            upcast += parameter.numel()
+            parameter.data = parameter.data.float()
+    if not mixed_precision:
+        model.float()  # the buffers too
+    return upcast
+
+
 def export_model(model, processor, destination: str | os.PathLike,
-                 half_precision_prefixes: tuple[str, ...] = ("text_encoder.",)) -> Path:
+                 half_precision_prefixes: tuple[str, ...] = ()) -> Path:
     """Write model (merged if LoRA) + processor to ``destination`` atomically (temp folder, then rename).
 
-    Weights under ``half_precision_prefixes`` (the frozen text encoder) are stored in float16 to keep shipped
-    checkpoints small; they load back into the model's float32 parameters."""
+    By default every weight is stored in the dtype it has in memory, and ``from_pretrained`` gives each part back in
+    that dtype (``config.module_dtypes``): the loaded model computes exactly as the exported one.
+
+    float32 weights under ``half_precision_prefixes`` are stored in float16 instead, to keep small shipped checkpoints
+    small (``train`` does this for the frozen text encoder of the tiny path, ``SMALL_CHECKPOINT_HALF_PRECISION``).
+    That is a storage format only: those weights load back as float32 parameters (the dtype they had when exported),
+    holding the float16-rounded values."""
     import torch
 
     destination = Path(destination)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    state_dict = {name: (tensor.half() if name.startswith(half_precision_prefixes) and tensor.is_floating_point()
+    state_dict = {name: (tensor.half() if name.startswith(half_precision_prefixes) and tensor.dtype == torch.float32
                          else tensor)
                   for name, tensor in model.state_dict().items()}
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -643,5 +686,6 @@ def export_model(model, processor, destination: str | os.PathLike,
     return destination
 
 
-__all__ = ["DataSpec", "FreezeSpec", "LoraSpec", "TrainConfig", "build_corpus", "check_training_inputs",
-           "export_model", "preflight", "train", "training_arguments"]
+__all__ = ["DataSpec", "FreezeSpec", "LoraSpec", "SMALL_CHECKPOINT_HALF_PRECISION", "TrainConfig", "build_corpus",
+           "check_training_inputs", "export_model", "keep_trainable_weights_in_float32", "preflight", "train",
+           "training_arguments"]

@@ -14,13 +14,17 @@ relatively, its sibling files.
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForImageTextToText, PreTrainedModel
 from transformers.utils import ModelOutput
+from transformers.utils import logging as hf_logging
 
 from .anomaly_mask_decoder import SamFrameFeatures, decode_anomaly_masks, encode_frames
 from .configuration_lavida import LavidaConfig
@@ -31,7 +35,226 @@ from .semantic_projector import NamePromptEncoder, SemanticProjector
 from .token_compressor import TokenCompressor
 
 
+logger = hf_logging.get_logger(__name__)
+
 MAX_CACHED_NAMES = 50_000  # class-name vectors kept by a frozen text encoder's cache
+TOWER_MODULES = ("mllm", "sam", "text_encoder")  # the pretrained parts, the rest is LAVIDA's own
+# ``attn_implementation`` keys of the towers' sub-configs; a plain string names the MLLM's implementation
+TOWER_ATTENTION_KEYS = {"mllm": "mllm_config", "sam2": "sam_config", "text_encoder": "text_encoder_config"}
+# weights of a full CLIPModel checkpoint that its text tower does not use
+CLIP_KEYS_OUTSIDE_TEXT_TOWER = ("vision_model.", "visual_projection.", "text_projection.", "logit_scale")
+
+
+def module_dtype_map(model: nn.Module) -> dict[str, str] | None:
+    """The dtypes of ``model``'s floating-point parameters and buffers as a compact map
+    (``LavidaConfig.module_dtypes``), None when they all share one dtype.
+
+    ``""`` holds the dtype with the most elements; below it, a module (or tensor) is listed where its majority dtype
+    differs from its parent's, recursing only into modules that mix dtypes (float32 rotary frequencies inside a
+    bfloat16 tower, float32 trained embeddings inside a bfloat16 MLLM)."""
+    tensors = list(_floating_tensors(model))
+    if len({tensor.dtype for _, tensor in tensors}) <= 1:
+        return None
+    root = _majority_dtype(tensors)
+    entries = {"": _dtype_name(root)}
+
+    def visit(prefix: str, module: nn.Module, inherited: torch.dtype) -> None:
+        for name, tensor in _floating_tensors(module, recurse=False):
+            if tensor.dtype != inherited:
+                entries[prefix + name] = _dtype_name(tensor.dtype)
+        for name, child in module.named_children():
+            child_tensors = list(_floating_tensors(child))
+            if not child_tensors:
+                continue
+            majority = _majority_dtype(child_tensors)
+            if majority != inherited:
+                entries[prefix + name] = _dtype_name(majority)
+            if any(tensor.dtype != majority for _, tensor in child_tensors):
+                visit(prefix + name + ".", child, majority)
+
+    visit("", model, root)
+    return entries
+
+
+def apply_module_dtypes(model: nn.Module, module_dtypes: Mapping[str, str]) -> None:
+    """Cast each floating-point parameter and buffer of ``model`` to the dtype of its deepest entry in
+    ``module_dtypes`` (once, so no value passes through a narrower dtype on the way). Parameters are cast in place,
+    which keeps tied weights tied."""
+
+    def dtype_of(name: str) -> torch.dtype | None:
+        key = name
+        while key not in module_dtypes:
+            if not key:
+                return None
+            key = key.rpartition(".")[0]
+        return getattr(torch, module_dtypes[key])
+
+    for name, parameter in model.named_parameters():
+        dtype = dtype_of(name)
+        if dtype is not None and parameter.is_floating_point() and parameter.dtype != dtype:
+            parameter.data = parameter.data.to(dtype)
+    for module_name, module in model.named_modules():
+        for name, buffer in list(module._buffers.items()):
+            dtype = dtype_of(f"{module_name}.{name}" if module_name else name)
+            if buffer is not None and dtype is not None and buffer.is_floating_point() and buffer.dtype != dtype:
+                module._buffers[name] = buffer.to(dtype)
+
+
+def _align_cpu_tensors(model: nn.Module, alignment: int = 64) -> None:
+    """Copy the CPU parameters and buffers that are not ``alignment``-byte aligned into fresh (aligned) memory.
+
+    Weights read from a memory-mapped safetensors file sit wherever the file puts them (a bfloat16 tensor of odd length
+    shifts every tensor after it), and CPU kernels sum in another (equally valid) order on unaligned data: a loaded
+    model would differ from the one that was saved in the last bits. Tensors on accelerators are unaffected."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.device.type == "cpu" and parameter.numel() and parameter.data_ptr() % alignment:
+                parameter.data = parameter.data.clone()
+        for module in model.modules():
+            for name, buffer in list(module._buffers.items()):
+                if (buffer is not None and buffer.device.type == "cpu" and buffer.numel()
+                        and buffer.data_ptr() % alignment):
+                    module._buffers[name] = buffer.clone()
+
+
+def _floating_tensors(module: nn.Module, recurse: bool = True):
+    """``(name, tensor)`` of the floating-point parameters and buffers of ``module``."""
+    for name, parameter in module.named_parameters(recurse=recurse):
+        if parameter.is_floating_point():
+            yield name, parameter
+    for name, buffer in module.named_buffers(recurse=recurse):
+        if buffer.is_floating_point():
+            yield name, buffer
+
+
+def _majority_dtype(tensors: list[tuple[str, torch.Tensor]]) -> torch.dtype:
+    counts: dict[torch.dtype, int] = {}
+    for _, tensor in tensors:
+        counts[tensor.dtype] = counts.get(tensor.dtype, 0) + tensor.numel()
+    return max(counts, key=counts.get)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def route_attn_implementation(attn_implementation: str | Mapping[str, str] | None) -> dict[str, str] | None:
+    """An ``attn_implementation`` for LAVIDA's config: a plain string is the MLLM's (``{"mllm_config": ...}``), so
+    ``"flash_attention_2"`` reaches the language model while SAM2 and the text encoder keep their defaults; a mapping
+    of sub-config names (``mllm_config``, ``sam_config``, ``text_encoder_config``, ``""`` for LAVIDA itself) is kept."""
+    if attn_implementation is None:
+        return None
+    if isinstance(attn_implementation, str):
+        return {"mllm_config": attn_implementation}
+    return dict(attn_implementation)
+
+
+def _component_attn_implementations(attn_implementation: str | Mapping[str, str] | None) -> dict[str, str | None]:
+    """``from_components``' ``attn_implementation`` per tower (``mllm``, ``sam2``, ``text_encoder``)."""
+    routed = route_attn_implementation(attn_implementation) or {}
+    by_config = {config_key: component for component, config_key in TOWER_ATTENTION_KEYS.items()}
+    result: dict[str, str | None] = {}
+    for key, value in routed.items():
+        component = by_config.get(key, key)
+        if component not in TOWER_ATTENTION_KEYS:
+            raise ValueError(f"attn_implementation names {key!r}; use a string (the MLLM's implementation) or a "
+                             f"mapping with keys among {sorted(TOWER_ATTENTION_KEYS)}.")
+        result[component] = value
+    return result
+
+
+def _config_tree(config) -> list:
+    """``config`` and all its sub-configs, at any depth."""
+    configs = [config]
+    for key in getattr(config, "sub_configs", {}) or {}:
+        sub_config = getattr(config, key, None)
+        if sub_config is not None and not isinstance(sub_config, dict):
+            configs += _config_tree(sub_config)
+    return configs
+
+
+def _add_seg_token(tokenizer, mllm: PreTrainedModel, seg_token: str) -> int:
+    """Add ``seg_token`` to ``tokenizer`` (if new) and return its id, resizing the MLLM's embeddings only when the id
+    is past the embedding matrix (a vocabulary padded past the tokenizer already has a row for it)."""
+    if seg_token not in tokenizer.get_vocab():
+        tokenizer.add_tokens([seg_token], special_tokens=True)
+    seg_token_id = tokenizer.convert_tokens_to_ids(seg_token)
+    if seg_token_id >= mllm.get_input_embeddings().weight.shape[0]:
+        mllm.resize_token_embeddings(max(len(tokenizer), seg_token_id + 1))
+    return seg_token_id
+
+
+def sam2_image_config(config):
+    """A SAM2 config as ``Sam2Config`` (``model_type: sam2``, the image model LAVIDA uses). A ``sam2_video`` config (the
+    Hub's SAM 2.1 checkpoints) keeps its vision, prompt-encoder and mask-decoder settings; the memory settings, which
+    only the video model has, are dropped."""
+    import dataclasses
+
+    from transformers import Sam2Config, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig
+
+    if isinstance(config, Sam2Config) and config.model_type == "sam2":
+        return config
+    if config.model_type not in ("sam2", "sam2_video"):
+        raise ValueError(f"Expected a SAM2 checkpoint (model_type sam2 or sam2_video), got {config.model_type!r}.")
+    data = config.to_dict()
+
+    def fields_of(config_class, values: dict) -> dict:
+        names = {field.name for field in dataclasses.fields(config_class)} - {"model_type", "transformers_version",
+                                                                              "architectures"}
+        return {key: value for key, value in values.items() if key in names}
+
+    converted = Sam2Config(
+        vision_config=data["vision_config"],
+        prompt_encoder_config=fields_of(Sam2PromptEncoderConfig, data["prompt_encoder_config"]),
+        mask_decoder_config=fields_of(Sam2MaskDecoderConfig, data["mask_decoder_config"]),
+        initializer_range=data.get("initializer_range", 0.02),
+    )
+    converted.dtype = config.dtype
+    converted._name_or_path = config._name_or_path
+    return converted
+
+
+def _load_sam2_image_model(source: str | os.PathLike, loading: dict) -> PreTrainedModel:
+    """``Sam2Model`` from a ``sam2`` or ``sam2_video`` checkpoint (the video model's memory weights are skipped)."""
+    from transformers import AutoConfig, Sam2Model
+
+    hub = {key: loading[key] for key in ("token", "revision")}
+    config = sam2_image_config(AutoConfig.from_pretrained(source, **hub))
+    return Sam2Model.from_pretrained(source, config=config, **loading)
+
+
+class _BelowErrorFilter(logging.Filter):
+    """Drops a logger's records below ERROR (a filter, not a level: transformers reads its loggers' levels)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+def _load_text_encoder(source: str | os.PathLike, loading: dict) -> tuple[PreTrainedModel, str]:
+    """The class-name encoder and its pooling: a CLIP checkpoint's text tower (``CLIPTextModel``, also from a full
+    ``CLIPModel`` checkpoint, whose vision weights are not read) or a sentence encoder without its pooling layer."""
+    from transformers import AutoConfig, CLIPTextModel
+
+    hub = {key: loading[key] for key in ("token", "revision")}
+    config = AutoConfig.from_pretrained(source, **hub)
+    if config.model_type not in ("clip", "clip_text_model"):
+        return AutoModel.from_pretrained(source, add_pooling_layer=False, **loading), "mean"
+    # A full CLIPModel checkpoint holds the vision tower and projections too: they are expected to stay unread, so
+    # transformers' loading report (a table of every such key) is kept quiet and the keys are checked here instead.
+    report = hf_logging.get_logger("transformers.modeling_utils")
+    quiet = _BelowErrorFilter()
+    report.addFilter(quiet)
+    try:
+        model, info = CLIPTextModel.from_pretrained(source, output_loading_info=True, **loading)
+    finally:
+        report.removeFilter(quiet)
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise ValueError(f"Text encoder {source} lacks weights of CLIP's text tower: "
+                         f"{sorted(info['missing_keys'])[:10]} {sorted(map(str, info['mismatched_keys']))[:10]}")
+    unread = sorted(key for key in info["unexpected_keys"] if not key.startswith(CLIP_KEYS_OUTSIDE_TEXT_TOWER))
+    if unread:
+        logger.warning("Text encoder %s: weights not used by CLIP's text tower: %s", source, unread[:10])
+    return model, "pooler"
 
 
 @dataclass
@@ -94,8 +317,25 @@ class LavidaPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, save_original_format: bool = False, **kwargs):
         """Save with the modules' own key names. transformers would otherwise rename the Qwen-VL keys back to their
-        legacy layout (``mllm.visual.*``), which ``Trainer``'s resume (a plain ``load_state_dict``) cannot read."""
+        legacy layout (``mllm.visual.*``), which ``Trainer``'s resume (a plain ``load_state_dict``) cannot read.
+
+        The dtype of each part is recorded in ``config.module_dtypes`` (when the parts differ), so ``from_pretrained``
+        restores a bfloat16 tower as bfloat16 and float32 trained weights as float32. It is the dtype of the
+        parameters in memory that is recorded, whatever dtype a ``state_dict`` argument stores them in."""
+        self.config.module_dtypes = module_dtype_map(self)
         return super().save_pretrained(save_directory, *args, save_original_format=save_original_format, **kwargs)
+
+    def _apply_recorded_dtypes(self) -> None:
+        """Give each part the dtype ``config.module_dtypes`` records (from ``from_pretrained`` on the meta device,
+        before the weights are read, so each tensor is materialised once, in its own dtype)."""
+        if self.config.module_dtypes:
+            apply_module_dtypes(self, self.config.module_dtypes)
+
+    def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False):
+        """As ``PreTrainedModel.set_attn_implementation``, but a plain string sets the MLLM's implementation only
+        (see ``route_attn_implementation``); LAVIDA's own modules and SAM2 keep theirs."""
+        return super().set_attn_implementation(route_attn_implementation(attn_implementation),
+                                               allow_all_kernels=allow_all_kernels)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -125,46 +365,104 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         self.name_grounding_head = NameGroundingHead(config) if config.frame_score == "name_grounding" else None
         self.loss_function_lavida = LavidaLoss(config)
         self.text_encoder.register_load_state_dict_post_hook(self._clear_class_embedding_cache)
+        self._apply_recorded_dtypes()
         self.post_init()
 
     # ------------------------------------------------------------------------------------------------ building
     @classmethod
-    def from_components(cls, mllm: str | os.PathLike, sam2: str | os.PathLike, text_encoder: str | os.PathLike,
+    def from_components(cls, mllm: str | os.PathLike, sam2: str | os.PathLike, text_encoder: str | os.PathLike, *,
+                        dtype: torch.dtype | str | None = None,
+                        device_map: str | int | torch.device | dict[str, str | int | torch.device] | None = None,
+                        attn_implementation: str | Mapping[str, str] | None = None,
+                        token: str | bool | None = None, revision: str | Mapping[str, str] | None = None,
                         **lavida_kwargs) -> "LavidaForVideoAnomalyDetection":
         """Build a full model from three pretrained checkpoints (Hub ids or local folders).
 
-        Adds ``<SEG>`` to the MLLM's tokenizer (resizing its embeddings) and records its id in the config. The text
-        encoder may be a CLIP checkpoint (its text tower is used, pooled output) or a BERT-style sentence encoder
-        (mean pooling). ``lavida_kwargs`` set LAVIDA's own fields (``compression_ratio=...``).
-        """
-        from transformers import AutoConfig, AutoTokenizer, CLIPTextModel
+        - ``mllm``: a Qwen-VL family checkpoint, including the Hub's flat Qwen2-VL config layout. ``<SEG>`` is added to
+          its tokenizer and takes the next free id; the embedding matrix (and LM head) are resized only when that id
+          does not fit, so a checkpoint whose vocabulary is padded past its tokenizer (Qwen2-VL: 152064 rows for
+          151657 tokens) keeps its shape, and ``<SEG>`` uses the checkpoint's row for that id.
+        - ``sam2``: a SAM2 checkpoint; a ``sam2_video`` one (how SAM 2.1 is published for transformers) is read as the
+          image model LAVIDA uses (``Sam2Model``: its config converted, the memory modules' weights left out).
+        - ``text_encoder``: a CLIP checkpoint (full ``CLIPModel`` or text tower only; the text tower is used, pooled
+          output) or a BERT-style sentence encoder (mean pooling).
 
-        mllm_model = AutoModelForImageTextToText.from_pretrained(mllm)
-        tokenizer = AutoTokenizer.from_pretrained(mllm)
+        Each tower is read once, by its own ``from_pretrained``, and handed to a model shell built on the meta device,
+        so building takes about the towers' size in memory (no second copy; ``benchmarks/component_loading.py``).
+        LAVIDA's new modules (projector, heads) are initialised on the device of SAM2's mask decoder. The model comes
+        back with the towers frozen (``freeze_towers``) and in eval mode, as ``from_pretrained`` gives it.
+
+        Args:
+            dtype: dtype of the towers (``None`` or ``"auto"``: each checkpoint's own, e.g. a bfloat16 MLLM next to a
+                float32 SAM2) and, when given, of LAVIDA's new modules too (float32 otherwise).
+            device_map: passed to each tower's ``from_pretrained``.
+            attn_implementation: a string is the MLLM's attention implementation (``"flash_attention_2"``,
+                ``"sdpa"``, ...); SAM2 and the text encoder keep their default. A mapping may set each part:
+                ``{"mllm": ..., "sam2": ..., "text_encoder": ...}`` (or the sub-config names ``mllm_config``,
+                ``sam_config``, ``text_encoder_config``).
+            token, revision: Hub access for every ``from_pretrained``; ``revision`` may be one value or a mapping
+                ``{"mllm": ..., "sam2": ..., "text_encoder": ...}``.
+            lavida_kwargs: LAVIDA's own config fields (``compression_ratio=...``, ``seg_token=...``).
+        """
+        from transformers import AutoTokenizer
+
+        if dtype is not None and not isinstance(dtype, torch.dtype) and dtype != "auto":
+            dtype = getattr(torch, str(dtype))
         seg_token = lavida_kwargs.pop("seg_token", LavidaConfig.seg_token)
-        tokenizer.add_tokens([seg_token], special_tokens=True)
-        seg_token_id = tokenizer.convert_tokens_to_ids(seg_token)
-        mllm_model.resize_token_embeddings(len(tokenizer))
-        sam_model = AutoModel.from_pretrained(sam2)
-        text_config = AutoConfig.from_pretrained(text_encoder)
-        if text_config.model_type in ("clip", "clip_text_model"):
-            text_model = CLIPTextModel.from_pretrained(text_encoder)
-            lavida_kwargs.setdefault("text_pooling", "pooler")
-        else:
-            text_model = AutoModel.from_pretrained(text_encoder, add_pooling_layer=False)
-            lavida_kwargs.setdefault("text_pooling", "mean")
+        attention = _component_attn_implementations(attn_implementation)
+
+        def loading(component: str) -> dict:
+            """Keyword arguments of one tower's ``from_pretrained``."""
+            kwargs = {"dtype": "auto" if dtype is None else dtype, "token": token,
+                      "revision": revision.get(component) if isinstance(revision, Mapping) else revision}
+            if device_map is not None:
+                kwargs["device_map"] = device_map
+            if attention.get(component) is not None:
+                kwargs["attn_implementation"] = attention[component]
+            return kwargs
+
+        hub = {"token": token, "revision": revision.get("mllm") if isinstance(revision, Mapping) else revision}
+        tokenizer = AutoTokenizer.from_pretrained(mllm, **hub)
+        mllm_model = AutoModelForImageTextToText.from_pretrained(mllm, **loading("mllm"))
+        seg_token_id = _add_seg_token(tokenizer, mllm_model, seg_token)
+        sam_model = _load_sam2_image_model(sam2, loading("sam2"))
+        text_model, pooling = _load_text_encoder(text_encoder, loading("text_encoder"))
+        lavida_kwargs.setdefault("text_pooling", pooling)
+        attention_set = [(tower_config, tower_config._attn_implementation_internal)
+                         for tower in (mllm_model, sam_model, text_model)
+                         for tower_config in _config_tree(tower.config)]
         config = LavidaConfig(mllm_config=mllm_model.config, sam_config=sam_model.config,
                               text_encoder_config=text_model.config, seg_token=seg_token,
                               seg_token_id=seg_token_id, **lavida_kwargs)
-        model = cls(config)
-        # Weights of the towers are copied in (peak memory is twice the towers' size while building).
-        model.mllm.load_state_dict(mllm_model.state_dict())
-        model.sam.load_state_dict(sam_model.state_dict())
-        model.text_encoder.load_state_dict(text_model.state_dict(), strict=False)
-        missing = set(model.text_encoder.state_dict()) - set(text_model.state_dict())
-        if missing:
-            raise ValueError(f"Text encoder {text_encoder} lacks weights for: {sorted(missing)[:10]}.")
+        for tower_config, implementation in attention_set:  # a new composite config resets its parts' attention
+            tower_config._attn_implementation_internal = implementation
+        model = cls._from_loaded_towers(config, {"mllm": mllm_model, "sam": sam_model, "text_encoder": text_model},
+                                        new_modules_dtype=None if dtype in (None, "auto") else dtype)
         model.freeze_towers()
+        return model.eval()
+
+    @classmethod
+    def _from_loaded_towers(cls, config: LavidaConfig, towers: dict[str, nn.Module],
+                            new_modules_dtype: torch.dtype | None = None) -> "LavidaForVideoAnomalyDetection":
+        """The model around already loaded towers: the shell is built on the meta device (nothing allocated), the
+        towers take their places as they are, and only LAVIDA's own modules are materialised and initialised."""
+        with torch.device("meta"):
+            model = cls(config)
+        for name, tower in towers.items():
+            setattr(model, name, tower)
+        # the towers' configs are the shell's sub-configs (set_attn_implementation matches sub-models to them)
+        model.config.mllm_config = towers["mllm"].config
+        model.config.sam_config = towers["sam"].config
+        model.config.text_encoder_config = towers["text_encoder"].config
+        model.text_encoder.register_load_state_dict_post_hook(model._clear_class_embedding_cache)
+        device = next(model.sam.mask_decoder.parameters()).device
+        new_modules = [child for name, child in model.named_children() if name not in TOWER_MODULES]
+        with torch.no_grad():
+            for module in new_modules:
+                if new_modules_dtype is not None:
+                    module.to(new_modules_dtype)
+                module.to_empty(device=device)
+                module.apply(model._initialize_weights)
         return model
 
     @classmethod
@@ -174,12 +472,26 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
 
         ``new_modules`` (keyword, default none) names modules the checkpoint may lack because a config override
         switches them on (``name_grounding_head`` with ``frame_score="name_grounding"``, to fine-tune a checkpoint
-        into one); they start from their initialisation."""
+        into one); they start from their initialisation.
+
+        Without ``dtype`` (or with ``"auto"``) every part gets back the dtype it was saved with
+        (``config.module_dtypes``: a bfloat16 MLLM stays bfloat16 next to float32 trained weights); an explicit
+        ``dtype`` loads everything in that one dtype. ``attn_implementation`` as a string sets the MLLM's attention
+        implementation only (SAM2 and the text encoder keep theirs; ``LavidaConfig`` routes it, so
+        ``AutoModel.from_pretrained`` does the same); a mapping of sub-config names sets each part."""
         want_info = kwargs.pop("output_loading_info", False)
         new_modules = tuple(kwargs.pop("new_modules", ()) or ())
         kwargs.setdefault("use_safetensors", True)
+        if kwargs.get("dtype", kwargs.get("torch_dtype")) not in (None, "auto"):
+            config = kwargs.get("config")
+            if isinstance(config, LavidaConfig):
+                kwargs["config"] = config = copy.deepcopy(config)
+                config.module_dtypes = None
+            elif config is None:
+                kwargs["module_dtypes"] = None  # a config override: one dtype for every part
         model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
                                               output_loading_info=True, **kwargs)
+        _align_cpu_tensors(model)
         missing = sorted(key for key in (info.get("missing_keys") or [])
                          if not any(key == module or key.startswith(module + ".") for module in new_modules))
         unexpected = sorted(info.get("unexpected_keys") or [])
@@ -348,6 +660,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         grounding_attention_mask: torch.LongTensor | None = None,
         grounding_mask: torch.BoolTensor | None = None,
         grounding_targets: torch.FloatTensor | None = None,
+        frame_mask: torch.BoolTensor | None = None,
         **kwargs,
     ) -> LavidaOutput:
         """
@@ -355,6 +668,10 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             input_ids: ``[B, S]`` chat prompt with the video placeholder tokens and one ``<SEG>`` in the answer.
             pixel_values_videos: ``[sum patches, C*tp*p*p]``; video_grid_thw: ``[B, 3]`` (MLLM video processor).
             sam_pixel_values: ``[B, T, 3, S_sam, S_sam]`` the same T frames for SAM2.
+            frame_mask: ``[B, T]`` bool, False for padding frames, in a batch whose samples have different frame
+                counts (image samples, T = 1, beside 8-frame clips; ``LavidaProcessor`` pads them and gives the mask).
+                Padding frames are never computed; in the outputs their frame logits hold the dtype's minimum and
+                their masks zeros. None: every frame is real.
             mm_token_type_ids: ``[B, S]`` (0 text, 2 video), needed for the multimodal rotary positions.
             attention_mask: ``[B, S]``.
             class_input_ids, class_attention_mask: ``[B, N, Lc]`` anomaly names for the text encoder, or
@@ -370,8 +687,13 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                 of the prompt's (every object in view and the distractors; ``LavidaDataCollator`` builds them).
         """
         batch, frames = sam_pixel_values.shape[:2]
+        if frame_mask is not None:
+            frame_mask = frame_mask.bool()
         self._check_inputs(input_ids, video_grid_thw, frames, class_input_ids, class_embeddings, class_mask,
-                           target_masks)
+                           target_masks, frame_mask)
+        # frames per sample: T for all, or [B] counts; per-frame work runs on the real frames only, sample-major
+        per_sample = frames if frame_mask is None else frame_mask.sum(dim=1)
+        real = (lambda x: x.flatten(0, 1)) if frame_mask is None else (lambda x: x[frame_mask])
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if mm_token_type_ids is None:
@@ -395,42 +717,51 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if class_mask is None:
             class_mask = torch.ones(class_embeddings.shape[:2], dtype=torch.bool, device=class_embeddings.device)
 
-        features = self.encode_frames(sam_pixel_values)
+        features = encode_frames(self.sam, real(sam_pixel_values))
         prompts = self.semantic_projector(seg_hidden, class_embeddings, class_mask.bool(), features.lowest,
-                                          features.lowest_positional, frames)  # (BT, S)
+                                          features.lowest_positional, per_sample)  # (BT, S)
         name_prompts = name_mask = None
         if self.name_prompt_encoder is not None:
-            name_prompts = self.name_prompt_encoder(class_embeddings).repeat_interleave(frames, dim=0)  # (BT, N, S)
-            name_mask = class_mask.bool().repeat_interleave(frames, dim=0)
+            name_prompts = self.name_prompt_encoder(class_embeddings).repeat_interleave(per_sample, dim=0)  # (BT,N,S)
+            name_mask = class_mask.bool().repeat_interleave(per_sample, dim=0)
         prediction = decode_anomaly_masks(self.sam, features, prompts, name_prompts, name_mask)
         frame_logits, presence = prediction.object_logits, None  # (BT,)
         if self.name_grounding_head is not None:
-            real_names = class_mask.bool().repeat_interleave(frames, dim=0)  # (BT, N)
+            real_names = class_mask.bool().repeat_interleave(per_sample, dim=0)  # (BT, N)
             pixels = self.name_grounding_head.pixel_embeddings(features.feature_maps)  # (BT, D, h, w)
-            grounding_maps = self.name_grounding_head(pixels, class_embeddings, frames)  # (BT, N, h, w)
+            grounding_maps = self.name_grounding_head(pixels, class_embeddings, per_sample)  # (BT, N, h, w)
             # a padding name is never the most present one
             presence = name_presence_logits(grounding_maps).masked_fill(~real_names, torch.finfo(
                 grounding_maps.dtype).min)  # (BT, N)
             frame_logits = presence.amax(dim=-1)
 
+        def per_frame(values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+            """``[BT_real, ...]`` -> ``[B, T, ...]``, padding frames filled with ``fill``."""
+            if frame_mask is None:
+                return values.reshape(batch, frames, *values.shape[1:])
+            full = values.new_full((batch, frames, *values.shape[1:]), fill)
+            full[frame_mask] = values
+            return full
+
+        lowest = torch.finfo(frame_logits.dtype).min
         output = LavidaOutput(
             lm_loss=lm_loss,
-            frame_logits=frame_logits.reshape(batch, frames),
-            name_logits=None if presence is None else presence.reshape(batch, frames, -1),
-            mask_logits=prediction.best_by_predicted_iou().reshape(batch, frames, *prediction.mask_logits.shape[-2:]),
-            iou_scores=prediction.iou_scores.reshape(batch, frames, -1),
-            candidate_mask_logits=prediction.mask_logits.reshape(batch, frames, *prediction.mask_logits.shape[1:]),
+            frame_logits=per_frame(frame_logits, lowest),
+            name_logits=None if presence is None else per_frame(presence, lowest),
+            mask_logits=per_frame(prediction.best_by_predicted_iou()),
+            iou_scores=per_frame(prediction.iou_scores),
+            candidate_mask_logits=per_frame(prediction.mask_logits),
             seg_hidden_state=seg_hidden,
             num_visual_tokens=sequence.num_visual_tokens,
         )
         if target_masks is not None:
             grounding_loss = None
             if presence is not None:
-                grounding_loss = self._grounding_loss(pixels, frames, grounding_maps, real_names, name_labels,
-                                                      target_masks, grounding_input_ids, grounding_attention_mask,
-                                                      grounding_mask, grounding_targets)
+                grounding_loss = self._grounding_loss(pixels, per_sample, real, grounding_maps, real_names,
+                                                      name_labels, target_masks, grounding_input_ids,
+                                                      grounding_attention_mask, grounding_mask, grounding_targets)
             terms = self.loss_function_lavida(prediction.mask_logits, prediction.iou_scores, frame_logits,
-                                              target_masks.flatten(0, 1), lm_loss, grounding_loss)
+                                              real(target_masks), lm_loss, grounding_loss)
             output.loss = terms.loss
             output.lm_loss = terms.lm_loss
             output.focal_loss = terms.focal_loss
@@ -440,24 +771,25 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         return output
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _grounding_loss(self, pixels: torch.Tensor, frames: int, listed_maps: torch.Tensor, real_names: torch.Tensor,
-                        name_labels: torch.Tensor | None, target_masks: torch.Tensor,
+    def _grounding_loss(self, pixels: torch.Tensor, frames: int | torch.Tensor, real, listed_maps: torch.Tensor,
+                        real_names: torch.Tensor, name_labels: torch.Tensor | None, target_masks: torch.Tensor,
                         grounding_input_ids: torch.Tensor | None, grounding_attention_mask: torch.Tensor | None,
                         grounding_mask: torch.Tensor | None, grounding_targets: torch.Tensor | None) -> torch.Tensor:
         """The name-grounding head's loss: on the ``grounding_*`` names and masks when given (matched against the same
         ``pixels [BT, D, h, w]``), else on the prompt's names (``listed_maps [BT, N, h, w]``, ``real_names [BT, N]``)
-        with the target mask for the true ones."""
+        with the target mask for the true ones. ``frames``: T or ``[B]`` real frames per sample; ``real`` picks the real
+        frames of a ``[B, T, ...]`` tensor as ``[BT, ...]``."""
         weight = self.config.grounding_positive_weight
         if grounding_targets is not None:
             embeddings = self.encode_class_names(grounding_input_ids, grounding_attention_mask)
             maps = self.name_grounding_head(pixels, embeddings, frames)  # (BT, M, h, w)
-            targets = grounding_targets.transpose(1, 2).flatten(0, 1)  # (BT, M, H, W)
+            targets = real(grounding_targets.transpose(1, 2))  # (BT, M, H, W)
             return name_grounding_loss(maps, grounding_mask.bool().repeat_interleave(frames, dim=0), targets, weight)
         if name_labels is None:
             raise ValueError("frame_score 'name_grounding' trains on name_labels ([B, N], 1 for the clip's true target "
                              "names) or on grounding_* labels: pass the corpus rows' name_labels (or object_names and "
                              "object_masks) through LavidaDataCollator.")
-        targets = listed_name_targets(target_masks.flatten(0, 1), name_labels.repeat_interleave(frames, dim=0))
+        targets = listed_name_targets(real(target_masks), name_labels.repeat_interleave(frames, dim=0))
         return name_grounding_loss(listed_maps, real_names, targets, weight)
 
     def _mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -475,7 +807,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
     def _check_inputs(self, input_ids, video_grid_thw, frames, class_input_ids, class_embeddings, class_mask,
-                      target_masks) -> None:
+                      target_masks, frame_mask=None) -> None:
         seg_id = self.config.seg_token_id
         if seg_id is None:
             raise ValueError("config.seg_token_id is not set: add the <SEG> token to the tokenizer "
@@ -493,10 +825,17 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             empty = (~class_mask.bool().any(dim=1)).nonzero().flatten().tolist()
             raise ValueError(f"The class (anomaly name) list of sample(s) {empty} is empty: give at least one name.")
         temporal_patch = self.config.mllm_config.vision_config.temporal_patch_size
-        llm_frames = (video_grid_thw[:, 0] * temporal_patch).tolist()
-        if any(f != frames for f in llm_frames):
-            raise ValueError(f"Frame count mismatch: sam_pixel_values has {frames} frames per sample but the MLLM "
-                             f"video input has {llm_frames} (video_grid_thw[:, 0] x temporal patch {temporal_patch}).")
+        # a single frame (an image sample) is one temporal patch: the video processor repeats it to fill the patch
+        groups = video_grid_thw[:, 0].tolist()
+        counts = [frames] * len(groups) if frame_mask is None else frame_mask.sum(dim=1).tolist()
+        if frame_mask is not None and (frame_mask.shape != (input_ids.shape[0], frames) or min(counts) < 1
+                                       or not torch.equal(frame_mask.int(), frame_mask.int().cummin(dim=1).values)):
+            raise ValueError(f"frame_mask must be [B, T] = [{input_ids.shape[0]}, {frames}] with each sample's real "
+                             f"frames first (at least one); got shape {tuple(frame_mask.shape)}.")
+        if any(g != -(-count // temporal_patch) for g, count in zip(groups, counts)):
+            raise ValueError(f"Frame count mismatch: sam_pixel_values has {counts} frames per sample but the MLLM "
+                             f"video input has {groups} temporal patches of {temporal_patch} frames "
+                             "(video_grid_thw[:, 0]); give the same frames to both.")
         if target_masks is not None and target_masks.shape[1] != frames:
             raise ValueError(f"Frame count mismatch: target_masks has {target_masks.shape[1]} frames, "
                              f"sam_pixel_values has {frames}.")
