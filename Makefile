@@ -8,7 +8,7 @@ OUT ?= outputs/demo
 SAMPLE := modeling_lavida/assets/sample.mp4
 SAMPLE_ANOMALIES := modeling_lavida/assets/sample.anomalies.txt
 
-.PHONY: demo test install install-test system-deps clean
+.PHONY: demo test install install-test system-deps clean sync-checkpoint-code
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,11 @@ test: install-test
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info
+
+# The shipped checkpoint carries copies of the model and processor code (for trust_remote_code loading); refresh them
+# from the sources after changing those files (no retraining; tests/modeling/test_checkpoint_code.py checks them).
+sync-checkpoint-code:
+	for file in modeling_lavida/checkpoints/*/*.py; do \
+		name=$$(basename $$file); \
+		if [ -f processing/$$name ]; then cp processing/$$name $$file; else cp modeling_lavida/$$name $$file; fi; \
+	done

@@ -309,6 +309,10 @@ class LavidaPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     input_modalities = ("video", "text")
     supports_gradient_checkpointing = True
+    # The loss is a mean over the batch, not a sum to be divided by ``num_items_in_batch``: without this the Trainer
+    # (seeing ``**kwargs`` in ``forward``) would skip its division by the gradient-accumulation steps and, across
+    # processes, multiply by their number.
+    accepts_loss_kwargs = False
     _supports_sdpa = True
     _no_split_modules = [
         "Qwen2VLDecoderLayer", "Qwen2VLVisionBlock", "Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock",
@@ -686,6 +690,14 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             grounding_targets: ``[B, M, T, H, W]``: names with their own masks for the grounding head's loss instead
                 of the prompt's (every object in view and the distractors; ``LavidaDataCollator`` builds them).
         """
+        compute_dtype = self._mixed_precision_dtype(input_ids.device.type)
+        if compute_dtype is not None:
+            # A checkpoint saved from mixed-precision training (frozen towers in bf16, trainable parts in fp32) runs
+            # as it trained: under autocast to its lower precision, so no layer meets an input of the other dtype.
+            arguments = {name: value for name, value in locals().items()
+                         if name not in ("self", "kwargs", "compute_dtype", "__class__")}
+            with torch.autocast(device_type=input_ids.device.type, dtype=compute_dtype):
+                return self.forward(**arguments, **kwargs)
         batch, frames = sam_pixel_values.shape[:2]
         if frame_mask is not None:
             frame_mask = frame_mask.bool()
@@ -791,6 +803,15 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                              "object_masks) through LavidaDataCollator.")
         targets = listed_name_targets(real(target_masks), name_labels.repeat_interleave(frames, dim=0))
         return name_grounding_loss(listed_maps, real_names, targets, weight)
+
+    def _mixed_precision_dtype(self, device_type: str) -> torch.dtype | None:
+        """The lowest floating dtype of the parameters when they mix several and autocast is off, else None."""
+        if torch.is_autocast_enabled(device_type):
+            return None
+        dtypes = {parameter.dtype for parameter in self.parameters() if parameter.is_floating_point()}
+        if len(dtypes) < 2:
+            return None
+        return min(dtypes, key=lambda dtype: torch.finfo(dtype).bits)
 
     def _mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         types = torch.zeros_like(input_ids, dtype=torch.int)

@@ -229,3 +229,22 @@ def test_object_labels_give_every_object_in_view_its_own_grounding_mask():
         assert not targets[len(row["object_names"]):].any()
     model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding"))
     assert torch.isfinite(model(**batch).object_score_loss)
+
+
+def test_with_gradient_accumulation_the_logged_loss_is_the_weighted_mean_of_its_terms(tmp_path):
+    set_seed(0)
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny())
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=1,
+                             gradient_accumulation_steps=2, logging_steps=1, use_cpu=True, report_to=[],
+                             remove_unused_columns=False, seed=0, save_strategy="no", dataloader_num_workers=0)
+    trainer = LavidaTrainer(model=model, args=args, train_dataset=toy_rows(4),
+                            data_collator=LavidaDataCollator(build_tiny_processor()))
+    trainer.train()
+    config = model.config
+    weights = {"lm_loss": config.lm_loss_weight, "focal_loss": config.focal_loss_weight,
+               "dice_loss": config.dice_loss_weight, "iou_loss": config.iou_loss_weight,
+               "object_score_loss": config.object_score_loss_weight}
+    for entry in [entry for entry in trainer.state.log_history if "loss" in entry]:
+        expected = sum(weight * entry[term] for term, weight in weights.items())
+        # a sum over the two micro-batches (twice the gradient) would log twice this
+        assert entry["loss"] == pytest.approx(expected, rel=1e-3), entry
