@@ -227,7 +227,8 @@ def _integer(value: Any, name: str, problems: list[str]) -> int:
 _FIELD_TYPES: dict[type, dict[str, tuple[type, ...]]] = {
     ModelSpec: {"init": (str,), "pretrained": (str, type(None)), "mllm": (str, type(None)),
                 "sam2": (str, type(None)), "text_encoder": (str, type(None)), "config": (dict,),
-                "new_modules": (list,), "processor": (dict,)},
+                "new_modules": (list,), "processor": (dict,), "dtype": (str, type(None)),
+                "attn_implementation": (str, type(None)), "revision": (str, dict, type(None))},
     FreezeSpec: {"vision_tower": (bool,), "sam_image_encoder": (bool,), "text_encoder": (bool,),
                  "train_only": (list, type(None))},
     LoraSpec: {"r": (int,), "alpha": (int, float), "dropout": (int, float), "projections": (list,)},
