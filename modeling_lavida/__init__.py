@@ -1,32 +1,127 @@
 """LAVIDA-HF: zero-shot video anomaly detection (LAVIDA) for the Hugging Face ecosystem.
 
-Importing the package registers ``LavidaConfig`` with ``AutoConfig`` and ``LavidaForVideoAnomalyDetection`` with
-``AutoModel``, and marks both for ``trust_remote_code`` export: every ``save_pretrained``/``push_to_hub`` writes the
-model's code files and an ``auto_map`` next to the weights, so the checkpoint also loads for users without the
-package (``AutoModel.from_pretrained(path, trust_remote_code=True)``). ``LavidaProcessor`` is registered with
-``AutoProcessor`` the same way, and the ``video-anomaly-detection`` pipeline task is registered.
+``import lavida`` is cheap: it imports neither torch nor transformers, so the ``lavida`` command line starts at once.
+The public classes are loaded on first use (``from lavida import LavidaConfig``, ``lavida.LavidaProcessor``, ...),
+and the first such use also registers the package with transformers, once per process:
+
+- ``LavidaConfig`` with ``AutoConfig`` and ``LavidaForVideoAnomalyDetection`` with ``AutoModel``, both marked for
+  ``trust_remote_code`` export: every ``save_pretrained``/``push_to_hub`` writes the model's code files and an
+  ``auto_map`` next to the weights, so the checkpoint also loads for users without the package
+  (``AutoModel.from_pretrained(path, trust_remote_code=True)``);
+- ``LavidaProcessor`` with ``AutoProcessor``, the same way;
+- the ``video-anomaly-detection`` pipeline task.
+
+When transformers is already imported, ``import lavida`` registers at once (it costs nothing more then), so the usual
+order works as it always did::
+
+    from transformers import pipeline
+    import lavida
+
+    detector = pipeline("video-anomaly-detection", model="path/or/hub-id")
+
+Code that imports ``lavida`` first and then reaches transformers' Auto classes or ``pipeline`` without touching a
+``lavida`` class calls ``lavida.register_with_transformers()`` (idempotent, no model is loaded).
 """
 
-from transformers import AutoConfig, AutoModel, AutoProcessor
+from __future__ import annotations
 
-from .configuration_lavida import LavidaConfig
-from .modeling_lavida import LavidaForVideoAnomalyDetection, LavidaOutput, LavidaPreTrainedModel
+import importlib
+import threading
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .configuration_lavida import LavidaConfig
+    from .modeling_lavida import LavidaForVideoAnomalyDetection, LavidaOutput, LavidaPreTrainedModel
+    from .processing.processing_lavida import LavidaProcessor
 
-AutoConfig.register(LavidaConfig.model_type, LavidaConfig, exist_ok=True)
-AutoModel.register(LavidaConfig, LavidaForVideoAnomalyDetection, exist_ok=True)
-LavidaConfig.register_for_auto_class()
-LavidaForVideoAnomalyDetection.register_for_auto_class("AutoModel")
+DISTRIBUTION_NAME = "lavida-hf"
+# The version of a source tree that is not installed; setup.py's ``version`` (a test keeps the two equal).
+SOURCE_VERSION = "0.1.0"
 
-from .processing.processing_lavida import LavidaProcessor  # noqa: E402  (needs the config registered first)
+# public name -> submodule defining it (imported on first access)
+_LAZY_ATTRIBUTES: dict[str, str] = {
+    "LavidaConfig": ".configuration_lavida",
+    "LavidaForVideoAnomalyDetection": ".modeling_lavida",
+    "LavidaOutput": ".modeling_lavida",
+    "LavidaPreTrainedModel": ".modeling_lavida",
+    "LavidaProcessor": ".processing.processing_lavida",
+}
 
-AutoProcessor.register(LavidaConfig, LavidaProcessor, exist_ok=True)
-LavidaProcessor.register_for_auto_class("AutoProcessor")
+_registration_lock = threading.RLock()
+_registration_state = {"done": False, "running": False}
 
-from .processing.pipeline_lavida import register_pipeline  # noqa: E402
 
-register_pipeline()  # pipeline("video-anomaly-detection", model=...)
+def package_version() -> str:
+    """The installed version of the ``lavida-hf`` distribution, else ``SOURCE_VERSION`` (an uninstalled tree)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-__all__ = ["LavidaConfig", "LavidaForVideoAnomalyDetection", "LavidaOutput", "LavidaPreTrainedModel", "LavidaProcessor",
-           "__version__"]
+    try:
+        return version(DISTRIBUTION_NAME)
+    except PackageNotFoundError:
+        return SOURCE_VERSION
+
+
+def register_with_transformers() -> None:
+    """Register LAVIDA's config, model, processor and pipeline task with transformers (once per process).
+
+    Runs on the first access to a public class of the package; call it directly before using
+    ``AutoConfig``/``AutoModel``/``AutoProcessor.from_pretrained`` or ``pipeline("video-anomaly-detection")`` on a
+    LAVIDA checkpoint without ``trust_remote_code``. Imports torch and transformers; loads no weights.
+    """
+    with _registration_lock:
+        if _registration_state["done"] or _registration_state["running"]:
+            return
+        _registration_state["running"] = True
+        try:
+            _register()
+            _registration_state["done"] = True
+        finally:
+            _registration_state["running"] = False
+
+
+def _register() -> None:
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    from .configuration_lavida import LavidaConfig
+    from .modeling_lavida import LavidaForVideoAnomalyDetection
+
+    AutoConfig.register(LavidaConfig.model_type, LavidaConfig, exist_ok=True)
+    AutoModel.register(LavidaConfig, LavidaForVideoAnomalyDetection, exist_ok=True)
+    LavidaConfig.register_for_auto_class()
+    LavidaForVideoAnomalyDetection.register_for_auto_class("AutoModel")
+
+    from .processing.processing_lavida import LavidaProcessor  # after the config is registered
+
+    AutoProcessor.register(LavidaConfig, LavidaProcessor, exist_ok=True)
+    LavidaProcessor.register_for_auto_class("AutoProcessor")
+
+    from .processing.pipeline_lavida import register_pipeline
+
+    register_pipeline()  # pipeline("video-anomaly-detection", model=...)
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public class on first access (registering the package with transformers) or compute ``__version__``."""
+    if name == "__version__":
+        globals()[name] = package_version()
+        return globals()[name]
+    module_name = _LAZY_ATTRIBUTES.get(name)
+    if module_name is None:  # an AttributeError lets ``from lavida import <submodule>`` import the submodule
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    register_with_transformers()
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_ATTRIBUTES) | {"__version__"})
+
+
+__all__ = ["DISTRIBUTION_NAME", "LavidaConfig", "LavidaForVideoAnomalyDetection", "LavidaOutput",
+           "LavidaPreTrainedModel", "LavidaProcessor", "SOURCE_VERSION", "__version__", "package_version",
+           "register_with_transformers"]
+
+
+if "transformers" in __import__("sys").modules:  # the heavy imports are paid already: register as before
+    register_with_transformers()

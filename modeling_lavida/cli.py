@@ -6,11 +6,18 @@ Usage:
     lavida evaluate --benchmark NAME --data-root DIR [--model M] [--out DIR]
     lavida train --config configs/lavida-tiny.yaml
     lavida demo
+    lavida --version
 
-Each subcommand lives in its own module under ``lavida.commands`` with two functions,
-``add_arguments(parser)`` and ``run(args) -> int``; heavy imports stay inside ``run`` so that
-``lavida --help`` is instant. Errors the user can fix (``UserInputError``, missing files) are printed as
-one line on stderr with exit status 2, never as a traceback.
+Each subcommand lives in its own module under ``lavida.commands``, importing only the standard library at module
+level, with two functions, ``add_arguments(parser)`` and ``run(args) -> int``, and optionally a third,
+``check_args(args)``, which validates the arguments with cheap imports only (paths exist, numbers in range) and
+raises ``UserInputError`` or ``FileNotFoundError``.
+
+A run goes: parse (only the chosen subcommand's ``add_arguments`` runs, so ``lavida --help`` and
+``lavida COMMAND --help`` import neither torch nor transformers), ``check_args``, then, for the subcommands that load
+or save LAVIDA checkpoints, ``lavida.register_with_transformers()``, then ``run`` with the heavy imports inside.
+Errors the user can fix (``UserInputError``, missing files) are printed as one line on stderr with exit status 2,
+never as a traceback.
 """
 
 from __future__ import annotations
@@ -19,63 +26,143 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Collection
+from dataclasses import dataclass
+from types import ModuleType
 
 from .errors import UserInputError
 
-# subcommand name -> module implementing it
-COMMANDS: dict[str, str] = {
-    "detect": "lavida.commands.detect",
-    "build-dataset": "lavida.commands.build_dataset",
-    "contact-sheet": "lavida.commands.contact_sheet",
-    "synthesize-preview": "lavida.commands.synthesize_preview",
-    "evaluate": "lavida.commands.evaluate",
-    "train": "lavida.commands.train",
-    "demo": "lavida.commands.demo",
+USER_ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """Where a subcommand lives and what it needs before ``run``.
+
+    Attributes:
+        module: the module implementing it (``add_arguments``, ``run`` and optionally ``check_args``).
+        uses_checkpoints: loads or saves LAVIDA checkpoints, so the package is registered with transformers
+            (``lavida.register_with_transformers``) before ``run``.
+    """
+
+    module: str
+    uses_checkpoints: bool = False
+
+
+# subcommand name -> its module and needs
+COMMANDS: dict[str, CommandSpec] = {
+    "detect": CommandSpec("lavida.commands.detect", uses_checkpoints=True),
+    "build-dataset": CommandSpec("lavida.commands.build_dataset"),
+    "contact-sheet": CommandSpec("lavida.commands.contact_sheet"),
+    "synthesize-preview": CommandSpec("lavida.commands.synthesize_preview"),
+    "evaluate": CommandSpec("lavida.commands.evaluate", uses_checkpoints=True),
+    "train": CommandSpec("lavida.commands.train", uses_checkpoints=True),
+    "demo": CommandSpec("lavida.commands.demo", uses_checkpoints=True),
 }
 
-USER_ERROR_EXIT = 2
+
+def _import_command(name: str) -> ModuleType | None:
+    """The module of subcommand ``name``, or None when it is not part of this installation."""
+    module_name = COMMANDS[name].module
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:  # a real missing dependency inside the module
+            raise
+        return None
 
 
-def _available_commands() -> dict[str, object]:
-    modules = {}
-    for name, module_name in COMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:  # a real missing dependency inside the module
-                raise
-    return modules
+def _available_commands() -> dict[str, ModuleType]:
+    """Subcommand name -> module, for the subcommands this installation has."""
+    modules = {name: _import_command(name) for name in COMMANDS}
+    return {name: module for name, module in modules.items() if module is not None}
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+def _chosen_command(argv: list[str]) -> str | None:
+    """The first word of ``argv`` that is not an option: the subcommand, if any.
+
+    The options before a subcommand (``-v``, ``--version``, ``--help``) take no values, so the first word is it.
+    """
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print ``lavida VERSION`` (the installed distribution's version) and exit.
+
+    The version is looked up only when asked for, not on every run.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from . import package_version
+
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
+
+
+def build_parser(with_arguments: Collection[str] | None = None
+                 ) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The ``lavida`` parser and the subcommand modules.
+
+    Every subcommand is listed (with the first line of its module docstring); the arguments are added only for the
+    subcommands in ``with_arguments`` (default: all), since ``add_arguments`` may import more than the standard
+    library.
+    """
     parser = argparse.ArgumentParser(prog="lavida", description="Zero-shot video anomaly detection (LAVIDA).")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = _available_commands()
     for name, module in modules.items():
         doc = (module.__doc__ or "").strip().splitlines()
         sub = subparsers.add_parser(name, help=doc[0] if doc else None, description=module.__doc__,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(sub)
+        if with_arguments is None or name in with_arguments:
+            module.add_arguments(sub)
     return parser, modules
 
 
+def _prepare(command: str, module: ModuleType, args: argparse.Namespace) -> None:
+    """Validate ``args`` cheaply (``check_args``), then register with transformers if the subcommand needs it."""
+    check_args = getattr(module, "check_args", None)
+    if check_args is not None:
+        check_args(args)
+    if COMMANDS[command].uses_checkpoints:
+        from . import register_with_transformers
+
+        register_with_transformers()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser, modules = build_parser()
+    """Run ``lavida`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _chosen_command(argv)
+    parser, modules = build_parser(with_arguments=[command] if command else [])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
         parser.print_help()
         return USER_ERROR_EXIT
+    module = modules[args.command]
     try:
-        return int(modules[args.command].run(args) or 0)
+        _prepare(args.command, module, args)
+        return int(module.run(args) or 0)
     except (UserInputError, FileNotFoundError) as error:
         print(f"lavida {args.command}: error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT
     except KeyboardInterrupt:
         print(f"lavida {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":
