@@ -50,29 +50,70 @@ def list_frame_files(folder: str | Path) -> list[Path]:
 
 
 def read_frame(path: str | Path) -> np.ndarray:
-    """One frame image as ``uint8 [H, W, 3]`` RGB (grayscale frames, such as UCSD's, are replicated)."""
+    """One frame image as ``uint8 [H, W, 3]`` RGB (grayscale frames, such as UCSD's, are replicated).
+
+    Raises:
+        OSError, ValueError: the file is not an image or is damaged (PIL reports a truncated file as ``OSError``, or
+            as ``ValueError`` when it memory-maps an uncompressed one).
+    """
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+# damaged frame files already reported in this process: each is reported once, however often its video is read
+_REPORTED_DAMAGED: set[str] = set()
+
+
+def _report_damaged(path: Path, error: BaseException, index: int, substitute: int) -> None:
+    """Warn, once per file and process, that frame ``index`` (``path``) is replaced by frame ``substitute``."""
+    key = str(path.resolve())
+    if key in _REPORTED_DAMAGED:
+        return
+    _REPORTED_DAMAGED.add(key)
+    logger.warning("Frame %s is damaged and cannot be decoded (%s); frame %d of the video repeats frame %d so the "
+                   "frame count and the ground truth stay aligned.", path, error, index, substitute)
 
 
 def read_frame_folder(folder: str | Path) -> np.ndarray:
     """Every frame of a frame folder as ``uint8 [F, H, W, 3]`` RGB, in frame order.
 
+    A frame file that cannot be decoded (a release can hold a truncated one, such as UCSD Ped1's
+    ``Test017/142.tif``) is reported once, with a warning, and replaced by the closest earlier readable frame (the
+    first readable one when no earlier frame is): the video keeps its frame count, so the per-frame ground truth stays
+    aligned, as a damaged packet of a video file does not stop ``lavida detect``.
+
     Raises:
-        UserInputError: the folder holds no images, or images of different sizes.
+        UserInputError: the folder holds no images, no frame decodes, or the frames differ in size.
     """
     files = list_frame_files(folder)
     if not files:
         raise UserInputError(f"Frame folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    first = read_frame(files[0])
-    frames = np.empty((len(files), *first.shape), dtype=np.uint8)  # (F, H, W, 3)
-    frames[0] = first
-    for index, path in enumerate(files[1:], start=1):
-        frame = read_frame(path)
-        if frame.shape != first.shape:
-            raise UserInputError(f"Frame {path} is {list(frame.shape)} but {files[0].name} is {list(first.shape)}: "
-                                 "all frames of a video must have the same size.")
+    frames: np.ndarray | None = None  # (F, H, W, 3), allocated at the first frame that decodes
+    reference = last_good = -1
+    leading: list[tuple[int, BaseException]] = []  # damaged frames before the first readable one
+    for index, path in enumerate(files):
+        try:
+            frame = read_frame(path)
+        except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for unreadable or truncated files
+            if frames is None:
+                leading.append((index, error))
+            else:
+                _report_damaged(path, error, index, last_good)
+                frames[index] = frames[last_good]
+            continue
+        if frames is None:
+            frames = np.empty((len(files), *frame.shape), dtype=np.uint8)
+            reference = index
+            for damaged, error in leading:
+                _report_damaged(files[damaged], error, damaged, index)
+                frames[damaged] = frame
+        elif frame.shape != frames.shape[1:]:
+            raise UserInputError(f"Frame {path} is {list(frame.shape)} but {files[reference].name} is "
+                                 f"{list(frames.shape[1:])}: all frames of a video must have the same size.")
         frames[index] = frame
+        last_good = index
+    if frames is None:
+        raise UserInputError(f"No frame of {folder} can be decoded (e.g. {files[0].name}: {leading[0][1]}).")
     return frames
 
 

@@ -1,14 +1,24 @@
 """UCF-Crime (Sultani et al., CVPR 2018), test split: 290 videos with temporal annotations.
 
-Official layout (the data root holds the videos in any sub-folders, as the archives unpack them, and the annotation):
+Official downloads (https://www.crcv.ucf.edu/projects/real-world/, and the authors' repository
+WaqasSultani/AnomalyDetectionCVPR2018): the video archives (``Anomaly-Videos-Part-1/Arson/Arson011_x264.mp4``, ...,
+``Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4``) and the temporal annotation of the test videos, one line
+per video::
 
-    Temporal_Anomaly_Annotation_for_Testing_Videos.txt
-        "Arson011_x264.mp4  Arson  150  420  680  1267": video, class, then the start and end frame of up to two
-        anomalous events (-1 when absent); normal videos have class "Normal" and four -1
-    Anomaly-Videos-Part-1/Arson/Arson011_x264.mp4, Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4, ...
+    Arson011_x264.mp4  Arson  150  420  680  1267
+        video, class, then the first and last frame of up to two anomalous events (-1 when absent); normal videos
+        have class "Normal" and four -1
 
-The test videos are the annotation file's lines; each is found by file name anywhere under the data root. Event bounds
-are read as 0-based frame indices, inclusive at both ends (the release does not say; one frame either way).
+The annotation is found where the downloads put it, in the data root or one folder below it: the annotation archive
+unpacks it two folders deep,
+``Temporal_Anomaly_Annotation_For_Testing_Videos/Txt_formate/Temporal_Anomaly_Annotation.txt``; the dataset archive
+holds ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``; the authors' repository holds
+``Temporal_Anomaly_Annotation.txt``. The test videos are the annotation's lines; each is found by file name anywhere
+under the data root.
+
+Event bounds follow the authors' evaluation (``Evaluate_Anomaly_Detector.m``: ``GT(st_fr:end_fr) = 1`` with
+``st_fr = max(start, 1)``): MATLAB frame numbers, 1-based and inclusive at both ends, so ``150 420`` marks the 0-based
+frames 149 to 419.
 """
 
 from __future__ import annotations
@@ -23,11 +33,21 @@ logger = logging.getLogger(__name__)
 
 UCF_CRIME_ANOMALY_NAMES = ("abuse", "arrest", "arson", "assault", "burglary", "explosion", "fighting",
                            "road accidents", "robbery", "shooting", "shoplifting", "stealing", "vandalism")
-ANNOTATION_FILES = ("Temporal_Anomaly_Annotation_for_Testing_Videos.txt", "Temporal_Anomaly_Annotation.txt")
+# where the official downloads put the annotation, relative to the data root (or to one folder below it)
+ANNOTATION_PATHS = (
+    "Temporal_Anomaly_Annotation_For_Testing_Videos/Txt_formate/Temporal_Anomaly_Annotation.txt",
+    "Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
+    "Temporal_Anomaly_Annotation.txt",
+)
+ANNOTATION_FILES = tuple(dict.fromkeys(Path(path).name for path in ANNOTATION_PATHS))
 
 
 def parse_temporal_annotation(text: str) -> list[tuple[str, str, list[tuple[int, int]]]]:
-    """``(file name, class, [(start, end), ...])`` per line of the UCF-Crime temporal annotation."""
+    """``(file name, class, [(start, end), ...])`` per line of the UCF-Crime temporal annotation.
+
+    The bounds are returned as written: 1-based frame numbers, inclusive at both ends (``-1`` pairs dropped); see
+    ``annotation_to_ranges`` for the 0-based frame ranges.
+    """
     entries = []
     for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
@@ -40,6 +60,19 @@ def parse_temporal_annotation(text: str) -> list[tuple[str, str, list[tuple[int,
         ranges = [(start, end) for start, end in pairs if start >= 0 and end >= 0]
         entries.append((fields[0], fields[1], ranges))
     return entries
+
+
+def annotation_to_ranges(events: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """1-based inclusive event bounds of the annotation -> 0-based inclusive frame ranges.
+
+    As ``Evaluate_Anomaly_Detector.m``: a start below 1 counts as frame 1; the end is clipped to the video later.
+    """
+    ranges = []
+    for start, end in events:
+        first, last = max(start, 1) - 1, end - 1
+        if last >= first:
+            ranges.append((first, last))
+    return ranges
 
 
 def index_files(root: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -59,15 +92,20 @@ class UCFCrime(Benchmark):
     name = "ucf-crime"
     anomaly_names = UCF_CRIME_ANOMALY_NAMES
     stride = 128
-    layout = ("Temporal_Anomaly_Annotation_for_Testing_Videos.txt and the test videos (e.g. "
-              "Anomaly-Videos-Part-1/Arson/Arson011_x264.mp4, Testing_Normal_Videos_Anomaly/*.mp4) anywhere below")
+    layout = ("Temporal_Anomaly_Annotation_For_Testing_Videos/Txt_formate/Temporal_Anomaly_Annotation.txt (or "
+              "Temporal_Anomaly_Annotation_for_Testing_Videos.txt) in the data root or one folder below, and the test "
+              "videos (e.g. Anomaly-Videos-Part-1/Arson/Arson011_x264.mp4, Testing_Normal_Videos_Anomaly/*.mp4) "
+              "anywhere below")
 
     def _annotation_file(self) -> Path:
-        for name in ANNOTATION_FILES:
-            for candidate in (self.data_root / name, *sorted(self.data_root.glob(f"*/{name}"))):
-                if candidate.is_file():
-                    return candidate
-        raise self.error(f"the temporal annotation {ANNOTATION_FILES[0]} is missing")
+        """The first annotation found, in the order of ``ANNOTATION_PATHS``, in the data root then one folder down."""
+        subfolders = sorted(p for p in self.data_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for relative in ANNOTATION_PATHS:
+            for base in (self.data_root, *subfolders):
+                if (base / relative).is_file():
+                    return base / relative
+        looked = ", ".join(f"{relative} and */{relative}" for relative in ANNOTATION_PATHS)
+        raise self.error(f"the temporal annotation is missing; looked for {looked} under the data root")
 
     def _index(self) -> list[BenchmarkVideo]:
         annotation = self._annotation_file()
@@ -79,8 +117,10 @@ class UCFCrime(Benchmark):
         missing = [name for name, _, _ in entries if name not in files]
         if missing:
             raise self.error(f"{len(missing)} of {len(entries)} annotated test videos are missing, e.g. {missing[0]}")
-        return [BenchmarkVideo(video_id=Path(name).stem, video=files[name], is_frame_folder=False, ranges=ranges)
-                for name, _, ranges in entries]
+        return [BenchmarkVideo(video_id=Path(name).stem, video=files[name], is_frame_folder=False,
+                               ranges=annotation_to_ranges(events))
+                for name, _, events in entries]
 
 
-__all__ = ["ANNOTATION_FILES", "UCFCrime", "UCF_CRIME_ANOMALY_NAMES", "index_files", "parse_temporal_annotation"]
+__all__ = ["ANNOTATION_FILES", "ANNOTATION_PATHS", "UCFCrime", "UCF_CRIME_ANOMALY_NAMES", "annotation_to_ranges",
+           "index_files", "parse_temporal_annotation"]

@@ -7,8 +7,11 @@ Official layout (``UCSD_Anomaly_Dataset.v1p2``; the data root may be that folder
     UCSDped2/Test/UCSDped2.m                 frame-level ground truth, one line per test video in order:
                                              TestVideoFile{end+1}.gt_frame = [61:180];   (1-based, inclusive)
 
+Official download: ``UCSD_Anomaly_Dataset.tar.gz`` from http://www.svcl.ucsd.edu/projects/anomaly/dataset.htm.
 Frame labels come from the ``.m`` file (the official frame-level annotation); masks are read lazily from the ``_gt``
-folders. Videos are frame folders: ``BenchmarkVideo.load`` reads them into ``uint8 [F, H, W, 3]``.
+folders. Videos are frame folders: ``BenchmarkVideo.load`` reads them into ``uint8 [F, H, W, 3]``. The release's
+``UCSDped1/Test/Test017/142.tif`` is truncated: a frame that does not decode is reported once and replaced by the
+previous frame, so the video keeps its 200 frames and its labels (``base.read_frame_folder``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Mask codecs the source releases use: COCO run-length encoding and polygons.
 
 COCO (and everything built on its tools: RefCOCO, MeViS's ``mask_dict.json``) stores a mask either as polygons,
-as uncompressed RLE (``counts`` a list of ints, used for crowd regions) or as compressed RLE (``counts`` a string).
+as uncompressed RLE (``counts`` a list of ints, used for crowd regions) or as compressed RLE (``counts`` a string);
+RefCLEF stores a list of compressed RLEs per annotation.
 The codecs here are written from the format's definition so the project does not depend on ``pycocotools``:
 
 - RLE runs are taken over the mask in **column-major** (Fortran) order and alternate 0-runs and 1-runs, starting
@@ -133,12 +134,41 @@ def rasterize_polygons(polygons: Sequence[Sequence[float]], height: int, width: 
 
 
 def coco_segmentation_to_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
-    """A COCO ``annotation["segmentation"]`` (polygons, uncompressed or compressed RLE) -> ``bool [H, W]``."""
-    if isinstance(segmentation, list):
-        return rasterize_polygons(segmentation, height, width)
+    """A COCO-style ``annotation["segmentation"]`` -> ``bool [H, W]``, in every shape the REFER releases use.
+
+    - a list of polygons (flat ``[x1, y1, ...]`` lists): RefCOCO, RefCOCO+, RefCOCOg;
+    - one RLE dict (uncompressed or compressed counts): COCO crowd regions;
+    - a list of RLE dicts: RefCLEF (the REFER toolkit's ``getMask`` treats a list whose first element is not a list
+      as RLEs and sums the decoded maps, so the mask is their union);
+    - an empty list: an annotation without a mask (RefCLEF has some); the result is all zero.
+
+    Raises:
+        ValueError: for an element that is neither a polygon nor an RLE dict, or an RLE whose ``size`` is not the
+            image's ``[height, width]``.
+    """
     if isinstance(segmentation, dict):
-        return decode_coco_rle(segmentation)
-    raise ValueError(f"unknown COCO segmentation type {type(segmentation).__name__}")
+        return _rle_for_image(segmentation, height, width)
+    if not isinstance(segmentation, list):
+        raise ValueError(f"unknown COCO segmentation type {type(segmentation).__name__}")
+    mask = np.zeros((height, width), dtype=bool)
+    polygons = [part for part in segmentation if isinstance(part, (list, tuple))]
+    rles = [part for part in segmentation if isinstance(part, dict)]
+    if len(polygons) + len(rles) != len(segmentation):
+        kinds = sorted({type(part).__name__ for part in segmentation if not isinstance(part, (list, tuple, dict))})
+        raise ValueError(f"a segmentation list holds {kinds}; expected polygons (lists) or RLE dicts")
+    if polygons:
+        mask |= rasterize_polygons(polygons, height, width)
+    for rle in rles:
+        mask |= _rle_for_image(rle, height, width)
+    return mask
+
+
+def _rle_for_image(rle: dict, height: int, width: int) -> np.ndarray:
+    """Decode ``rle``, which must cover the whole ``height x width`` image."""
+    mask = decode_coco_rle(rle)
+    if mask.shape != (height, width):
+        raise ValueError(f"RLE size {list(mask.shape)} differs from the image size {[height, width]}")
+    return mask
 
 
 __all__ = ["coco_segmentation_to_mask", "decode_coco_rle", "encode_coco_rle", "rasterize_polygons"]

@@ -2,11 +2,19 @@
 
 Layout, with ``DATA_ROOT`` the folder holding the DAVIS release and the expression files side by side::
 
-    DATA_ROOT/DAVIS/ImageSets/2017/{train,val}.txt          (one video name per line)
+    DATA_ROOT/DAVIS/ImageSets/2017/{train,val}.txt                       (one video name per line)
     DATA_ROOT/DAVIS/JPEGImages/480p/<video>/00000.jpg ...
-    DATA_ROOT/DAVIS/Annotations/480p/<video>/00000.png ...  (palette PNG: index = object id)
+    DATA_ROOT/DAVIS/Annotations_unsupervised/480p/<video>/00000.png ...  (palette PNG: index = object id)
+    DATA_ROOT/DAVIS/Annotations/480p/<video>/00000.png ...               (used for a video only without the above)
     DATA_ROOT/davis_text_annotations/Davis17_annot{1,2}.txt and Davis17_annot{1,2}_full_video.txt
         one line per object: <video> <object id> "<expression>"
+
+Masks: the RVOS code that pairs the expression files with DAVIS (ReferFormer's ``tools/data/convert_davis_to_ytvos.py``
+and the repositories that follow it) takes the object ids of the expressions from ``Annotations_unsupervised/480p``,
+the annotation set of ``DAVIS-2017-Unsupervised-trainval-480p.zip``, so that set is preferred. The semi-supervised
+set (``Annotations/480p`` of ``DAVIS-2017-trainval-480p.zip``) annotates the objects of some videos differently (the
+unsupervised set was annotated anew), so its ids need not match; it is read for a video only when
+``Annotations_unsupervised/480p`` has no folder for it.
 
 The two annotators each wrote a first-frame and a full-video expression per object; all the files found are read,
 and an object is named by all its expressions (the sampler picks one). Every expression of the video counts as
@@ -34,6 +42,8 @@ EXPRESSION_FILES = (
 # video names the expression files spell differently from the DAVIS folders
 _VIDEO_NAME_FIXES = {"clasic-car": "classic-car", "dog-scale": "dogs-scale", "motor-bike": "motorbike"}
 _SPLITS = {"train": "train", "val": "val", "validation": "val"}
+# the annotation sets, preferred first: the one the expression files' object ids are paired with, then the other
+ANNOTATION_DIRS = ("DAVIS/Annotations_unsupervised/480p", "DAVIS/Annotations/480p")
 
 
 def parse_expression_file(text: str) -> dict[str, dict[int, list[str]]]:
@@ -79,12 +89,16 @@ class RefDavisReader:
             self.name,
             Path(data_root),
             "DATA_ROOT/DAVIS/{ImageSets/2017/{train,val}.txt, JPEGImages/480p/<video>/*.jpg, "
-            "Annotations/480p/<video>/*.png} and DATA_ROOT/davis_text_annotations/Davis17_annot*.txt (Ref-DAVIS17)",
+            "Annotations_unsupervised/480p/<video>/*.png (or Annotations/480p)} and "
+            "DATA_ROOT/davis_text_annotations/Davis17_annot*.txt (Ref-DAVIS17)",
         )
         folder = self.layout.resolve_split(split, _SPLITS)
         split_file = self.layout.require_file(f"DAVIS/ImageSets/2017/{folder}.txt")
         self.image_dir = self.layout.require_dir("DAVIS/JPEGImages/480p")
-        self.annotation_dir = self.layout.require_dir("DAVIS/Annotations/480p")
+        root = self.layout.data_root
+        self.annotation_dirs = [root / d for d in ANNOTATION_DIRS if (root / d).is_dir()]
+        if not self.annotation_dirs:
+            raise self.layout.error(f"missing folder {' or '.join(ANNOTATION_DIRS)}")
         text_dir = self.layout.require_dir("davis_text_annotations")
         files = [text_dir / name for name in EXPRESSION_FILES if (text_dir / name).is_file()]
         if not files:
@@ -108,10 +122,21 @@ class RefDavisReader:
         """Every expression of the split's videos."""
         return sorted_unique(name for objects in self._videos.values() for names in objects.values() for name in names)
 
+    def annotation_dir(self, video_id: str) -> Path | None:
+        """The folder of ``video_id``'s masks: in the first of ``ANNOTATION_DIRS`` that has one, else None."""
+        for root in self.annotation_dirs:
+            if (root / video_id).is_dir():
+                return root / video_id
+        return None
+
     def iter_items(self) -> Iterator[SourceItem]:
         """The clips of each video, videos in name order."""
         for video_id, objects in self._videos.items():
-            annotations = sorted((self.annotation_dir / video_id).glob("*.png"))
+            annotation_dir = self.annotation_dir(video_id)
+            if annotation_dir is None:
+                logger.debug("%s: video %s has no annotation folder, skipped", self.name, video_id)
+                continue
+            annotations = sorted(annotation_dir.glob("*.png"))
             annotations = [p for p in annotations if (self.image_dir / video_id / f"{p.stem}.jpg").is_file()]
             if not annotations:
                 logger.debug("%s: video %s has no annotated frames with images, skipped", self.name, video_id)
@@ -124,4 +149,4 @@ class RefDavisReader:
             )
 
 
-__all__ = ["EXPRESSION_FILES", "RefDavisReader", "parse_expression_file"]
+__all__ = ["ANNOTATION_DIRS", "EXPRESSION_FILES", "RefDavisReader", "parse_expression_file"]

@@ -11,10 +11,13 @@ Layout (the REFER toolkit's ``data/`` folder), with ``DATA_ROOT`` the folder pas
 
 ``refs(<split_by>).p`` is a pickle (that is the release's format): a list of dicts with ``ref_id``, ``ann_id``,
 ``image_id``, ``category_id``, ``split`` ("train", "val", "testA", ...) and ``sentences`` (``[{"sent": ...}]``).
-``instances.json`` is COCO instances: ``images``, ``annotations`` (polygons or RLE) and ``categories``.
+``instances.json`` is COCO instances: ``images``, ``annotations`` and ``categories``. An annotation's
+``segmentation`` is a list of polygons (RefCOCO, RefCOCO+, RefCOCOg), a list of compressed RLE dicts (RefCLEF; their
+union is the mask, as in the toolkit's ``REFER.getMask``), or empty (some RefCLEF annotations).
 
-One item per image of the split; one object per referred annotation, named by all its expressions (the sampler
-picks one). ``present_names`` holds every expression of every ref in the image, whatever its split.
+One item per image of the split; one object per referred annotation with a non-empty mask, named by all its
+expressions (the sampler picks one); images without one are skipped. ``present_names`` holds every expression of
+every ref in the image, whatever its split.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import builtins
 import logging
 import pickle
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,16 +154,28 @@ class RefCocoReader:
         for ref in self._refs:
             all_refs_by_image[ref["image_id"]].append(ref)
         skipped = 0
+        left_out: Counter[str] = Counter()  # referred objects left out: "empty" or "unreadable" masks
         for image_id in sorted(refs_by_image):
-            item = self._build_item(image_id, refs_by_image[image_id], all_refs_by_image[image_id])
+            item = self._build_item(image_id, refs_by_image[image_id], all_refs_by_image[image_id], left_out)
             if item is None:
                 skipped += 1
                 continue
             yield item
+        if left_out["empty"]:
+            logger.info("%s: left out %d referred objects with an empty mask", self.name, left_out["empty"])
+        if left_out["unreadable"]:
+            logger.warning("%s: left out %d referred objects whose mask could not be read", self.name,
+                           left_out["unreadable"])
         if skipped:
-            logger.warning("%s: skipped %d images with missing files or annotations", self.name, skipped)
+            logger.warning("%s: skipped %d images with missing files or without a non-empty referred mask",
+                           self.name, skipped)
 
-    def _build_item(self, image_id: int, refs: list[dict], all_refs: list[dict]) -> SourceItem | None:
+    def _build_item(self, image_id: int, refs: list[dict], all_refs: list[dict],
+                    left_out: Counter[str]) -> SourceItem | None:
+        """The item of one image, or None when its file is missing or no referred object has a non-empty mask.
+
+        ``left_out`` counts the referred objects dropped for an "empty" or "unreadable" mask.
+        """
         image = self._images.get(image_id)
         if image is None or not (self.image_root / image["file_name"]).is_file():
             return None
@@ -173,7 +188,16 @@ class RefCocoReader:
             annotation = self._annotations.get(ann_id)
             if annotation is None or not names:
                 continue
-            mask = coco_segmentation_to_mask(annotation["segmentation"], height, width)
+            try:
+                mask = coco_segmentation_to_mask(annotation.get("segmentation", []), height, width)
+            except ValueError as error:
+                logger.debug("%s: annotation %s of image %s has an unreadable mask (%s)", self.name, ann_id,
+                             image_id, error)
+                left_out["unreadable"] += 1
+                continue
+            if not mask.any():  # RefCLEF has annotations with an empty segmentation list
+                left_out["empty"] += 1
+                continue
             objects.append(SourceObject(names=list(dict.fromkeys(names)), masks=mask[None]))  # [1, H, W]
         if not objects:
             return None

@@ -34,6 +34,7 @@ def _mevis_with_a_second_video(root, files):
 
 FIXTURES = {
     "refcoco": lambda root, files: test_refcoco._write_refer(root, files),
+    "refclef": lambda root, files: test_refcoco._write_refclef(root, files),
     "ade20k": test_ade20k._write_scene_parsing,
     "cityscapes": test_cityscapes._write_cityscapes,
     "mapillary": _vistas_with_an_absent_class,

@@ -61,3 +61,17 @@ def test_segmentation_dispatch():
     assert coco_segmentation_to_mask(polygons, 8, 8).sum() == 8
     rle = encode_coco_rle(np.eye(4, dtype=bool))
     assert coco_segmentation_to_mask(rle, 4, 4).sum() == 4
+
+
+def test_lists_of_rles_are_their_union_and_an_empty_list_is_empty():
+    # RefCLEF's instances.json: "segmentation": [{"size": [h, w], "counts": "..."}, ...] (REFER.getMask sums them)
+    first, second = np.zeros((5, 6), dtype=bool), np.zeros((5, 6), dtype=bool)
+    first[0:2, 0:2] = True
+    second[1:4, 4:6] = True
+    union = coco_segmentation_to_mask([encode_coco_rle(first), encode_coco_rle(second)], 5, 6)
+    np.testing.assert_array_equal(union, first | second)
+    assert not coco_segmentation_to_mask([], 5, 6).any() and coco_segmentation_to_mask([], 5, 6).shape == (5, 6)
+    with pytest.raises(ValueError, match=r"RLE size \[5, 6\] differs from the image size \[6, 5\]"):
+        coco_segmentation_to_mask([encode_coco_rle(first)], 6, 5)
+    with pytest.raises(ValueError, match="expected polygons"):
+        coco_segmentation_to_mask(["abc"], 5, 6)

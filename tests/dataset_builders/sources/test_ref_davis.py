@@ -1,6 +1,10 @@
-"""Ref-DAVIS17: the DAVIS 2017 layout plus davis_text_annotations/Davis17_annot*.txt."""
+"""Ref-DAVIS17: DAVIS 2017 as DAVIS-2017-Unsupervised-trainval-480p.zip unpacks (masks in
+DAVIS/Annotations_unsupervised/480p) plus davis_text_annotations/Davis17_annot*.txt, the pairing of ReferFormer's
+tools/data/convert_davis_to_ytvos.py."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
@@ -11,10 +15,14 @@ from lavida.errors import UserInputError
 H, W = 10, 12
 
 
-def _write_video(root, files, video, num_frames, draw):
+UNSUPERVISED = "Annotations_unsupervised"  # DAVIS-2017-Unsupervised-trainval-480p.zip
+SEMI_SUPERVISED = "Annotations"  # DAVIS-2017-trainval-480p.zip
+
+
+def _write_video(root, files, video, num_frames, draw, annotations=UNSUPERVISED):
     for index in range(num_frames):
         files.jpeg(root / "DAVIS" / "JPEGImages" / "480p" / video / f"{index:05d}.jpg", H, W)
-        files.palette_png(root / "DAVIS" / "Annotations" / "480p" / video / f"{index:05d}.png", draw(index))
+        files.palette_png(root / "DAVIS" / annotations / "480p" / video / f"{index:05d}.png", draw(index))
 
 
 def _bike(index):
@@ -30,13 +38,19 @@ def _car(index):
     return labels
 
 
-def _write_ref_davis(root, files):
+def _bike_semi_supervised(index):
+    """The same video numbered the other way round, as another annotation set may number it."""
+    labels = _bike(index)
+    return np.where(labels == 1, 2, np.where(labels == 2, 1, 0)).astype(np.uint8)
+
+
+def _write_ref_davis(root, files, annotations=UNSUPERVISED):
     sets = root / "DAVIS" / "ImageSets" / "2017"
     sets.mkdir(parents=True)
     (sets / "train.txt").write_text("bike-packing\nclassic-car\n", encoding="utf-8")
     (sets / "val.txt").write_text("blackswan\n", encoding="utf-8")
-    _write_video(root, files, "bike-packing", 8, _bike)
-    _write_video(root, files, "classic-car", 8, _car)
+    _write_video(root, files, "bike-packing", 8, _bike, annotations)
+    _write_video(root, files, "classic-car", 8, _car, annotations)
     text = root / "davis_text_annotations"
     text.mkdir()
     (text / "Davis17_annot1.txt").write_text(
@@ -73,4 +87,32 @@ def test_missing_expressions_name_the_layout(tmp_path, files):
         get_source("ref-davis", tmp_path)
     (tmp_path / "davis_text_annotations").rmdir()
     with pytest.raises(UserInputError, match=r"missing folder davis_text_annotations.*Ref-DAVIS17"):
+        get_source("ref-davis", tmp_path)
+
+
+def _mask_sizes(reader):
+    bike = next(iter(reader.iter_items()))
+    return {obj.names[0]: int(obj.masks.sum()) for obj in bike.objects}
+
+
+def test_unsupervised_annotations_are_preferred_and_semi_supervised_ones_accepted(tmp_path, files):
+    _write_ref_davis(tmp_path, files)
+    for index in range(8):  # the semi-supervised set next to it, numbering bike-packing's objects differently
+        files.palette_png(tmp_path / "DAVIS" / SEMI_SUPERVISED / "480p" / "bike-packing" / f"{index:05d}.png",
+                          _bike_semi_supervised(index))
+    expected = {"a black bike": 8 * 12, "a man riding a bike": 8 * 8}  # object 1 = bike, 2 = rider
+    reader = get_source("ref-davis", tmp_path)
+    assert _mask_sizes(reader) == expected
+    assert [item.item_id for item in reader.iter_items()] == ["bike-packing/00000", "classic-car/00000"]
+
+    only_semi = tmp_path / "semi"
+    _write_ref_davis(only_semi, files, annotations=SEMI_SUPERVISED)
+    assert _mask_sizes(get_source("ref-davis", only_semi)) == expected
+
+
+def test_missing_annotations_name_both_sets(tmp_path, files):
+    _write_ref_davis(tmp_path, files)
+    shutil.rmtree(tmp_path / "DAVIS" / UNSUPERVISED)
+    with pytest.raises(UserInputError, match=r"missing folder DAVIS/Annotations_unsupervised/480p or "
+                                             r"DAVIS/Annotations/480p.*Ref-DAVIS17"):
         get_source("ref-davis", tmp_path)
