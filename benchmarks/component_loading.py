@@ -1,4 +1,4 @@
-"""Component-loading benchmark: peak resident memory of ``LavidaForVideoAnomalyDetection.from_components``.
+"""Component-loading benchmark: peak resident memory of ``lavida.model_factory.build_model_from_components``.
 
 Usage (from the repository root):
     python -m benchmarks.component_loading                 # mid-size random checkpoints (~560 MB on disk)
@@ -51,13 +51,14 @@ import transformers
 from transformers import AutoModelForImageTextToText, CLIPTextModel, Sam2Model
 import lavida
 from lavida import LavidaForVideoAnomalyDetection
+from lavida.model_factory import build_model_from_components
 torch.set_num_threads(1)
 mode, mllm, sam2, text_encoder, head = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
 baseline = resident_bytes()
 if mode == "from_components":
-    model = LavidaForVideoAnomalyDetection.from_components(mllm, sam2, text_encoder, **head)
+    model = build_model_from_components(mllm, sam2, text_encoder, **head)
 elif mode == "full shell + copy":
-    from lavida.modeling_lavida import _add_seg_token, _load_sam2_image_model, _load_text_encoder
+    from lavida.model_factory import _add_seg_token, _load_sam2_image_model, _load_text_encoder
     from lavida import LavidaConfig
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(mllm)

@@ -14,8 +14,9 @@ moving square):
 For each model:
 - **backbones only (the limit)**: the vision tower, the LLM on the compressed sequence and SAM2's image encoder, on
   clips that are already decoded, preprocessed and in memory;
-- **detect engine**: ``detect_video`` on the video file, the per-video work of ``lavida detect``: probing, streamed
-  decoding, preprocessing, the whole model (compression, class names, projector, mask decoder) and post-processing;
+- **detect engine**: the ``video-anomaly-detection`` pipeline on the video file, the per-video work of
+  ``lavida detect``: one streamed decoding pass, preprocessing, the whole model (compression, class names, projector,
+  mask decoder) and post-processing;
 - for lavida-tiny also the **``lavida detect`` command** in-process (with and without ``overlay.mp4``), which adds
   loading the checkpoint (timed on its own) and writing the result files.
 """
@@ -154,16 +155,18 @@ class PreparedBatch:
 
 @torch.no_grad()
 def prepare_batches(model, processor, video: Path, clip_batch_size: int, device: torch.device) -> list[PreparedBatch]:
-    """The clips ``detect_video`` would score, in memory, ready for the backbones (not timed)."""
+    """The clips the pipeline would score, in memory, ready for the backbones (not timed)."""
     from lavida.processing.video_io import iter_clips
+    from lavida.token_compressor import compress_sequence
 
     batches, clips = [], list(iter_clips(str(video), clip_length=processor.clip_length))
     for start in range(0, len(clips), clip_batch_size):
         group = clips[start:start + clip_batch_size]
         inputs = processor([clip.frames for clip in group], [ANOMALIES] * len(group))
         inputs = {key: value.to(device) for key, value in inputs.items()}
-        sequence = model.compress_sequence(inputs["input_ids"], inputs["attention_mask"], inputs["mm_token_type_ids"],
-                                           inputs["pixel_values_videos"], inputs["video_grid_thw"])
+        sequence = compress_sequence(model.mllm, model.token_compressor, inputs["input_ids"], inputs["attention_mask"],
+                                     inputs["mm_token_type_ids"], inputs["pixel_values_videos"],
+                                     inputs["video_grid_thw"])
         batches.append(PreparedBatch(inputs["pixel_values_videos"], inputs["video_grid_thw"],
                                      inputs["sam_pixel_values"].to(model.dtype), sequence.inputs_embeds,
                                      sequence.attention_mask, sequence.position_ids))
@@ -182,7 +185,7 @@ def run_backbones(model, batches: list[PreparedBatch]) -> None:
 
 
 def _fresh_copy(video: Path, folder: Path, index: int) -> Path:
-    """A copy under a new name, so no cached probe of an earlier run is reused (a new video always pays it)."""
+    """A copy under a new name, so nothing cached by path from an earlier run is reused."""
     copy = folder / f"run{index}{video.suffix}"
     shutil.copyfile(video, copy)
     return copy
@@ -191,20 +194,21 @@ def _fresh_copy(video: Path, folder: Path, index: int) -> Path:
 def measure_model(name: str, model, processor, video: Path, num_frames: int, workdir: Path, device: torch.device,
                   clip_batch_size: int, repeats: int) -> list[dict[str, Any]]:
     """Backbones-only and engine throughput of one model, interleaved ``repeats`` times (median kept)."""
-    from lavida.processing.detection import DetectionOptions, detect_video
+    from lavida.processing.pipeline_lavida import TASK, VideoAnomalyDetectionPipeline
 
-    options = DetectionOptions(clip_batch_size=clip_batch_size)
+    detector = VideoAnomalyDetectionPipeline(model=model, processor=processor, device=device, task=TASK,
+                                             batch_size=clip_batch_size)
     batches = prepare_batches(model, processor, video, clip_batch_size, device)
     warm = workdir / f"{name}-warm.mp4"
     write_synthetic_video(warm, processor.clip_length * clip_batch_size, 120, 160, seed=1)
-    detect_video(model, processor, str(warm), ANOMALIES, options)  # warm-up: kernels, allocator, caches
+    detector(str(warm), anomalies=ANOMALIES)  # warm-up: kernels, allocator, caches
     run_backbones(model, batches[:1])
     engine, backbones = [], []
     for repeat in range(max(1, repeats)):
         copy = _fresh_copy(video, workdir, repeat)
         synchronize(device)
         start = time.perf_counter()
-        detect_video(model, processor, str(copy), ANOMALIES, options)
+        detector(str(copy), anomalies=ANOMALIES)
         synchronize(device)
         engine.append(time.perf_counter() - start)
         start = time.perf_counter()
@@ -216,7 +220,7 @@ def measure_model(name: str, model, processor, video: Path, num_frames: int, wor
     return [
         {"model": name, "measure": "backbones only (limit)", "frames": num_frames, "seconds": limit_s,
          "fps": limit_fps, "ratio_to_limit": 1.0},
-        {"model": name, "measure": "detect engine (detect_video)", "frames": num_frames, "seconds": engine_s,
+        {"model": name, "measure": "detect engine (pipeline)", "frames": num_frames, "seconds": engine_s,
          "fps": num_frames / engine_s, "ratio_to_limit": (num_frames / engine_s) / limit_fps},
     ]
 

@@ -1,13 +1,11 @@
-"""Errors a user can meet. The CLI prints them as one line and exits with status 2."""
+"""Errors a user can meet. The CLI prints them as one line and exits with status 2.
+
+``UserInputError`` is defined in ``lavida.processing.errors`` (a file saved with checkpoints, so the pipeline raises
+the same class without the package) and re-exported here.
+"""
 
 from __future__ import annotations
 
-
-class UserInputError(ValueError):
-    """A problem with something the user supplied (a video, a name list, a folder, a flag).
-
-    The message names the input and says what to do; it is shown without a traceback.
-    """
-
+from .processing.errors import UserInputError
 
 __all__ = ["UserInputError"]

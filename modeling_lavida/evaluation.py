@@ -6,26 +6,32 @@
     bench = get_benchmark("ped2", "data/UCSD_Anomaly_Dataset.v1p2")
     metrics = evaluate_benchmark(bench, load_pipeline_score_fn("path/to/checkpoint"), "outputs/eval/ped2")
 
-The scorer is any ``score_fn(video, names, stride, need_masks) -> dict`` with the ``video-anomaly-detection``
-pipeline's output: ``"scores"`` (one per decoded frame), ``"num_frames"``, ``"fps"`` and, when ``need_masks``,
-``"masks"`` (``float [F, H, W]`` anomaly probabilities at the native frame size). ``video`` is a file path or, for
-benchmarks released as frame folders, the decoded frames ``uint8 [F, H, W, 3]``.
+The scorer is any ``score_fn(video, names, stride, return_masks) -> VideoDetection``, the
+``video-anomaly-detection`` pipeline's result: ``scores`` (one per decoded frame), ``video`` (frame count, fps, size)
+and, when ``return_masks``, ``masks`` (``masks[i]``: ``float [H, W]`` anomaly probabilities of frame ``i`` at the
+native frame size, read one frame at a time). ``video`` is a file path or, for benchmarks released as frame folders,
+the decoded frames ``uint8 [F, H, W, 3]``. The scorer is called without smoothing; the run's smoothing, threshold and
+minimum event length are applied afterwards with the same post-processing functions as detection
+(``lavida.processing.postprocessing``), so ``lavida evaluate --smoothing-sigma 5`` and
+``lavida detect --smoothing-sigma 5`` give a video the same scores.
 
 Output folder:
 
     run.json              what the cached results depend on (benchmark, stride, names, masks, region settings)
     videos/<id>.npz       per-video reductions (scores, labels, pixel histograms, criterion scores, regions, tracks)
+    results/<id>/         result.json and scores.csv as ``lavida detect`` writes them, with this run's settings
     plots/<id>.png        score against ground truth
     metrics.json          every metric (NaN written as null)
     metrics.md            the same as a table
 
 Each video's file is written atomically once it is scored, so an interrupted run resumes where it stopped and gives
-the same ``metrics.json`` as an uninterrupted one. Metrics are always computed from the cached files. Settings that
-only enter the metrics (smoothing, IoU and track fraction of RBDC/TBDC) can change between runs on the same folder;
-settings that change what is cached cannot (the run stops with an error naming them).
+the same ``metrics.json`` as an uninterrupted one. Metrics and per-video results are always computed from the cached
+files. Settings that only enter the metrics (smoothing, threshold and event length, IoU and track fraction of
+RBDC/TBDC) can change between runs on the same folder; settings that change what is cached cannot (the run stops with
+an error naming them).
 
-Pixel predictions are reduced per frame as they arrive (float16 histograms for the pixel AUC, one number per frame for
-the 40 % criterion, connected regions for RBDC/TBDC), so a video's masks are held only while it is processed.
+Pixel predictions are read and reduced one frame at a time (float16 histograms for the pixel AUC, one number per frame
+for the 40 % criterion, connected regions for RBDC/TBDC), so no video's masks are ever held whole.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,11 +54,16 @@ from .errors import UserInputError
 from .metrics import (DEFAULT_COVERAGE, DEFAULT_IOU, DEFAULT_TRACK_FRACTION, Detections, PixelAUCAccumulator,
                       Track, criterion_frame_score, frame_metrics, match_video, pixel_criterion_metrics, rbdc_tbdc,
                       regions_from_map, smooth_scores, video_auc)
+from .processing.options import DetectionOptions
+
+if TYPE_CHECKING:
+    from .processing.detection import MaskFrames, VideoDetection
 
 logger = logging.getLogger(__name__)
 
-ScoreFn = Callable[[Any, list[str], int, bool], dict[str, Any]]
+ScoreFn = Callable[[Any, list[str], int, bool], "VideoDetection"]  # (video, names, stride, return_masks)
 RUN_FILE = "run.json"
+RESULTS_DIR = "results"
 METRICS_JSON = "metrics.json"
 METRICS_MD = "metrics.md"
 
@@ -64,11 +75,13 @@ class EvaluationConfig:
     Attributes:
         stride: frame stride given to the scorer; None = the benchmark's standard stride.
         anomaly_names: prompt names; None = the benchmark's standard list.
-        masks: ask the scorer for pixel masks; None = when the benchmark has pixel ground truth.
+        return_masks: ask the scorer for pixel masks; None = when the benchmark has pixel ground truth.
+        threshold, min_event_frames: the events of the per-video results (``DetectionOptions``).
         region_level: pixel score at which a predicted map is cut into regions (RBDC/TBDC).
         region_min_area: smallest predicted region kept, in pixels.
         coverage: the traditional pixel criterion's fraction of anomalous pixels (0.4).
-        smoothing_sigma: temporal Gaussian smoothing of frame scores before the frame metrics (0 = none).
+        smoothing_sigma: temporal Gaussian smoothing of frame scores before the frame metrics and in the per-video
+            results (0 = none), as detection smooths.
         iou_threshold: RBDC/TBDC region IoU (0.1).
         track_fraction: RBDC/TBDC fraction of a track's regions (0.1).
         plots: write per-video plots.
@@ -80,11 +93,13 @@ class EvaluationConfig:
 
     stride: int | None = None
     anomaly_names: list[str] | None = None
-    masks: bool | None = None
+    return_masks: bool | None = None
+    threshold: float = DetectionOptions.threshold
+    min_event_frames: int = DetectionOptions.min_event_frames
     region_level: float = 0.5
     region_min_area: int = 1
     coverage: float = DEFAULT_COVERAGE
-    smoothing_sigma: float = 0.0
+    smoothing_sigma: float = DetectionOptions.smoothing_sigma
     iou_threshold: float = DEFAULT_IOU
     track_fraction: float = DEFAULT_TRACK_FRACTION
     plots: bool = True
@@ -93,11 +108,7 @@ class EvaluationConfig:
     llm_frame_pixels: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        if self.stride is not None and (isinstance(self.stride, bool) or not isinstance(self.stride, int)
-                                        or self.stride < 1):
-            raise UserInputError(f"--stride must be a positive integer, got {self.stride!r}.")
-        if not (math.isfinite(self.smoothing_sigma) and self.smoothing_sigma >= 0):
-            raise UserInputError(f"--smoothing-sigma must be >= 0 frames, got {self.smoothing_sigma!r}.")
+        self.detection_options(1 if self.stride is None else self.stride)  # validated where they are defined
         if self.max_videos is not None and self.max_videos < 1:
             raise UserInputError(f"--max-videos must be at least 1, got {self.max_videos!r}.")
         if self.anomaly_names is not None and not self.anomaly_names:
@@ -107,6 +118,12 @@ class EvaluationConfig:
             if not 0 < value <= 1:
                 raise UserInputError(f"{name} must be in (0, 1], got {value!r}.")
 
+    def detection_options(self, stride: int, return_masks: bool = False) -> DetectionOptions:
+        """The detection settings of this run at ``stride`` (the per-video results record them)."""
+        return DetectionOptions(stride=stride, threshold=self.threshold, min_event_frames=self.min_event_frames,
+                                smoothing_sigma=self.smoothing_sigma, return_masks=return_masks,
+                                llm_frame_pixels=self.llm_frame_pixels)
+
 
 @dataclass(frozen=True)
 class _RunPlan:
@@ -115,7 +132,7 @@ class _RunPlan:
     benchmark: str
     stride: int
     anomaly_names: list[str]
-    masks: bool
+    return_masks: bool
     tracks: bool
     region_level: float
     region_min_area: int
@@ -175,17 +192,24 @@ def _tracks_from_arrays(arrays: dict[str, np.ndarray]) -> list[Track]:
     return [Track(int(i), arrays["track_frames"][ids == i], arrays["track_boxes"][ids == i]) for i in np.unique(ids)]
 
 
-def _reduce_masks(video, masks: np.ndarray, num_frames: int, plan: _RunPlan) -> dict[str, np.ndarray]:
-    """Per-frame pixel reductions of one video's predicted masks ``[F, H, W]`` against its ground truth."""
-    masks = np.asarray(masks)
-    if masks.ndim != 3 or masks.shape[0] < num_frames:
-        raise ValueError(f"{video.video_id}: the scorer returned masks of shape {list(masks.shape)}; expected "
-                         f"[{num_frames}, height, width].")
+def _reduce_masks(video, masks: MaskFrames, num_frames: int, plan: _RunPlan) -> dict[str, np.ndarray]:
+    """Per-frame pixel reductions of one video's predicted masks against its ground truth, reading one frame at a time.
+
+    Args:
+        masks: ``masks[i]`` is frame ``i``'s ``float [H, W]`` prediction (``FrameMasks`` from the pipeline, or any
+            sequence of frames), for at least ``num_frames`` frames.
+    """
+    if len(masks) < num_frames:
+        raise ValueError(f"{video.video_id}: the scorer returned masks for {len(masks)} frames; expected "
+                         f"{num_frames}.")
     pixels = PixelAUCAccumulator()
     criterion_scores, criterion_anomalous = [], []
     det_frames, det_boxes, det_scores = [], [], []
     for index in range(num_frames):
-        prediction = masks[index]
+        prediction = np.asarray(masks[index], dtype=np.float32)  # (H, W)
+        if prediction.ndim != 2:
+            raise ValueError(f"{video.video_id}: the mask of frame {index} has shape {list(prediction.shape)}; "
+                             "expected [height, width].")
         if video.masks is not None:
             target = video.masks.frame(index, shape=prediction.shape)
             if target.shape != prediction.shape:
@@ -217,27 +241,53 @@ def _reduce_masks(video, masks: np.ndarray, num_frames: int, plan: _RunPlan) -> 
 
 
 def score_video(video, score_fn: ScoreFn, plan: _RunPlan) -> dict[str, np.ndarray]:
-    """Run the scorer on one test video and reduce its output to the arrays cached for it."""
-    result = score_fn(video.load(), list(plan.anomaly_names), plan.stride, plan.masks)
-    scores = np.asarray(result["scores"], dtype=np.float32).reshape(-1)
-    decoded = int(result.get("num_frames", scores.size))
-    labels = video.frame_labels(decoded)
+    """Run the scorer on one test video and reduce its output to the arrays cached for it.
+
+    ``scores`` and ``labels`` are cached as scored and as annotated; the metrics use their common length."""
+    detection = score_fn(video.load(), list(plan.anomaly_names), plan.stride, plan.return_masks)
+    scores = np.asarray(detection.scores, dtype=np.float32).reshape(-1)
+    labels = video.frame_labels(detection.video.num_frames)
     count = _align(scores, labels, video.video_id)
     arrays: dict[str, np.ndarray] = {
         "video_id": np.array(video.video_id),
-        "scores": scores[:count],
-        "labels": labels[:count].astype(np.int8),
+        "scores": scores,
+        "labels": np.asarray(labels).astype(np.int8),
         "num_frames_scored": np.array(scores.size),
         "num_frames_labelled": np.array(labels.size),
-        "fps": np.array(float(result.get("fps", 0.0))),
+        "fps": np.array(float(detection.video.fps)),
+        "video": np.array(json.dumps(detection.video.to_dict())),
+        "model_id": np.array(detection.model_id),
     }
-    if plan.masks:
-        if "masks" not in result:
-            raise ValueError(f"{video.video_id}: the scorer returned no 'masks' although they were asked for.")
-        arrays.update(_reduce_masks(video, result["masks"], count, plan))
+    if plan.return_masks:
+        if detection.masks is None:
+            raise ValueError(f"{video.video_id}: the scorer returned no masks although they were asked for.")
+        arrays.update(_reduce_masks(video, detection.masks, count, plan))
     if plan.tracks:
         arrays.update(_tracks_arrays(video.tracks()))
     return arrays
+
+
+def _aligned(cached: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels int64 [n], scores float64 [n])`` over the frames both have (older caches store them aligned)."""
+    count = min(cached["scores"].size, cached["labels"].size)
+    return cached["labels"][:count].astype(np.int64), cached["scores"][:count].astype(np.float64)
+
+
+def video_result(cached: dict[str, np.ndarray], plan: _RunPlan, config: EvaluationConfig) -> VideoDetection:
+    """One cached video as the ``VideoDetection`` ``lavida detect`` gives it with this run's settings: the cached
+    (unsmoothed, filled) scores go through the same post-processing as detection."""
+    from .processing.detection import VideoDetection
+    from .processing.video_io import VideoInfo
+
+    raw = cached["scores"].astype(np.float32)  # (F,)
+    stored = json.loads(str(cached["video"])) if "video" in cached else {}
+    detection = VideoDetection.from_frame_scores(
+        raw, float(stored.get("fps", cached["fps"])) or 25.0, plan.anomaly_names,
+        options=config.detection_options(plan.stride), size=(stored.get("height", 0), stored.get("width", 0)),
+        name=str(cached["video_id"]), model_id=str(cached.get("model_id", "")))
+    if stored.get("num_frames") == raw.size:  # the decoder's own description (older caches have none)
+        detection.video = VideoInfo(**stored)
+    return detection
 
 
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -329,9 +379,9 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 
 def _plan(benchmark, config: EvaluationConfig) -> _RunPlan:
-    masks = benchmark.has_masks if config.masks is None else bool(config.masks)
+    masks = benchmark.has_masks if config.return_masks is None else bool(config.return_masks)
     return _RunPlan(benchmark=benchmark.name, stride=config.stride or benchmark.stride,
-                    anomaly_names=list(config.anomaly_names or benchmark.anomaly_names), masks=masks,
+                    anomaly_names=list(config.anomaly_names or benchmark.anomaly_names), return_masks=masks,
                     tracks=masks and benchmark.has_tracks, region_level=float(config.region_level),
                     region_min_area=int(config.region_min_area), coverage=float(config.coverage),
                     llm_frame_pixels=None if config.llm_frame_pixels is None else tuple(config.llm_frame_pixels))
@@ -353,8 +403,7 @@ def _check_run_file(out_dir: Path, plan: _RunPlan) -> None:
 def compute_metrics(cached: list[dict[str, np.ndarray]], plan: _RunPlan, config: EvaluationConfig,
                     num_videos_total: int) -> dict[str, Any]:
     """Every metric from the per-video cached arrays (the same arrays give the same numbers)."""
-    labels = [c["labels"].astype(np.int64) for c in cached]
-    scores = [c["scores"].astype(np.float64) for c in cached]
+    labels, scores = (list(values) for values in zip(*map(_aligned, cached)))
     metrics: dict[str, Any] = {
         "benchmark": plan.benchmark,
         "num_videos": len(cached),
@@ -366,7 +415,7 @@ def compute_metrics(cached: list[dict[str, np.ndarray]], plan: _RunPlan, config:
         "region": None,
     }
     with_masks = [c for c in cached if "criterion_scores" in c]
-    if plan.masks and with_masks:
+    if plan.return_masks and with_masks:
         pixels = PixelAUCAccumulator()
         for c in with_masks:
             pixels.merge(PixelAUCAccumulator.from_sparse(c["pixel_keys"], c["pixel_positives"],
@@ -381,14 +430,14 @@ def compute_metrics(cached: list[dict[str, np.ndarray]], plan: _RunPlan, config:
     if plan.tracks:
         matches = [match_video(Detections(c["det_frames"], c["det_boxes"], c["det_scores"]),
                                _tracks_from_arrays(c), config.iou_threshold) for c in cached]
-        region = rbdc_tbdc(matches, num_frames=int(sum(c["labels"].size for c in cached)),
+        region = rbdc_tbdc(matches, num_frames=int(sum(label.size for label in labels)),
                            track_fraction=config.track_fraction)
         metrics["region"] = {**region, "iou_threshold": config.iou_threshold,
                              "track_fraction": config.track_fraction, "region_level": plan.region_level,
                              "region_min_area": plan.region_min_area}
     smoothed = [smooth_scores(s, config.smoothing_sigma) for s in scores] if config.smoothing_sigma else scores
-    metrics["per_video"] = [{"video_id": str(c["video_id"]), "num_frames": int(c["labels"].size),
-                             "num_anomalous_frames": int(c["labels"].sum()), "auc": video_auc(y, s, "pad"),
+    metrics["per_video"] = [{"video_id": str(c["video_id"]), "num_frames": int(y.size),
+                             "num_anomalous_frames": int(y.sum()), "auc": video_auc(y, s, "pad"),
                              "num_frames_scored": int(c["num_frames_scored"]),
                              "num_frames_labelled": int(c["num_frames_labelled"])}
                             for c, y, s in zip(cached, labels, smoothed)]
@@ -397,11 +446,12 @@ def compute_metrics(cached: list[dict[str, np.ndarray]], plan: _RunPlan, config:
 
 def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config: EvaluationConfig | None = None
                        ) -> dict[str, Any]:
-    """Score every test video (resuming from ``out_dir``), then write metrics.json, metrics.md and the plots.
+    """Score every test video (resuming from ``out_dir``), then write metrics.json, metrics.md, the per-video
+    results (``write_result_folder``: result.json and scores.csv) and the plots.
 
     Args:
         benchmark: a ``lavida.dataset_builders.benchmarks.Benchmark`` (or anything with the same members).
-        score_fn: ``score_fn(video, names, stride, need_masks) -> dict`` (see the module docstring).
+        score_fn: ``score_fn(video, names, stride, return_masks) -> VideoDetection`` (see the module docstring).
         out_dir: the output folder (created; reused to resume).
         config: the run's settings (defaults: the benchmark's stride and names, masks when it has pixel labels).
 
@@ -409,6 +459,8 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
         The content of metrics.json (with NaN where a metric is undefined).
     """
     from tqdm.auto import tqdm
+
+    from .processing.result_writers import OutputOptions, write_result_folder
 
     config = config or EvaluationConfig()
     out_dir = Path(out_dir)
@@ -431,10 +483,14 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
         cached.append(arrays)
         plot_file = plot_dir / f"{safe_file_name(video.video_id)}.png"
         if config.plots and not plot_file.is_file():
-            smoothed = (smooth_scores(arrays["scores"], config.smoothing_sigma) if config.smoothing_sigma else None)
-            plot_video(plot_file, video.video_id, arrays["scores"], arrays["labels"], smoothed,
-                       video_auc(arrays["labels"], arrays["scores"], "pad"))
+            labels, scores = _aligned(arrays)
+            smoothed = smooth_scores(scores, config.smoothing_sigma) if config.smoothing_sigma else None
+            plot_video(plot_file, video.video_id, scores, labels, smoothed, video_auc(labels, scores, "pad"))
     bar.close()
+    results = OutputOptions(plot=False, overlay=False, progress=False)
+    for arrays in cached:
+        write_result_folder(out_dir / RESULTS_DIR / safe_file_name(str(arrays["video_id"])),
+                            video_result(arrays, plan, config), results)
     metrics = compute_metrics(cached, plan, config, num_videos_total=len(benchmark))
     _write_json(out_dir / METRICS_JSON, metrics)
     write_bytes_atomic(out_dir / METRICS_MD, metrics_table(json_ready(metrics)).encode("utf-8"))
@@ -450,8 +506,8 @@ def pipeline_score_fn(pipe, llm_frame_pixels: tuple[int, int] | None = None) -> 
     """A ``score_fn`` calling a ``video-anomaly-detection`` pipeline (with an MLLM pixel budget when given)."""
     budget = {} if llm_frame_pixels is None else {"llm_frame_pixels": tuple(llm_frame_pixels)}
 
-    def score(video, names: list[str], stride: int, need_masks: bool) -> dict[str, Any]:
-        return pipe(video, anomalies=names, stride=stride, return_masks=need_masks, **budget)
+    def score(video, names: list[str], stride: int, return_masks: bool) -> VideoDetection:
+        return pipe(video, anomalies=names, stride=stride, return_masks=return_masks, **budget)
 
     return score
 
@@ -459,11 +515,11 @@ def pipeline_score_fn(pipe, llm_frame_pixels: tuple[int, int] | None = None) -> 
 def load_pipeline_score_fn(model: str | None = None, device: str | int | None = None,
                            llm_frame_pixels: tuple[int, int] | None = None) -> ScoreFn:
     """The ``score_fn`` of a checkpoint folder / Hub id (None = the embedded default model)."""
-    from lavida.processing.pipeline_lavida import load_detection_pipeline
+    from .processing.factories import load_detection_pipeline
 
     return pipeline_score_fn(load_detection_pipeline(model, device=device), llm_frame_pixels)
 
 
-__all__ = ["METRICS_JSON", "METRICS_MD", "RUN_FILE", "EvaluationConfig", "ScoreFn", "compute_metrics", "json_ready",
-           "evaluate_benchmark", "load_pipeline_score_fn", "metrics_table", "pipeline_score_fn", "plot_video",
-           "safe_file_name", "score_video"]
+__all__ = ["METRICS_JSON", "METRICS_MD", "RESULTS_DIR", "RUN_FILE", "EvaluationConfig", "ScoreFn", "compute_metrics",
+           "evaluate_benchmark", "json_ready", "load_pipeline_score_fn", "metrics_table", "pipeline_score_fn",
+           "plot_video", "safe_file_name", "score_video", "video_result"]

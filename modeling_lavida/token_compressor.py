@@ -259,5 +259,94 @@ class TokenCompressor(nn.Module):
         return CompressedTokens(merged.tokens, kept, merged.valid)
 
 
-__all__ = ["CompressedTokens", "TokenCompressor", "density_merge", "token_distances", "local_reachability_density",
-           "static_unit_keep_mask"]
+@dataclass
+class CompressedSequence:
+    """The LLM input after visual token compression (right-padded).
+
+    Attributes:
+        inputs_embeds: ``[B, S', D]`` token embeddings, merged visual tokens in place of the kept video tokens.
+        attention_mask: ``[B, S']``.
+        position_ids: ``[3, B, S']`` rotary positions taken from the uncompressed sequence.
+        input_ids: ``[B, S']`` ids at the kept positions (merged video tokens keep the video token id).
+        labels: ``[B, S']`` LM labels at the kept positions (-100 on padding), or None.
+        num_visual_tokens: ``[B]`` visual tokens per sample after compression.
+    """
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    input_ids: torch.Tensor
+    labels: torch.Tensor | None
+    num_visual_tokens: torch.Tensor
+
+
+def compress_sequence(mllm: nn.Module, compressor: TokenCompressor, input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor, mm_token_type_ids: torch.Tensor,
+                      pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor,
+                      labels: torch.Tensor | None = None) -> CompressedSequence:
+    """Vision tower + token compression, giving the LLM's input with correct 3-D rotary positions.
+
+    Each sample holds exactly one video. Rotary positions are computed on the full sequence first, then every token
+    that survives (text, and the centre of each merged visual cluster) keeps its own position.
+
+    Args:
+        mllm: a Qwen-VL family ``*ForConditionalGeneration`` (its ``model`` has ``get_rope_index``,
+            ``get_video_features`` and the vision tower ``visual``).
+        compressor: the ``TokenCompressor`` (static pruning when its ``static_threshold`` is >= 0, then merging).
+        input_ids: ``[B, S]`` prompts with the video placeholder tokens.
+        attention_mask: ``[B, S]``.
+        mm_token_type_ids: ``[B, S]`` (0 text, 1 image, 2 video).
+        pixel_values_videos: ``[sum patches, C*tp*p*p]`` the MLLM video processor's patches.
+        video_grid_thw: ``[B, 3]`` patch grid per video.
+        labels: ``[B, S]`` LM labels, or None.
+
+    Returns:
+        ``CompressedSequence`` of length ``S' <= S``.
+    """
+    base = mllm.model
+    video_token_id = mllm.config.video_token_id
+    position_ids, _ = base.get_rope_index(input_ids, mm_token_type_ids, video_grid_thw=video_grid_thw,
+                                          attention_mask=attention_mask)  # (3, B, S)
+    video_tokens = list(base.get_video_features(pixel_values_videos, video_grid_thw).pooler_output)
+    is_video = input_ids == video_token_id  # (B, S)
+    per_row = is_video.sum(dim=1)
+    expected = torch.tensor([len(t) for t in video_tokens], device=per_row.device)
+    if len(video_tokens) != input_ids.shape[0] or not torch.equal(per_row, expected):
+        raise ValueError(
+            f"Each sample must hold exactly one video: got {len(video_tokens)} videos for {input_ids.shape[0]} "
+            f"samples, video tokens per sample {per_row.tolist()} vs features {expected.tolist()}."
+        )
+    keep_masks = None
+    if compressor.static_threshold >= 0:
+        visual = base.visual
+        with torch.no_grad():  # the patch embeddings that static pruning compares: (num_patches, D)
+            patch_embeddings = visual.patch_embed(pixel_values_videos.to(visual.dtype))
+        keep_masks = compressor.static_keep_mask(patch_embeddings, video_grid_thw)
+    compressed = compressor(video_tokens, keep_masks)
+
+    # which sequence positions survive: all non-video tokens, and video tokens that are cluster centres
+    video_rank = (is_video.cumsum(dim=1) - 1).clamp(min=0)  # (B, S) index among the row's video tokens
+    centre = torch.zeros(input_ids.shape[0], int(per_row.max()), dtype=torch.bool, device=input_ids.device)
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(compressed.kept_index)
+    centre[rows[compressed.valid], compressed.kept_index[compressed.valid]] = True
+    keep = ~is_video | centre.gather(1, video_rank)  # (B, S)
+    lengths = keep.sum(dim=1)  # (B,)
+    new_len = int(lengths.max())
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :new_len]  # (B, S') kept first, in order
+    in_range = torch.arange(new_len, device=input_ids.device)[None, :] < lengths[:, None]  # (B, S')
+
+    new_ids = input_ids.gather(1, order)
+    new_mask = attention_mask.gather(1, order) * in_range
+    new_positions = position_ids.gather(2, order[None].expand(position_ids.shape[0], -1, -1))  # (3, B, S')
+    new_labels = None
+    if labels is not None:
+        new_labels = labels.gather(1, order).masked_fill(~in_range, -100)
+    embeds = mllm.get_input_embeddings()(new_ids)  # (B, S', D)
+    new_is_video = (new_ids == video_token_id) & in_range
+    merged = compressed.tokens[compressed.valid].to(embeds.dtype)
+    embeds = embeds.masked_scatter(new_is_video[..., None], merged)
+    return CompressedSequence(embeds, new_mask, new_positions, new_ids, new_labels, compressed.lengths())
+
+
+__all__ = ["CompressedSequence", "CompressedTokens", "TokenCompressor", "compress_sequence", "density_merge",
+           "local_reachability_density", "static_unit_keep_mask", "token_distances"]

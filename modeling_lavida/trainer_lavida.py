@@ -6,9 +6,11 @@ which SFTTrainer knows nothing about; SFTTrainer's own ``compute_loss`` is LM-sp
 The Trainer gives everything else we need: accelerate/DeepSpeed launch, gradient accumulation and clipping,
 checkpoints with optimizer state, resume, evaluation and best-checkpoint selection.
 
-- ``compute_loss`` returns the model's total loss and accumulates each term (``lm_loss``, ``focal_loss``,
-  ``dice_loss``, ``iou_loss``, ``object_score_loss``); ``log`` adds their means since the last log, averaged
-  across processes.
+- ``compute_loss`` returns the model's total loss and accumulates each term the model computed (``lm_loss``,
+  ``focal_loss``, ``dice_loss``, ``iou_loss`` and the frame-score term: ``object_score_loss``, or ``grounding_loss``
+  with ``frame_score="name_grounding"``); ``log`` adds their means since the last log, averaged across processes;
+- the object-score warm-up is a schedule of the ``object_score_scale`` the model's forward takes: the loss module and
+  its weights are never changed;
 - a training corpus that sets ``train_in_order`` (the synthetic world: every row is already an independent random
   draw, and its curriculum and contrast pairs live in row order) is read in order instead of shuffled; with
   ``group_size > 1`` the batch size must be a multiple of it so each group lands in one batch;
@@ -31,42 +33,56 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer
 
-LOSS_TERMS = ("lm_loss", "focal_loss", "dice_loss", "iou_loss", "object_score_loss")
+# The frame-score term of each ``LavidaConfig.frame_score``, under its own name.
+FRAME_SCORE_TERMS = {"object_score": "object_score_loss", "name_grounding": "grounding_loss"}
+# Every term ``LavidaTrainer`` can log, in log order.
+ALL_LOSS_TERMS = ("lm_loss", "focal_loss", "dice_loss", "iou_loss", *FRAME_SCORE_TERMS.values())
+
+
+def loss_terms(frame_score: str = "object_score") -> tuple[str, ...]:
+    """The loss terms a model with ``config.frame_score = frame_score`` computes and ``LavidaTrainer`` logs: the LM
+    and mask terms, then the frame-score term (``object_score_loss``, or ``grounding_loss`` for
+    ``"name_grounding"``)."""
+    if frame_score not in FRAME_SCORE_TERMS:
+        raise ValueError(f"frame_score must be one of {sorted(FRAME_SCORE_TERMS)}, got {frame_score!r}.")
+    return ("lm_loss", "focal_loss", "dice_loss", "iou_loss", FRAME_SCORE_TERMS[frame_score])
+
+
+LOSS_TERMS = loss_terms()  # the paper's model (SAM2's object score as the frame score)
 
 
 class LavidaTrainer(Trainer):
-    """Trainer whose logs carry every term of the mixed loss.
+    """Trainer whose logs carry every term of the mixed loss, each under its own name (``loss_terms``).
 
     Args:
-        object_score_warmup_steps: the object-score BCE is switched off for this many steps and then ramped linearly
-            to its configured weight over as many steps again (0 = the paper: on from the start). When the towers are
+        object_score_warmup_steps: the frame-score term (the object-score BCE, or the name-grounding loss) is switched
+            off for this many steps and then ramped linearly to its configured weight over as many steps again (0 =
+            the paper: on from the start); the ramp goes to the model as ``object_score_scale``. When the towers are
             trained from scratch, the BCE alone at first can only learn the class prior and the object-score head
             settles on a constant; letting the mask terms first teach the decoder to find the named object avoids
-            that.
+            that. Evaluation always uses the configured weight.
         group_by_frame_count: batch training rows by frame count (``FrameCountBatchSampler``) instead of mixing image
             samples and clips in one batch (the default, as the authors' code does).
     """
 
     def __init__(self, *args, object_score_warmup_steps: int = 0, group_by_frame_count: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        if object_score_warmup_steps < 0:
+            raise ValueError(f"object_score_warmup_steps must be >= 0, got {object_score_warmup_steps}.")
         self.group_by_frame_count = group_by_frame_count
-        self._term_sums = torch.zeros(len(LOSS_TERMS), dtype=torch.float64)
-        self._term_steps = 0
         self.object_score_warmup_steps = object_score_warmup_steps
-        self._object_score_weight: float | None = None
+        # per term of ALL_LOSS_TERMS: the sum of its values and the number of steps that computed it since the last log
+        self._term_sums = torch.zeros(len(ALL_LOSS_TERMS), dtype=torch.float64)
+        self._term_counts = torch.zeros(len(ALL_LOSS_TERMS), dtype=torch.float64)
 
-    def _apply_object_score_schedule(self, model, training: bool = True) -> None:
-        """Set the BCE weight for this step; evaluation always uses the configured weight, so validation losses of
-        checkpoints taken during and after the warm-up compare (and best-checkpoint selection stays meaningful)."""
-        if not self.object_score_warmup_steps:
-            return
-        loss = self.accelerator.unwrap_model(model)
-        loss = getattr(loss, "get_base_model", lambda: loss)().loss_function_lavida
-        if self._object_score_weight is None:
-            self._object_score_weight = loss.object_weight
+    def object_score_scale(self, training: bool = True) -> float:
+        """The factor on the frame-score term's weight at the current step: 0 during the warm-up, then a linear ramp
+        to 1 over as many steps; always 1 in evaluation (so validation losses of checkpoints taken during and after
+        the warm-up compare, and best-checkpoint selection stays meaningful)."""
         warmup = self.object_score_warmup_steps
-        ramp = min(1.0, max(0.0, (self.state.global_step - warmup) / warmup)) if training else 1.0
-        loss.object_weight = self._object_score_weight * ramp
+        if not warmup or not training:
+            return 1.0
+        return min(1.0, max(0.0, (self.state.global_step - warmup) / warmup))
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -83,33 +99,35 @@ class LavidaTrainer(Trainer):
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):
-        self._apply_object_score_schedule(model, training=model.training)
-        outputs = model(**inputs)
+        outputs = model(**inputs, object_score_scale=self.object_score_scale(training=model.training))
         if outputs.loss is None:
             raise ValueError("The batch has no target_masks, so the model returned no loss: the collator must pass "
                              "targets for training.")
         if model.training:
-            values = [getattr(outputs, term) for term in LOSS_TERMS]
-            self._term_sums += torch.tensor([float(v.detach()) if v is not None else 0.0 for v in values],
-                                            dtype=torch.float64)
-            self._term_steps += 1
+            for index, term in enumerate(ALL_LOSS_TERMS):
+                value = getattr(outputs, term)
+                if value is not None:
+                    self._term_sums[index] += float(value.detach())
+                    self._term_counts[index] += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._term_steps:
-            means = (self._term_sums / self._term_steps).to(self.args.device)
-            means = self.accelerator.reduce(means, reduction="mean") if self.accelerator.num_processes > 1 else means
-            for term, value in zip(LOSS_TERMS, means.tolist()):
-                logs[term] = round(value, 6)
+        if "loss" in logs and bool(self._term_counts.any()):
+            totals = torch.stack([self._term_sums, self._term_counts]).to(self.args.device)  # (2, terms)
+            if self.accelerator.num_processes > 1:
+                totals = self.accelerator.reduce(totals, reduction="sum")
+            sums, counts = totals.tolist()
+            for term, total, count in zip(ALL_LOSS_TERMS, sums, counts):
+                if count:
+                    logs[term] = round(total / count, 6)
             self._term_sums.zero_()
-            self._term_steps = 0
+            self._term_counts.zero_()
         super().log(logs, start_time)
 
     def prediction_step(self, model, inputs: dict[str, Any], prediction_loss_only: bool,
                         ignore_keys: list[str] | None = None):
         inputs = self._prepare_inputs(inputs)
-        self._apply_object_score_schedule(model, training=False)
-        with torch.no_grad():
+        with torch.no_grad():  # the configured loss (object_score_scale 1)
             outputs = model(**inputs)
         loss = outputs.loss.detach() if outputs.loss is not None else None
         if prediction_loss_only:
@@ -200,9 +218,9 @@ class LavidaDataCollator:
     batch is the same on every process and after a resume.
 
     Rows with ``object_names`` and ``object_masks`` (``[K, T, H, W]``, every object in view with its own mask) also give
-    the name-grounding head's labels: ``grounding_input_ids / grounding_attention_mask [B, M, Lc]``,
-    ``grounding_mask [B, M]`` and ``grounding_targets [B, M, T, S, S]``, where the M names of a row are its objects'
-    names (each with its mask) followed by its listed distractors (empty masks).
+    the name-grounding head's labels, ``grounding_labels`` (a ``GroundingLabels`` dict: ``input_ids`` and
+    ``attention_mask [B, M, Lc]``, ``name_mask [B, M]``, ``targets [B, M, T, S, S]``), where the M names of a row are
+    its objects' names (each with its mask) followed by its listed distractors (empty masks).
     """
 
     processor: Any
@@ -222,10 +240,11 @@ class LavidaDataCollator:
                 labels[i, : len(row["name_labels"])] = torch.as_tensor(list(row["name_labels"]), dtype=torch.float32)
             batch["name_labels"] = labels
         if all("object_names" in row for row in rows):
-            batch.update(self._grounding_labels(rows, size=tuple(batch["sam_pixel_values"].shape[-2:])))
+            batch["grounding_labels"] = self._grounding_labels(rows, size=tuple(batch["sam_pixel_values"].shape[-2:]))
         return batch
 
     def _grounding_labels(self, rows: Sequence[dict[str, Any]], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The rows' ``GroundingLabels`` (see the class docstring) at SAM2's mask ``size``."""
         names, masks = [], []
         for row in rows:
             objects = list(row["object_names"])
@@ -239,9 +258,8 @@ class LavidaDataCollator:
         targets = torch.zeros(len(rows), encoded["class_mask"].shape[1], frames, *masks[0].shape[2:])  # distractors: 0
         for i, object_masks in enumerate(masks):
             targets[i, : len(object_masks), : object_masks.shape[1]] = object_masks
-        return {"grounding_input_ids": encoded["class_input_ids"],
-                "grounding_attention_mask": encoded["class_attention_mask"],
-                "grounding_mask": encoded["class_mask"], "grounding_targets": targets}
+        return {"input_ids": encoded["class_input_ids"], "attention_mask": encoded["class_attention_mask"],
+                "name_mask": encoded["class_mask"], "targets": targets}
 
 
 def _as_array(value: Any, channels: int | None) -> np.ndarray:
@@ -257,5 +275,5 @@ def _as_array(value: Any, channels: int | None) -> np.ndarray:
     return array
 
 
-__all__ = ["LOSS_TERMS", "FrameCountBatchSampler", "LavidaDataCollator", "LavidaTrainer", "compute_frame_metrics",
-           "corpus_frame_counts"]
+__all__ = ["ALL_LOSS_TERMS", "FRAME_SCORE_TERMS", "LOSS_TERMS", "FrameCountBatchSampler", "LavidaDataCollator",
+           "LavidaTrainer", "compute_frame_metrics", "corpus_frame_counts", "loss_terms"]

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import UserInputError
+from .errors import UserInputError
 from .processing_lavida import MAX_NAME_CHARS, MAX_NAMES
 
 logger = logging.getLogger(__name__)

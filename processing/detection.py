@@ -1,47 +1,37 @@
-"""Streaming detection over one video: the engine behind the pipeline, ``lavida detect``, evaluation and the Space.
+"""The one result type every route returns, and its masks.
 
-Frames are decoded one at a time, sampled at ``stride``, grouped into clips of ``clip_length`` sampled frames and run
-through the model in batches of ``clip_batch_size`` clips; the whole video is never held in memory. The class-name
-features are computed once per video. Every decoded frame gets the score of its nearest sampled frame.
+- ``VideoDetection``: one video's detection, what the ``video-anomaly-detection`` pipeline returns; ``to_dict()`` is
+  the content of ``result.json`` (``RESULT_FORMAT_VERSION``).
+- ``LowResMaskStore`` and ``FrameMasks``: the masks of a detection, kept at the decoder's low resolution
+  (``float16 [S, h, w]`` for S sampled frames) in an unnamed temporary file that is memory-mapped, and handed out one
+  frame at a time at the native size (a long video's masks, 128 KiB per sampled frame at SAM2's 1024 px input, stay on
+  disk rather than in memory; the file has no name and disappears with the result).
 
-Masks are kept, when asked for, at the decoder's low resolution (``[S, h, w]`` float16 for S sampled frames) and
-resized to the native frame size one frame at a time (``VideoDetection.mask``). They are appended to an anonymous
-temporary file and memory-mapped (``LowResMaskStore``), so a long video's masks (128 KiB per sampled frame at SAM2's
-1024 px input) stay on disk rather than in memory; the file has no name and disappears with the result.
+Its settings are ``options.DetectionOptions``. This file is copied next to saved checkpoints with the pipeline: it
+imports only numpy, torch and its siblings.
 """
 
 from __future__ import annotations
 
-import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from .postprocessing import fill_skipped_frames, find_events, smooth_scores
-from ..errors import UserInputError
-from .video_io import VideoInfo, VideoSource, describe_source, iter_clips, probe_video
+from .options import DetectionOptions
+from .postprocessing import Event, mask_probabilities, postprocess_scores
+from .video_io import VideoInfo, VideoSource
 
-logger = logging.getLogger(__name__)
+RESULT_FORMAT_VERSION = 1  # result.json layout (see VideoDetection.to_dict)
+SCORE_DECIMALS = 6  # rounding of result.json and scores.csv, so the two agree exactly
 
-ProgressCallback = Callable[[int, int], None]  # (frames done, total frames)
 
-
-@dataclass
-class DetectionOptions:
-    """Knobs of one detection run (CLI flags, pipeline kwargs and Space controls map onto these)."""
-
-    stride: int = 1
-    threshold: float = 0.5
-    min_event_frames: int = 1
-    smoothing_sigma: float = 0.0  # 0 = no temporal smoothing (the default)
-    clip_batch_size: int = 2
-    keep_masks: bool = False
-    # [min, max] MLLM pixel area per frame; None = the processor's inference budget (saved with the checkpoint)
-    llm_frame_pixels: tuple[int, int] | None = None
+# ---------------------------------------------------------------------------------------------------------------------
+# Masks
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class LowResMaskStore:
@@ -55,6 +45,9 @@ class LowResMaskStore:
         self._file = tempfile.TemporaryFile(prefix="lavida-masks-")
         self._shape: tuple[int, int] | None = None
         self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
 
     def append(self, masks: np.ndarray) -> None:
         """Add ``[n, h, w]`` masks (any float dtype; stored as float16)."""
@@ -74,116 +67,162 @@ class LowResMaskStore:
         return np.memmap(self._file, dtype=np.float16, mode="r", shape=(self._count, *self._shape))
 
 
-@dataclass
-class VideoDetection:
-    """Result of ``detect_video``.
+class MaskFrames(Protocol):
+    """Masks handed out one frame at a time: ``len`` frames, ``masks[i]`` is ``float [H, W]`` in [0, 1]."""
 
-    Attributes:
-        info: the video's metadata (frame count, fps, size).
-        anomalies: the names the model was prompted with.
-        sampled_frames: ``[S]`` indices of the frames the model saw.
-        sampled_scores: ``[S]`` their anomaly probabilities.
-        scores: ``[F]`` one probability per decoded frame (nearest sampled frame; smoothed if asked).
-        events: maximal runs above the threshold (``postprocessing.Event``).
-        lowres_masks: ``[S, h, w]`` float16 mask logits of the sampled frames when masks were kept (memory-mapped
-            from an unnamed temporary file: see ``LowResMaskStore``).
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+
+class FrameMasks:
+    """The anomaly masks of one video, one frame at a time at the native size (never a ``[F, H, W]`` stack).
+
+    ``masks[i]`` is ``float16 [H, W]``: the low-resolution logits of frame ``i``'s nearest sampled frame, resized and
+    passed through the sigmoid (``LavidaProcessor.post_process_masks``), stored as float16 (the pixel metrics count
+    float16 values exactly). Iterating yields the frames in order.
     """
 
-    info: VideoInfo
-    anomalies: list[str]
-    options: DetectionOptions
-    sampled_frames: np.ndarray
-    sampled_scores: np.ndarray
-    scores: np.ndarray
-    events: list[Any]
-    lowres_masks: np.ndarray | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, lowres_logits: np.ndarray, sampled_frames: np.ndarray, num_frames: int,
+                 size: tuple[int, int]):
+        """
+        Args:
+            lowres_logits: ``float16 [S, h, w]`` (a memory map from ``LowResMaskStore``).
+            sampled_frames: ``int64 [S]`` the decoded-frame index of each row, increasing.
+            num_frames: ``F``, decoded frames.
+            size: the native ``(height, width)``.
+        """
+        if len(lowres_logits) != len(sampled_frames):
+            raise ValueError(f"{len(lowres_logits)} masks for {len(sampled_frames)} sampled frames.")
+        self.lowres_logits = lowres_logits
+        self.sampled_frames = np.asarray(sampled_frames, dtype=np.int64)
+        self.num_frames = int(num_frames)
+        self.size = (int(size[0]), int(size[1]))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(F, H, W)``: the shape the masks would have stacked."""
+        return (self.num_frames, *self.size)
+
+    def __len__(self) -> int:
+        return self.num_frames
 
     def nearest_sample(self, frame_index: int) -> int:
+        """Row of the sampled frame nearest to ``frame_index`` (ties to the earlier one, as the scores)."""
         position = int(np.searchsorted(self.sampled_frames, frame_index))
         if position >= len(self.sampled_frames):
             return len(self.sampled_frames) - 1
-        if position > 0 and frame_index - self.sampled_frames[position - 1] <= self.sampled_frames[position] - frame_index:
+        if position > 0 and frame_index - self.sampled_frames[position - 1] <= self.sampled_frames[position] \
+                - frame_index:
             return position - 1
         return position
 
-    def mask(self, frame_index: int) -> np.ndarray:
-        """``float32 [H, W]`` anomaly probability of one frame at the native size (from its nearest sampled frame)."""
-        if self.lowres_masks is None:
-            raise ValueError("Masks were not kept: run detection with keep_masks=True.")
-        logits = torch.from_numpy(self.lowres_masks[self.nearest_sample(frame_index)].astype(np.float32))
-        resized = torch.nn.functional.interpolate(logits[None, None], size=(self.info.height, self.info.width),
-                                                  mode="bilinear", align_corners=False)[0, 0]
-        return torch.sigmoid(resized).numpy()
+    def __getitem__(self, frame_index: int) -> np.ndarray:
+        if isinstance(frame_index, slice) or not 0 <= int(frame_index) < self.num_frames:
+            raise IndexError(f"Frame index {frame_index!r} outside [0, {self.num_frames}): masks are read one frame "
+                             "at a time.")
+        logits = torch.from_numpy(np.asarray(self.lowres_logits[self.nearest_sample(int(frame_index))],
+                                             dtype=np.float32))
+        return mask_probabilities(logits, self.size).numpy().astype(np.float16)  # (H, W)
 
-    def masks(self) -> np.ndarray:
-        """``float16 [F, H, W]`` all masks at the native size (memory grows with the video; prefer ``mask``)."""
-        return np.stack([self.mask(i).astype(np.float16) for i in range(self.info.num_frames)])
-
-
-def _batched(clips: Iterator, size: int) -> Iterator[list]:
-    batch = []
-    for clip in clips:
-        batch.append(clip)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index in range(self.num_frames):
+            yield self[index]
 
 
-@torch.no_grad()
-def detect_video(model, processor, source: VideoSource, anomalies: list[str], options: DetectionOptions | None = None,
-                 progress: ProgressCallback | None = None) -> VideoDetection:
-    """Score every frame of ``source`` for the named ``anomalies``.
+# ---------------------------------------------------------------------------------------------------------------------
+# The result
+# ---------------------------------------------------------------------------------------------------------------------
 
-    Args:
-        model: a ``LavidaForVideoAnomalyDetection`` in eval mode.
-        processor: its ``LavidaProcessor``.
-        source: a path, bytes, or ``uint8 [F, H, W, 3]`` frames.
-        anomalies: the anomaly names (validated by the processor).
-        options: stride, threshold, batching, masks.
-        progress: called with (frames done, total) after each batch.
+
+@dataclass
+class VideoDetection:
+    """One video's detection: what the ``video-anomaly-detection`` pipeline returns and ``result.json`` holds.
+
+    Attributes:
+        video: the video as decoded (exact frame count, fps, size, codec).
+        name: the name shown in ``result.json`` and the plot (a file name, or a description of in-memory input).
+        anomalies: the names the model was prompted with.
+        options: the settings of the run.
+        model_id: the checkpoint path or Hub id.
+        scores: ``float32 [F]`` one anomaly probability per decoded frame (filled from the nearest sampled frame,
+            smoothed when asked).
+        events: runs of frames at or above ``options.threshold`` (``postprocessing.Event``).
+        sampled_frames: ``int64 [S]`` the decoded-frame indices the model scored.
+        sampled_scores: ``float32 [S]`` their probabilities, before filling and smoothing.
+        masks: the anomaly masks, one frame at a time (``FrameMasks``) when ``options.return_masks``, else None.
+        source: what was read (a path, bytes or frames), for a second pass (the overlay video); None when unknown.
     """
-    options = options or DetectionOptions()
-    info = probe_video(source)
-    device = next(model.parameters()).device
-    names = list(anomalies)
-    class_inputs = processor.encode_names([names])
-    class_embeddings = model.encode_class_names(class_inputs["class_input_ids"].to(device),
-                                                class_inputs["class_attention_mask"].to(device))  # (1, N, E)
 
-    sampled_frames: list[np.ndarray] = []
-    sampled_scores: list[np.ndarray] = []
-    masks = LowResMaskStore() if options.keep_masks else None
-    clip_length = processor.clip_length
-    for batch in _batched(iter_clips(source, stride=options.stride, clip_length=clip_length), options.clip_batch_size):
-        budget = {} if options.llm_frame_pixels is None else {"llm_frame_pixels": list(options.llm_frame_pixels)}
-        inputs = processor([clip.frames for clip in batch], [names] * len(batch), **budget)
-        inputs = {k: v.to(device) for k, v in inputs.items() if k not in ("class_input_ids", "class_attention_mask")}
-        inputs["class_embeddings"] = class_embeddings.expand(len(batch), -1, -1)
-        output = model(**inputs)
-        probabilities = torch.sigmoid(output.frame_logits.float()).cpu().numpy()  # (b, T)
-        for row, clip in enumerate(batch):
-            real = clip.real  # (T,) bool, False for padding frames of the last clip
-            sampled_frames.append(clip.frame_indices[real])
-            sampled_scores.append(probabilities[row][real])
-            if options.keep_masks:
-                masks.append(output.mask_logits[row][torch.from_numpy(real)].float().cpu().numpy())
-        if progress is not None:
-            progress(int(batch[-1].frame_indices[batch[-1].real].max()) + 1, info.num_frames)
+    video: VideoInfo
+    name: str
+    anomalies: list[str]
+    options: DetectionOptions
+    model_id: str
+    scores: np.ndarray
+    events: list[Event]
+    sampled_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sampled_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    masks: MaskFrames | None = None
+    source: VideoSource | None = None
 
-    frames = np.concatenate(sampled_frames) if sampled_frames else np.zeros(0, dtype=np.int64)
-    scores_sampled = np.concatenate(sampled_scores) if sampled_scores else np.zeros(0, dtype=np.float32)
-    if len(frames) == 0:
-        raise UserInputError(f"No frame could be decoded from {describe_source(source)}.")
-    scores = fill_skipped_frames(frames, scores_sampled, info.num_frames)
-    if options.smoothing_sigma > 0:
-        scores = smooth_scores(scores, options.smoothing_sigma)
-    events = find_events(scores, info.fps, options.threshold, options.min_event_frames)
-    return VideoDetection(info=info, anomalies=names, options=options, sampled_frames=frames,
-                          sampled_scores=scores_sampled, scores=scores, events=events,
-                          lowres_masks=masks.array() if masks is not None else None)
+    def __post_init__(self) -> None:
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if self.scores.size != self.video.num_frames:
+            raise ValueError(f"Got {self.scores.size} scores for a video of {self.video.num_frames} frames; "
+                             "there must be exactly one score per decoded frame.")
+        if self.masks is not None and len(self.masks) < self.video.num_frames:
+            raise ValueError(f"Got masks for {len(self.masks)} frames for a video of {self.video.num_frames}.")
+
+    @property
+    def threshold(self) -> float:
+        return self.options.threshold
+
+    @classmethod
+    def from_frame_scores(cls, scores: np.ndarray, fps: float, anomalies: list[str], *,
+                          options: DetectionOptions | None = None, size: tuple[int, int] = (0, 0),
+                          masks: MaskFrames | None = None, name: str = "", model_id: str = "",
+                          source: VideoSource | None = None) -> VideoDetection:
+        """A detection from probabilities scored elsewhere (another scorer, a test double), one per decoded frame
+        (``[F]``): smoothed and cut into events by the pipeline's post-processing with ``options``.
+
+        Args:
+            size: the frames' ``(height, width)``; masks: ``masks[i]`` is frame ``i``'s ``float [H, W]`` mask.
+        """
+        options = options or DetectionOptions()
+        raw = np.asarray(scores, dtype=np.float32).reshape(-1)  # (F,)
+        frames = np.arange(raw.size)
+        filled, events = postprocess_scores(frames, raw, raw.size, fps, options.threshold, options.min_event_frames,
+                                            options.smoothing_sigma)
+        video = VideoInfo(num_frames=int(raw.size), fps=float(fps), width=int(size[1]), height=int(size[0]),
+                          duration_s=raw.size / float(fps), codec="rawvideo")
+        return cls(video=video, name=name, anomalies=list(anomalies), options=options, model_id=model_id,
+                   scores=filled, events=events, sampled_frames=frames, sampled_scores=raw, masks=masks,
+                   source=source)
+
+    def to_dict(self, decimals: int = SCORE_DECIMALS) -> dict[str, Any]:
+        """The content of ``result.json`` (format ``RESULT_FORMAT_VERSION``), scores and event floats rounded to
+        ``decimals``:
+
+        ``{"format_version", "video": {"name", "num_frames", "fps", "width", "height", "duration_s", "codec",
+        "damaged"}, "anomalies", "model_id", "threshold", "settings": {"stride", "min_event_frames",
+        "smoothing_sigma"[, "llm_frame_pixels"]}, "num_events", "events": [{"start_frame", "end_frame", "start_s",
+        "end_s", "peak_score", "mean_score"}, ...], "scores": [F floats]}``
+        """
+        events = [{key: round(value, decimals) if isinstance(value, float) else value
+                   for key, value in event.to_dict().items()} for event in self.events]
+        return {
+            "format_version": RESULT_FORMAT_VERSION,
+            "video": {"name": self.name, **self.video.to_dict()},
+            "anomalies": list(self.anomalies),
+            "model_id": self.model_id,
+            "threshold": self.options.threshold,
+            "settings": self.options.settings(),
+            "num_events": len(events),
+            "events": events,
+            "scores": [round(float(value), decimals) for value in self.scores],
+        }
 
 
-__all__ = ["DetectionOptions", "LowResMaskStore", "VideoDetection", "detect_video"]
+__all__ = ["RESULT_FORMAT_VERSION", "SCORE_DECIMALS", "DetectionOptions", "FrameMasks", "LowResMaskStore",
+           "MaskFrames", "VideoDetection"]

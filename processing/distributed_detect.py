@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic_files import write_json_atomic
-from ..errors import UserInputError
+from .errors import UserInputError
 from .video_io import VIDEO_SUFFIXES
 
 

@@ -1,4 +1,5 @@
-"""Ways to build a ``LavidaProcessor``: tiny (offline, for tests and lavida-tiny) or from pretrained components."""
+"""Ways to build a ``LavidaProcessor`` (tiny, offline, for tests and lavida-tiny; or from pretrained components) and
+the detection pipeline of a checkpoint (``load_detection_pipeline``)."""
 
 from __future__ import annotations
 
@@ -61,5 +62,33 @@ def processor_from_components(mllm: str | os.PathLike, sam2: str | os.PathLike, 
                            llm_train_frame_pixels=llm_train_frame_pixels, llm_image_pixels=llm_image_pixels)
 
 
+
+
+def load_detection_pipeline(model: str | os.PathLike | None = None, device: str | int | None = None,
+                            batch_size: int | None = None):
+    """The ``video-anomaly-detection`` pipeline of a checkpoint folder / Hub id, or of the embedded lavida-tiny when
+    ``model`` is None (recorded as ``model_id`` in each result).
+
+    Args:
+        device: torch device (default: cuda if available, else cpu).
+        batch_size: clips per model call (default: the pipeline's ``DEFAULT_BATCH_SIZE``).
+
+    Raises:
+        UserInputError: an unreadable checkpoint, naming the folder.
+    """
+    import torch
+
+    from lavida.model_factory import default_model_path, load_model_and_processor
+
+    from .pipeline_lavida import TASK, VideoAnomalyDetectionPipeline
+
+    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded, processor = load_model_and_processor(model, device=device)
+    model_id = str(model) if model is not None else f"lavida-tiny ({default_model_path().name}, embedded)"
+    extra = {} if batch_size is None else {"batch_size": batch_size}
+    return VideoAnomalyDetectionPipeline(model=loaded, processor=processor, device=device, task=TASK,
+                                         model_id=model_id, **extra)
+
+
 __all__ = ["PAPER_IMAGE_PIXELS", "PAPER_INFERENCE_FRAME_PIXELS", "PAPER_TRAINING_FRAME_PIXELS", "build_tiny_processor",
-           "processor_from_components"]
+           "load_detection_pipeline", "processor_from_components"]

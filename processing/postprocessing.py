@@ -1,30 +1,36 @@
-"""From model outputs to per-frame scores, events and full-size masks.
+"""From model outputs to per-frame scores, events and full-size masks: one function per step.
 
-The steps, in the order detection applies them:
+The steps, in the order detection applies them (``LavidaProcessor.post_process_*`` are the public entry points and
+call these; detection, evaluation, the Space and the pipeline all go through them):
 
-1. ``logits_to_probabilities``: sigmoid of the frame logits (one probability per sampled frame).
+1. ``frame_probabilities``: sigmoid of the frame logits (one probability per sampled frame).
 2. ``fill_skipped_frames``: every decoded frame takes the score of its nearest sampled frame, so a video of F frames
    always gets exactly F scores whatever the stride.
-3. ``smooth_scores`` (optional, off by default): a Gaussian filter over time. It trades onset precision for fewer
-   one-frame flickers; use a sigma of about half the shortest event you care about, in frames.
+3. ``smooth_scores`` (optional, off by default): a Gaussian filter over time (truncated at 4 sigma, mirrored edges,
+   computed in float64). It trades onset precision for fewer one-frame flickers; use a sigma of about half the
+   shortest event you care about, in frames. The frame metrics smooth with this same function.
 4. ``threshold_scores``: a frame is anomalous when its score is at least the threshold (default 0.5).
 5. ``find_events``: maximal runs of anomalous frames at least ``min_length`` frames long.
 
-``resize_masks`` brings the decoder's low-resolution mask logits or probabilities to the native frame size.
+``postprocess_scores`` chains 2, 3 and 5. Masks: ``resize_masks`` is the one bilinear resize (logits, probabilities or
+training targets), and ``mask_probabilities`` brings the decoder's low-resolution mask logits to anomaly probabilities
+at the native frame size.
+
+This file is copied next to saved checkpoints with the pipeline: it imports only numpy, torch and its sibling
+``options`` (the argument checks).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-logger = logging.getLogger(__name__)
+from .options import DEFAULT_THRESHOLD, check_smoothing_sigma, check_threshold
 
-DEFAULT_THRESHOLD = 0.5
+SMOOTHING_TRUNCATE = 4.0  # the Gaussian kernel reaches this many sigmas on each side (scipy's default)
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,14 @@ class Event:
         return asdict(self)
 
 
-def logits_to_probabilities(logits: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Sigmoid of ``logits`` (any shape) as float32 numpy, without overflow for large magnitudes."""
-    if isinstance(logits, torch.Tensor):
-        return torch.sigmoid(logits.detach().float()).cpu().numpy()
-    logits = np.asarray(logits, dtype=np.float64)
-    # exp of a non-positive number only: stable for |x| in the thousands.
-    exp = np.exp(-np.abs(logits))
-    return np.where(logits >= 0, 1.0 / (1.0 + exp), exp / (1.0 + exp)).astype(np.float32)
+# ---------------------------------------------------------------------------------------------------------------------
+# Frame scores
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def frame_probabilities(frame_logits: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` (any shape) object-score logits -> float32 anomaly probabilities in [0, 1], same shape."""
+    return torch.sigmoid(frame_logits.detach().float())
 
 
 def fill_skipped_frames(sampled_indices: np.ndarray, sampled_scores: np.ndarray, num_frames: int) -> np.ndarray:
@@ -95,38 +101,37 @@ def fill_skipped_frames(sampled_indices: np.ndarray, sampled_scores: np.ndarray,
 
 
 def smooth_scores(scores: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing over time (``sigma`` in frames; 0 returns a copy), edges mirrored.
+    """Gaussian smoothing of one video's scores over time.
+
+    The kernel is truncated at ``SMOOTHING_TRUNCATE`` (4) sigmas and normalised; edges are mirrored including the edge
+    sample (``d c b a | a b c d``, repeated when the kernel is longer than the video). This is
+    ``scipy.ndimage.gaussian_filter1d(scores, sigma, mode="reflect", truncate=4.0)`` in float64, without scipy.
 
     Args:
         scores: ``[F]`` per-frame scores.
-        sigma: standard deviation of the Gaussian in frames.
+        sigma: standard deviation of the Gaussian in frames; 0 returns the scores unchanged.
 
     Returns:
-        ``float32 [F]``, still in ``[0, 1]`` for inputs in ``[0, 1]`` (the kernel is normalised).
+        ``float64 [F]``; a constant curve stays constant and probabilities stay in ``[0, 1]``.
     """
-    scores = np.asarray(scores, dtype=np.float32)
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma must be a non-negative number of frames, got {sigma!r}.")
+    sigma = check_smoothing_sigma(sigma)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if sigma == 0 or scores.size < 2:
         return scores.copy()
-    radius = max(1, int(math.ceil(3 * sigma)))
+    radius = int(SMOOTHING_TRUNCATE * sigma + 0.5)
+    if radius == 0:
+        return scores.copy()
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
     kernel /= kernel.sum()
-    # Mirrored edges (repeated when the kernel is wider than the video) keep the ends from sagging towards 0.
-    padded = np.pad(scores.astype(np.float64), radius, mode="symmetric")
-    return np.convolve(padded, kernel, mode="valid").astype(np.float32)
+    padded = np.pad(scores, radius, mode="symmetric")  # (F + 2 radius,)
+    return np.convolve(padded, kernel, mode="valid")
 
 
 def threshold_scores(scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
     """``bool [F]``: True where ``scores >= threshold``."""
-    _check_threshold(threshold)
+    check_threshold(threshold)
     return np.asarray(scores) >= threshold
-
-
-def _check_threshold(threshold: float) -> None:
-    if not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}.")
 
 
 def find_events(scores: np.ndarray, fps: float, threshold: float = DEFAULT_THRESHOLD,
@@ -160,30 +165,63 @@ def find_events(scores: np.ndarray, fps: float, threshold: float = DEFAULT_THRES
     return events
 
 
-def resize_masks(masks: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of masks to ``size = (height, width)``.
-
-    Resize logits or probabilities, never binarised masks: interpolating the continuous values and thresholding
-    afterwards keeps smooth boundaries. Logits and probabilities give the same mask after their thresholds only
-    approximately (sigmoid is not linear), so resize logits when the caller has them.
+def postprocess_scores(sampled_indices: np.ndarray, sampled_scores: np.ndarray, num_frames: int, fps: float,
+                       threshold: float = DEFAULT_THRESHOLD, min_event_frames: int = 1,
+                       smoothing_sigma: float = 0.0) -> tuple[np.ndarray, list[Event]]:
+    """Steps 2-5: fill the skipped frames, smooth (when ``smoothing_sigma`` > 0), find the events.
 
     Args:
-        masks: ``[h, w]`` or ``[N, h, w]`` float.
+        sampled_indices, sampled_scores: ``[S]`` the frames the model scored and their probabilities.
+        num_frames: ``F``, decoded frames; fps: their rate.
+        threshold, min_event_frames: what makes an event (see ``find_events``).
+        smoothing_sigma: Gaussian sigma in frames (0: none).
+
+    Returns:
+        ``(scores, events)``: ``float32 [F]`` one score per decoded frame, and the events found on them.
+    """
+    scores = fill_skipped_frames(sampled_indices, sampled_scores, num_frames)
+    if smoothing_sigma:
+        scores = smooth_scores(scores, smoothing_sigma).astype(np.float32)
+    return scores, find_events(scores, fps, threshold, min_event_frames)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Masks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def resize_masks(masks: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray | torch.Tensor:
+    """Bilinear resize of masks to ``size = (height, width)`` (the one mask resize of the package).
+
+    Resize logits or probabilities, never binarised masks: interpolating the continuous values and thresholding
+    afterwards keeps smooth boundaries.
+
+    Args:
+        masks: ``[..., h, w]`` float (numpy or torch), at least 2-D.
         size: target ``(height, width)``.
 
     Returns:
-        ``float32 [H, W]`` or ``[N, H, W]`` (same leading shape as the input).
+        ``float32 [..., H, W]``, numpy for numpy input, torch (on the input's device) for torch input.
     """
     tensor = masks.detach() if isinstance(masks, torch.Tensor) else torch.from_numpy(np.asarray(masks))
-    if tensor.ndim not in (2, 3):
-        raise ValueError(f"masks must be [h, w] or [N, h, w], got {list(tensor.shape)}.")
+    if tensor.ndim < 2:
+        raise ValueError(f"masks must be [..., h, w], got {list(tensor.shape)}.")
     height, width = int(size[0]), int(size[1])
     if height < 1 or width < 1:
         raise ValueError(f"size must be a positive (height, width), got {size!r}.")
-    batch = tensor.float().cpu().reshape(-1, 1, *tensor.shape[-2:])  # (N, 1, h, w)
-    resized = torch.nn.functional.interpolate(batch, size=(height, width), mode="bilinear", align_corners=False)
-    return resized.reshape(*tensor.shape[:-2], height, width).numpy()
+    flat = tensor.float().reshape(-1, 1, *tensor.shape[-2:])  # (N, 1, h, w)
+    resized = torch.nn.functional.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
+    resized = resized.reshape(*tensor.shape[:-2], height, width)
+    return resized if isinstance(masks, torch.Tensor) else resized.numpy()
 
 
-__all__ = ["DEFAULT_THRESHOLD", "Event", "fill_skipped_frames", "find_events", "logits_to_probabilities",
+def mask_probabilities(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[..., h, w]`` mask logits -> float32 ``[..., H, W]`` anomaly probabilities at the native frame size.
+
+    SAM2's image processor resizes frames without padding, so a plain bilinear resize maps back."""
+    return torch.sigmoid(resize_masks(torch.as_tensor(mask_logits), size))
+
+
+__all__ = ["DEFAULT_THRESHOLD", "Event", "SMOOTHING_TRUNCATE", "check_smoothing_sigma", "check_threshold",
+           "fill_skipped_frames", "find_events", "frame_probabilities", "mask_probabilities", "postprocess_scores",
            "resize_masks", "smooth_scores", "threshold_scores"]

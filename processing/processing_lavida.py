@@ -12,8 +12,9 @@ Prompt (section 1 of the method): a user turn with the video and "Detect anomali
 {names}." and an assistant answer containing ``<SEG>``. Inference uses one fixed phrasing; training samples one of
 several (``phrasing="random"`` with a seeded generator). The whole conversation is one forward pass.
 
-This file is copied next to saved processors for ``trust_remote_code`` loading: it imports only numpy, torch and
-transformers.
+This file is copied next to saved processors for ``trust_remote_code`` loading: it imports only numpy, torch,
+transformers and its siblings ``options`` and ``postprocessing`` (the ``post_process_*`` methods are the public entry
+points of the post-processing steps every route takes); saving also writes the pipeline's files (``save_pretrained``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ import random
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
+
+from .options import check_pixel_budget
+from .postprocessing import (DEFAULT_THRESHOLD, Event, frame_probabilities, mask_probabilities, postprocess_scores,
+                             resize_masks)
 
 INFERENCE_QUESTION = "Detect anomalies in this video. Anomalies include {names}."
 INFERENCE_ANSWER = "Sure, it is {seg}."
@@ -277,39 +281,50 @@ class LavidaProcessor(ProcessorMixin):
     def resize_target_masks(masks: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Binary training masks ``[..., H, W]`` -> ``[..., S, S]`` float 0/1 at SAM2's mask size (bilinear, > 0.5)."""
         tensor = torch.as_tensor(np.asarray(masks), dtype=torch.float32)
-        flat = tensor.reshape(-1, 1, *tensor.shape[-2:])
-        resized = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
-        return (resized > 0.5).float().reshape(*tensor.shape[:-2], *size)
+        return (resize_masks(tensor, size) > 0.5).float()
 
     # ------------------------------------------------------------------------------------------------ outputs
     @staticmethod
     def post_process_frame_scores(frame_logits: torch.Tensor) -> torch.Tensor:
-        """``[B, T]`` object-score logits -> anomaly probabilities in [0, 1]."""
-        return torch.sigmoid(frame_logits.float())
+        """``[B, T]`` object-score logits -> float32 anomaly probabilities in [0, 1]."""
+        return frame_probabilities(frame_logits)
 
     @staticmethod
     def post_process_masks(mask_logits: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
-        """``[..., h, w]`` mask logits -> ``[..., H, W]`` anomaly probabilities at the native frame size.
+        """``[..., h, w]`` mask logits -> float32 ``[..., H, W]`` anomaly probabilities at the native frame size.
 
         SAM2's image processor resizes frames without padding, so a plain bilinear resize maps back."""
-        shape = mask_logits.shape
-        flat = mask_logits.reshape(-1, 1, *shape[-2:]).float()
-        resized = F.interpolate(flat, size=tuple(original_size), mode="bilinear", align_corners=False)
-        return torch.sigmoid(resized).reshape(*shape[:-2], *original_size)
+        return mask_probabilities(mask_logits, original_size)
+
+    @staticmethod
+    def post_process_video_scores(sampled_indices: np.ndarray, sampled_scores: np.ndarray, num_frames: int,
+                                  fps: float, threshold: float = DEFAULT_THRESHOLD, min_event_frames: int = 1,
+                                  smoothing_sigma: float = 0.0) -> tuple[np.ndarray, list[Event]]:
+        """One video's sampled-frame probabilities ``[S]`` -> ``(float32 [F] scores, events)``: every decoded frame
+        takes its nearest sampled frame's score, the curve is smoothed (``smoothing_sigma`` frames, 0 = off) and the
+        runs at or above ``threshold`` lasting ``min_event_frames`` frames become events (see ``postprocessing``)."""
+        return postprocess_scores(sampled_indices, sampled_scores, num_frames, fps, threshold=threshold,
+                                  min_event_frames=min_event_frames, smoothing_sigma=smoothing_sigma)
+
+    # ------------------------------------------------------------------------------------------------ saving
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """``ProcessorMixin.save_pretrained``; a processor exported for ``trust_remote_code`` also writes the
+        ``video-anomaly-detection`` pipeline's code next to it and declares the pipeline in the folder's
+        ``config.json`` (see ``pipeline_lavida.declare_pipeline``), so ``pipeline(task, model=folder,
+        trust_remote_code=True)`` works without the package. Save the model first: its ``save_pretrained`` writes
+        ``config.json`` afresh."""
+        saved = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        if getattr(self, "_auto_class", None) is not None:
+            from .pipeline_lavida import declare_pipeline
+
+            declare_pipeline(save_directory)
+        return saved
 
 
 def _pixel_budget(value: list[int] | tuple[int, int] | None, name: str) -> list[int] | None:
     """``[min, max]`` pixel areas as a list of two positive ints with min <= max (None stays None)."""
-    if value is None:
-        return None
-    try:
-        low, high = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be [min, max] pixel areas, e.g. [{160 * 28 * 28}, {192 * 28 * 28}]; "
-                         f"got {value!r}.") from None
-    if not 0 < low <= high:
-        raise ValueError(f"{name} must hold 0 < min <= max pixel areas; got {value!r}.")
-    return [low, high]
+    budget = check_pixel_budget(name, value)
+    return None if budget is None else list(budget)
 
 
 def validate_names(names: list[str]) -> None:

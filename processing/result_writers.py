@@ -1,18 +1,19 @@
-"""Writing one video's detection to an output folder.
+"""Writing one video's detection (a ``VideoDetection``) to an output folder: ``write_result_folder``.
 
-    record = DetectionRecord(source="walk.mp4", info=probe_video("walk.mp4"), anomalies=["fighting"],
-                             scores=scores, events=find_events(scores, fps, 0.5), threshold=0.5,
-                             model_id="lavida-tiny")
-    write_results("out/walk", record, masks=detection.mask)   # masks: frame index -> float [H, W] in [0, 1]
+    detection = detector("walk.mp4", anomalies=["fighting"], return_masks=True)   # the pipeline
+    write_result_folder("out/walk", detection)
 
-The folder holds:
+``lavida detect`` (one or several processes), ``lavida evaluate`` (per-video results, without plot and overlay) and
+the Space all write through it. The folder holds:
 
-- ``result.json``: video metadata, anomaly names, model id, threshold, settings, per-frame ``scores`` and ``events``;
+- ``result.json``: ``VideoDetection.to_dict()`` (video metadata, anomaly names, model id, threshold, settings,
+  per-frame ``scores`` and ``events``);
 - ``scores.csv``: ``frame,time_s,score,is_anomaly``, one row per decoded frame (the same rounded scores as the JSON);
 - ``scores.png``: the score over time with the threshold line and the events shaded;
 - ``overlay.mp4``: H.264 at the original size and frame rate, the anomaly mask tinted over each frame and a score bar
-  along the bottom. Frames are decoded again from the source and masks requested one frame at a time, so memory
-  stays flat for long videos. An odd-sized video keeps its size by being encoded 4:4:4 (see ``write_video``).
+  along the bottom. The source is decoded a second time (the only second read) and masks are taken one frame at a
+  time, so memory stays flat for long videos. An odd-sized video keeps its size by being encoded 4:4:4 (see
+  ``write_video``).
 
 Everything is written into a hidden temporary folder next to the target and renamed into place at the end: a failure
 leaves no half-written folder, and an existing folder is replaced only once the new one is complete.
@@ -23,66 +24,27 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import UserInputError
-from .postprocessing import Event, resize_masks, threshold_scores
-from .video_io import VideoInfo, VideoSource, describe_source, iter_frames, write_video
+from .detection import SCORE_DECIMALS, VideoDetection
+from .errors import UserInputError
+from .postprocessing import resize_masks, threshold_scores
+from .video_io import iter_frames, write_video
 
 logger = logging.getLogger(__name__)
 
 RESULT_JSON, SCORES_CSV, SCORES_PNG, OVERLAY_MP4 = "result.json", "scores.csv", "scores.png", "overlay.mp4"
-RESULT_FORMAT_VERSION = 1
 MAX_PEAK_LABELS = 12
 
-MaskFn = Callable[[int], "np.ndarray | None"]  # frame index -> float [H, W] anomaly probability, or None (no mask)
-
-
-@dataclass
-class DetectionRecord:
-    """What the writers need to know about one video's detection (no model objects).
-
-    Attributes:
-        source: the video (path, bytes or frames); the overlay decodes it again.
-        info: its metadata; ``info.num_frames`` must equal ``len(scores)``.
-        anomalies: the names the model was prompted with.
-        scores: ``float [F]`` one anomaly probability per decoded frame.
-        events: the runs found by ``find_events`` with the same threshold.
-        threshold: score at or above which a frame counts as anomalous.
-        model_id: the checkpoint path or Hub id.
-        settings: other knobs worth recording (stride, min_event_frames, smoothing_sigma...).
-        video_name: name shown in the plot and JSON (default: the path or a description of the source).
-    """
-
-    source: VideoSource
-    info: VideoInfo
-    anomalies: list[str]
-    scores: np.ndarray
-    events: list[Event]
-    threshold: float
-    model_id: str
-    settings: dict[str, Any] = field(default_factory=dict)
-    video_name: str | None = None
-
-    def __post_init__(self) -> None:
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        if self.scores.size != self.info.num_frames:
-            raise ValueError(f"Got {self.scores.size} scores for a video of {self.info.num_frames} frames; "
-                             "there must be exactly one score per decoded frame.")
-        if self.video_name is None:
-            is_path = isinstance(self.source, (str, os.PathLike))
-            self.video_name = Path(self.source).name if is_path else describe_source(self.source)
 
 
 @dataclass
@@ -91,7 +53,7 @@ class OutputOptions:
 
     overlay: bool = True
     plot: bool = True
-    score_decimals: int = 6  # rounding shared by result.json and scores.csv, so the two agree exactly
+    score_decimals: int = SCORE_DECIMALS  # rounding shared by result.json and scores.csv, so the two agree
     mask_color: tuple[int, int, int] = (255, 48, 48)  # RGB tint of the anomaly mask
     mask_opacity: float = 0.55  # tint strength where the mask probability is 1
     mask_outline_threshold: float = 0.5  # the mask boundary is outlined at this probability
@@ -143,15 +105,13 @@ def atomic_directory(target: str | Path, overwrite: bool = True) -> Iterator[Pat
         raise
 
 
-def write_results(out_dir: str | Path, record: DetectionRecord, masks: MaskFn | None = None,
-                  options: OutputOptions | None = None) -> Path:
+def write_result_folder(out_dir: str | Path, detection: VideoDetection, options: OutputOptions | None = None) -> Path:
     """Write ``result.json``, ``scores.csv``, ``scores.png`` and ``overlay.mp4`` into ``out_dir``, atomically.
 
     Args:
         out_dir: the folder to create (replaced if it exists and ``options.overwrite``).
-        record: the detection.
-        masks: frame index -> ``float [H, W]`` mask probabilities (any size; resized bilinearly to the frame), or
-            None to tint nothing. Called once per frame, in order, while the overlay is written.
+        detection: the result; its ``masks`` (when kept) are tinted over the overlay one frame at a time, and its
+            ``source`` is decoded again for the overlay.
         options: which files and how they look.
 
     Returns:
@@ -160,13 +120,13 @@ def write_results(out_dir: str | Path, record: DetectionRecord, masks: MaskFn | 
     options = options or OutputOptions()
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, overwrite=options.overwrite) as staging:
-        write_result_json(staging / RESULT_JSON, record, options.score_decimals)
-        write_scores_csv(staging / SCORES_CSV, record, options.score_decimals)
+        write_result_json(staging / RESULT_JSON, detection, options.score_decimals)
+        write_scores_csv(staging / SCORES_CSV, detection, options.score_decimals)
         if options.plot:
-            plot_scores(staging / SCORES_PNG, record)
+            plot_scores(staging / SCORES_PNG, detection)
         if options.overlay:
-            write_overlay(staging / OVERLAY_MP4, record, masks, options)
-    logger.info("Wrote results for %s to %s", record.video_name, out_dir)
+            write_overlay(staging / OVERLAY_MP4, detection, options)
+    logger.info("Wrote results for %s to %s", detection.name, out_dir)
     return out_dir
 
 
@@ -175,42 +135,21 @@ def write_results(out_dir: str | Path, record: DetectionRecord, masks: MaskFn | 
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _rounded(values: np.ndarray, decimals: int) -> list[float]:
-    return [round(float(value), decimals) for value in values]
-
-
-def result_dict(record: DetectionRecord, decimals: int = 6) -> dict[str, Any]:
-    """The content of ``result.json`` as plain Python."""
-    events = [{key: round(value, decimals) if isinstance(value, float) else value
-               for key, value in event.to_dict().items()} for event in record.events]
-    return {
-        "format_version": RESULT_FORMAT_VERSION,
-        "video": {"name": record.video_name, **record.info.to_dict()},
-        "anomalies": list(record.anomalies),
-        "model_id": record.model_id,
-        "threshold": record.threshold,
-        "settings": dict(record.settings),
-        "num_events": len(events),
-        "events": events,
-        "scores": _rounded(record.scores, decimals),
-    }
-
-
-def write_result_json(path: str | Path, record: DetectionRecord, decimals: int = 6) -> None:
-    """``result.json``: see ``result_dict``."""
+def write_result_json(path: str | Path, detection: VideoDetection, decimals: int = SCORE_DECIMALS) -> None:
+    """``result.json``: ``detection.to_dict(decimals)``."""
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(result_dict(record, decimals), handle, indent=1)
+        json.dump(detection.to_dict(decimals), handle, indent=1)
         handle.write("\n")
 
 
-def write_scores_csv(path: str | Path, record: DetectionRecord, decimals: int = 6) -> None:
+def write_scores_csv(path: str | Path, detection: VideoDetection, decimals: int = SCORE_DECIMALS) -> None:
     """``scores.csv``: ``frame,time_s,score,is_anomaly`` per decoded frame (``is_anomaly`` is 0 or 1)."""
-    anomalous = threshold_scores(record.scores, record.threshold)
+    anomalous = threshold_scores(detection.scores, detection.threshold)
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["frame", "time_s", "score", "is_anomaly"])
-        for frame, (score, flag) in enumerate(zip(record.scores.tolist(), anomalous.tolist())):
-            writer.writerow([frame, f"{frame / record.info.fps:.{decimals}f}", f"{score:.{decimals}f}", int(flag)])
+        for frame, (score, flag) in enumerate(zip(detection.scores.tolist(), anomalous.tolist())):
+            writer.writerow([frame, f"{frame / detection.video.fps:.{decimals}f}", f"{score:.{decimals}f}", int(flag)])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -234,7 +173,7 @@ def _names_line(names: list[str], width: int = 110) -> str:
     return f"{', '.join(shown)} (+{len(names) - len(shown)} more)"
 
 
-def plot_scores(path: str | Path, record: DetectionRecord) -> None:
+def plot_scores(path: str | Path, detection: VideoDetection) -> None:
     """``scores.png``: score over time (seconds, frames on the top axis), threshold line, events shaded."""
     import matplotlib
 
@@ -243,25 +182,26 @@ def plot_scores(path: str | Path, record: DetectionRecord) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    fps = record.info.fps
+    fps = detection.video.fps
     # Frame i covers [i / fps, (i + 1) / fps): repeat the last score so the last frame's step is drawn too.
-    times = np.arange(record.scores.size + 1) / fps
-    curve = np.append(record.scores, record.scores[-1])
+    times = np.arange(detection.scores.size + 1) / fps
+    curve = np.append(detection.scores, detection.scores[-1])
     score_color, event_color, threshold_color = "#1f5fa8", "#e0483a", "#555555"
     with plt.rc_context({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False}):
         figure, axis = plt.subplots(figsize=(10, 3.6), dpi=130, layout="constrained")
         try:
-            for event in record.events:
+            for event in detection.events:
                 axis.axvspan(event.start_s, event.end_s, color=event_color, alpha=0.16, lw=0)
             axis.fill_between(times, curve, step="post", color=score_color, alpha=0.12, lw=0)
             axis.step(times, curve, where="post", color=score_color, lw=1.6)
-            axis.axhline(record.threshold, color=threshold_color, ls="--", lw=1.1)
+            axis.axhline(detection.threshold, color=threshold_color, ls="--", lw=1.1)
             # Label the highest peaks only: dozens of labels on a long video would hide the curve.
-            for event in sorted(record.events, key=lambda e: e.peak_score, reverse=True)[:MAX_PEAK_LABELS]:
-                peak_frame = event.start_frame + int(np.argmax(record.scores[event.start_frame:event.end_frame + 1]))
+            for event in sorted(detection.events, key=lambda e: e.peak_score, reverse=True)[:MAX_PEAK_LABELS]:
+                peak = detection.scores[event.start_frame:event.end_frame + 1]
+                peak_frame = event.start_frame + int(np.argmax(peak))
                 axis.annotate(f"{event.peak_score:.2f}", (peak_frame / fps + 0.5 / fps, event.peak_score),
                               xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8, color=event_color)
-            duration = record.scores.size / fps
+            duration = detection.scores.size / fps
             axis.set_xlim(0, duration)
             axis.set_ylim(0, 1.08)
             axis.set_xlabel("time (s)")
@@ -272,12 +212,12 @@ def plot_scores(path: str | Path, record: DetectionRecord) -> None:
             frames_axis.tick_params(labelsize=8, colors="#666666")
             handles = [Line2D([], [], color=score_color, lw=1.6, label="score"),
                        Line2D([], [], color=threshold_color, ls="--", lw=1.1,
-                                  label=f"threshold {record.threshold:g}"),
-                       Patch(color=event_color, alpha=0.3, label=f"events ({len(record.events)})")]
+                                  label=f"threshold {detection.threshold:g}"),
+                       Patch(color=event_color, alpha=0.3, label=f"events ({len(detection.events)})")]
             axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)
-            figure.suptitle(f"Anomaly score: {record.video_name}", x=0.01, ha="left", fontsize=12,
+            figure.suptitle(f"Anomaly score: {detection.name}", x=0.01, ha="left", fontsize=12,
                             fontweight="bold")
-            axis.set_title(f"anomalies: {_names_line(record.anomalies)}", loc="left", fontsize=9.5, color="#333333")
+            axis.set_title(f"anomalies: {_names_line(detection.anomalies)}", loc="left", fontsize=9.5, color="#333333")
             figure.savefig(path)
         finally:
             plt.close(figure)
@@ -289,6 +229,8 @@ def plot_scores(path: str | Path, record: DetectionRecord) -> None:
 
 
 def _mask_at_frame_size(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``float32 [H, W]`` probabilities in [0, 1] from a mask at any size (masks from a detection are already
+    ``[H, W]``)."""
     mask = np.asarray(mask, dtype=np.float32)
     if mask.shape != (height, width):
         mask = resize_masks(mask, (height, width))
@@ -355,51 +297,53 @@ def _label_bar(frame: np.ndarray, bar: int, text: str) -> None:
     frame[-bar:] = np.asarray(strip)
 
 
-def write_overlay(path: str | Path, record: DetectionRecord, masks: MaskFn | None = None,
-                  options: OutputOptions | None = None) -> None:
-    """``overlay.mp4``: the source re-decoded frame by frame, each frame rendered by ``render_overlay_frame``.
+def write_overlay(path: str | Path, detection: VideoDetection, options: OutputOptions | None = None) -> None:
+    """``overlay.mp4``: ``detection.source`` decoded again frame by frame, each frame rendered by
+    ``render_overlay_frame`` with ``detection.masks[i]`` (when kept).
 
-    Same frame count, size and frame rate as the source. Raises ``ValueError`` (and writes nothing) if the source
-    decodes to a different number of frames than ``record.scores`` has.
+    Same frame count, size and frame rate as the source. Raises ``ValueError`` (and writes nothing) if the source is
+    unknown or decodes to a different number of frames than ``detection.scores`` has.
     """
     options = options or OutputOptions()
-    info = record.info
+    video, masks = detection.video, detection.masks
+    if detection.source is None:
+        raise ValueError(f"{detection.name}: the detection does not say which video it read; no overlay possible.")
 
     def frames() -> Iterator[np.ndarray]:
         count = 0
-        with tqdm(total=info.num_frames, desc=f"overlay {record.video_name}", unit="frame", leave=False,
+        with tqdm(total=video.num_frames, desc=f"overlay {detection.name}", unit="frame", leave=False,
                   disable=None if options.progress is None else not options.progress) as bar:
-            for index, image in iter_frames(record.source):
-                if index >= info.num_frames:
-                    raise ValueError(f"{record.video_name} decodes to more frames than the {info.num_frames} scored.")
-                mask = masks(index) if masks is not None else None
-                yield render_overlay_frame(image, float(record.scores[index]), record.threshold, mask, options)
+            for index, image in iter_frames(detection.source):
+                if index >= video.num_frames:
+                    raise ValueError(f"{detection.name} decodes to more frames than the {video.num_frames} scored.")
+                mask = masks[index] if masks is not None else None
+                yield render_overlay_frame(image, float(detection.scores[index]), detection.threshold, mask, options)
                 count += 1
                 bar.update(1)
-        if count != info.num_frames:
-            raise ValueError(f"{record.video_name} decoded to {count} frames but {info.num_frames} were scored.")
+        if count != video.num_frames:
+            raise ValueError(f"{detection.name} decoded to {count} frames but {video.num_frames} were scored.")
 
-    write_video(path, frames(), info.fps, crf=options.overlay_crf, preset=options.overlay_preset, odd_size="exact")
+    write_video(path, frames(), video.fps, crf=options.overlay_crf, preset=options.overlay_preset, odd_size="exact")
 
 
-def format_summary(record: DetectionRecord, max_events: int = 5) -> str:
+def format_summary(detection: VideoDetection, max_events: int = 5) -> str:
     """A one-line summary of the events, strongest (highest peak) first; past ``max_events`` only a count of the
     weaker ones, so a long video's main event is never cut off behind brief early ones.
 
     Example: ``walk.mp4: 2 events (fighting, fire) at 1.2-3.4 s (peak 0.91), 5.0-5.6 s (peak 0.62)``.
     """
-    names = _names_line(record.anomalies, width=60)
-    if not record.events:
-        best = float(record.scores.max()) if record.scores.size else 0.0
-        return f"{record.video_name}: no events ({names}); highest score {best:.2f} < threshold {record.threshold:g}"
-    strongest = sorted(record.events, key=lambda event: (-event.peak_score, event.start_frame))
+    names = _names_line(detection.anomalies, width=60)
+    if not detection.events:
+        best = float(detection.scores.max()) if detection.scores.size else 0.0
+        return f"{detection.name}: no events ({names}); highest score {best:.2f} < threshold {detection.threshold:g}"
+    strongest = sorted(detection.events, key=lambda event: (-event.peak_score, event.start_frame))
     spans = ", ".join(f"{event.start_s:.1f}-{event.end_s:.1f} s (peak {event.peak_score:.2f})"
                       for event in strongest[:max_events])
-    more = f" and {len(record.events) - max_events} weaker" if len(record.events) > max_events else ""
-    plural = "event" if len(record.events) == 1 else "events"
-    return f"{record.video_name}: {len(record.events)} {plural} ({names}) at {spans}{more}"
+    more = f" and {len(detection.events) - max_events} weaker" if len(detection.events) > max_events else ""
+    plural = "event" if len(detection.events) == 1 else "events"
+    return f"{detection.name}: {len(detection.events)} {plural} ({names}) at {spans}{more}"
 
 
-__all__ = ["OVERLAY_MP4", "RESULT_JSON", "SCORES_CSV", "SCORES_PNG", "DetectionRecord", "MaskFn", "OutputOptions",
-           "atomic_directory", "format_summary", "plot_scores", "render_overlay_frame", "result_dict", "write_overlay",
-           "write_result_json", "write_results", "write_scores_csv"]
+__all__ = ["OVERLAY_MP4", "RESULT_JSON", "SCORES_CSV", "SCORES_PNG", "OutputOptions", "atomic_directory",
+           "format_summary", "plot_scores", "render_overlay_frame", "write_overlay", "write_result_folder",
+           "write_result_json", "write_scores_csv"]

@@ -1,25 +1,35 @@
 """Video reading and writing with PyAV (the FFmpeg bindings that ship their own codecs).
 
-Reading streams: frames are decoded one at a time, so memory stays flat however long the video is.
+Reading streams: one ``VideoReader`` opens a video once and decodes it frame by frame, so memory stays flat however
+long the video is, and the exact frame count is known when the pass ends (no counting pass first).
 
-    info = probe_video("clip.mp4")                       # exact frame count, fps, size, codec
-    for clip in iter_clips("clip.mp4", stride=2):        # 8 sampled frames at a time
+    reader = VideoReader("clip.mp4")
+    reader.header.num_frames        # the container's estimate (progress bars); None when it declares none
+    for index, image in reader.frames(stride=2):   # uint8 [H, W, 3] RGB, every 2nd decoded frame
+        ...
+    reader.info                     # exact VideoInfo (decoded count, fps, size, damaged), after the pass
+
+    for clip in iter_clips("clip.mp4", stride=2):   # 8 sampled frames at a time (one reader underneath)
         clip.frames        # uint8 [8, H, W, 3]
         clip.frame_indices # int64 [8], decoded-frame index of each sampled frame
         clip.real          # bool [8], False for the padding that completes the last clip
 
-A source is a path, the bytes of a video file, a ``uint8 [F, H, W, 3]`` array (at ``DEFAULT_ARRAY_FPS``) or a
-``FrameArray`` (an array with its fps). Anything a user can get wrong (a missing or empty file, a file that is not a
-video, a video with fewer than two frames) raises ``lavida.errors.UserInputError`` naming the input.
+A source is a path, the bytes of a video file, a ``uint8 [F, H, W, 3]`` array or a list of ``uint8 [H, W, 3]`` frames
+(at ``DEFAULT_ARRAY_FPS``), a ``FrameArray`` (frames with their fps) or a ``VideoReader`` not yet read. Anything a user
+can get wrong (a missing or empty file, a file that is not a video, a video with fewer than two frames) raises
+``UserInputError`` naming the input.
 
 Damaged videos: a file whose container cannot be opened (for instance an mp4 cut before its index) is an error. A file
 that opens but has packets that do not decode (an mp4 cut after its index, a damaged stream) is read with those
-packets skipped and a warning; ``probe_video`` and the frame iterators use the same decoder, so their frame counts
-always agree. Frame indices count decoded frames, so frames lost in the middle of a damaged file shift the indices
-(and times) of the frames after them.
+packets skipped and a warning; ``probe_video`` and the readers use the same decoder, so their frame counts always
+agree. Frame indices count decoded frames, so frames lost in the middle of a damaged file shift the indices (and
+times) of the frames after them.
 
 Writing: ``write_video`` encodes H.264 into a temporary file and renames it into place, so a failed write leaves
 nothing behind.
+
+This file is copied next to saved checkpoints with the pipeline: its top-level imports are numpy and its siblings;
+PyAV is imported when a file or bytes are read or a video is written (frame arrays need no decoder).
 """
 
 from __future__ import annotations
@@ -29,17 +39,17 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-import av
 import numpy as np
 
-from ..errors import UserInputError
+from .errors import UserInputError
+from .options import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +137,7 @@ def _encode(target: Path, frames: Iterator[np.ndarray], rate: Fraction, *, crf: 
     pad = (height % 2, width % 2) if odd and odd_size == "pad" else (0, 0)
     pixel_format = "yuv444p" if odd and odd_size == "exact" else "yuv420p"
     options = {"movflags": "+faststart"} if container_format in ("mp4", "mov") else {}
+    av = _av()
     with av.open(str(target), mode="w", format=container_format, options=options) as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = width + pad[1], height + pad[0]
@@ -158,13 +169,11 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
 
 @dataclass(frozen=True)
 class FrameArray:
-    """Decoded frames with their frame rate: ``frames`` is ``uint8 [F, H, W, 3]`` RGB."""
+    """Decoded frames with their frame rate: ``frames`` is ``uint8 [F, H, W, 3]`` RGB, as one array or a list of
+    ``[H, W, 3]`` frames (a list is read frame by frame, never stacked)."""
 
-    frames: np.ndarray
+    frames: np.ndarray | Sequence[np.ndarray]
     fps: float = DEFAULT_ARRAY_FPS
-
-
-VideoSource = str | os.PathLike | bytes | np.ndarray | FrameArray
 
 
 @dataclass(frozen=True)
@@ -193,26 +202,72 @@ class VideoInfo:
                 "duration_s": self.duration_s, "codec": self.codec, "damaged": self.damaged}
 
 
+@dataclass(frozen=True)
+class VideoHeader:
+    """What a video declares before any frame is decoded (read when a ``VideoReader`` opens it).
+
+    Attributes:
+        num_frames: the container's frame count, or ``duration * fps`` when it stores none (an estimate for progress
+            bars: the exact count is ``VideoReader.info.num_frames``); None when neither is declared.
+        duration_s: the declared duration in seconds, or None.
+        fps, width, height, codec: as in ``VideoInfo``.
+    """
+
+    num_frames: int | None
+    duration_s: float | None
+    fps: float
+    width: int
+    height: int
+    codec: str
+
+
 def describe_source(source: VideoSource) -> str:
     """A short name of ``source`` for messages: the path, or what kind of in-memory video it is."""
+    if isinstance(source, VideoReader):
+        return describe_source(source.source)
     if isinstance(source, (str, os.PathLike)):
         return str(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"the video data ({len(source)} bytes)"
     frames = source.frames if isinstance(source, FrameArray) else source
+    if isinstance(frames, (list, tuple)):
+        shape = list(np.shape(frames[0])) if frames else []
+        return f"the list of {len(frames)} frames {shape}"
     return f"the frame array {list(np.shape(frames))}"
 
 
-def _check_array(source: np.ndarray | FrameArray) -> tuple[np.ndarray, float]:
+def is_frame_list(value: object) -> bool:
+    """True for a non-empty list/tuple of ``[H, W, C]`` arrays: the frames of one video (not a list of videos)."""
+    return (isinstance(value, (list, tuple)) and len(value) > 0
+            and all(isinstance(item, np.ndarray) and item.ndim == 3 for item in value))
+
+
+def _check_array(source: np.ndarray | FrameArray | Sequence[np.ndarray]
+                 ) -> tuple[np.ndarray | Sequence[np.ndarray], float]:
+    """The frames (an array, or a list checked frame by frame on reading) and their fps."""
     frames, fps = (source.frames, source.fps) if isinstance(source, FrameArray) else (source, DEFAULT_ARRAY_FPS)
-    frames = np.asarray(frames)
     name = describe_source(source)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise UserInputError(f"Video frames {name} must be uint8 RGB [frames, height, width, 3], got "
-                             f"{frames.dtype} {list(frames.shape)}: convert them with np.asarray(..., np.uint8).")
+    if isinstance(frames, (list, tuple)):
+        first = np.asarray(frames[0]) if frames else np.zeros(0, np.uint8)
+        if first.dtype != np.uint8 or first.ndim != 3 or first.shape[-1] != 3:
+            raise UserInputError(f"Video frames {name} must be uint8 RGB [height, width, 3] each, got "
+                                 f"{first.dtype} {list(first.shape)}: convert them with np.asarray(..., np.uint8).")
+    else:
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise UserInputError(f"Video frames {name} must be uint8 RGB [frames, height, width, 3], got "
+                                 f"{frames.dtype} {list(frames.shape)}: convert them with np.asarray(..., np.uint8).")
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
         raise UserInputError(f"The fps of {name} must be a positive number, got {fps!r}.")
     return frames, float(fps)
+
+
+def _list_frame(frames: Sequence[np.ndarray], index: int, shape: tuple[int, ...], name: str) -> np.ndarray:
+    frame = np.asarray(frames[index])
+    if frame.dtype != np.uint8 or frame.shape != shape:
+        raise UserInputError(f"Frame {index} of {name} is {frame.dtype} {list(frame.shape)}; every frame must be "
+                             f"uint8 {list(shape)} like the first.")
+    return frame
 
 
 def _check_path(path: Path) -> None:
@@ -224,8 +279,19 @@ def _check_path(path: Path) -> None:
         raise UserInputError(f"Video {path} is empty (0 bytes): re-export or re-download it.")
 
 
-def _open_container(source: str | os.PathLike | bytes) -> tuple[av.container.InputContainer, av.VideoStream]:
+def _av():
+    """The PyAV module (imported when a file is read or written)."""
+    try:
+        import av
+    except ImportError:
+        raise ImportError("Reading or writing video files needs PyAV: pip install av (frame arrays need nothing).") \
+            from None
+    return av
+
+
+def _open_container(source: str | os.PathLike | bytes):
     """Open a file or bytes for decoding and return the container and its first video stream."""
+    av = _av()
     name = describe_source(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -264,13 +330,14 @@ class _DecodeReport:
         return self.rejected_packets > 0 or self.stopped_early
 
 
-def _decode(container: av.container.InputContainer, stream: av.VideoStream, name: str,
-            report: _DecodeReport | None = None) -> Iterator[av.VideoFrame]:
-    """Every frame the decoder can produce, skipping packets it rejects (a damaged or truncated file).
+def _decode(container, stream, name: str, report: _DecodeReport | None = None) -> Iterator:
+    """Every frame (``av.VideoFrame``) the decoder can produce, skipping packets it rejects (a damaged or truncated
+    file).
 
     Rejected packets are skipped rather than ending the read so that a single bad packet does not lose the rest
     of the video; probe and iteration share this function, so they always see the same frames.
     """
+    av = _av()
     report = report if report is not None else _DecodeReport()
     try:
         for packet in container.demux(stream):
@@ -286,7 +353,7 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream, name
                        report.rejected_packets)
 
 
-def _stream_fps(stream: av.VideoStream) -> float:
+def _stream_fps(stream) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and rate > 0:
             return float(rate)
@@ -294,62 +361,22 @@ def _stream_fps(stream: av.VideoStream) -> float:
     return FALLBACK_FPS
 
 
-def probe_video(source: VideoSource) -> VideoInfo:
-    """Metadata of ``source`` with the exact decoded frame count.
-
-    Container headers often miss or misstate the frame count (webm and mkv store none; damaged files claim frames
-    that do not decode), so the frames are counted by decoding them (without colour conversion: roughly two thirds
-    of the cost of reading the video as RGB). Results for files are cached by path, size and modification time.
-
-    Raises:
-        UserInputError: a missing, empty or unreadable file, a bad frame array, or fewer than 2 decodable frames.
-    """
-    if isinstance(source, (np.ndarray, FrameArray)):
-        frames, fps = _check_array(source)
-        info = VideoInfo(num_frames=int(frames.shape[0]), fps=fps, width=int(frames.shape[2]),
-                         height=int(frames.shape[1]), duration_s=frames.shape[0] / fps, codec="rawvideo")
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        info = _probe_container(source)
-    elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        _check_path(path)
-        stat = path.stat()
-        info = _probe_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    else:
-        raise UserInputError(f"Cannot read a video from a {type(source).__name__}: give a path, the bytes of a "
-                             "video file or uint8 frames [frames, height, width, 3].")
-    if info.num_frames < MIN_FRAMES and info.damaged:
-        raise UserInputError(f"Video {describe_source(source)} is damaged or truncated: only {info.num_frames} "
-                             f"frame(s) decode and at least {MIN_FRAMES} are needed: re-export or re-download it.")
-    if info.num_frames < MIN_FRAMES:
-        raise UserInputError(f"Video {describe_source(source)} has {info.num_frames} decodable frame(s); at least "
-                             f"{MIN_FRAMES} are needed to score a video: give a longer video.")
-    return info
+def _declared_duration(container, stream) -> float | None:
+    """Seconds the stream (else the container) declares, or None."""
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
 
 
-@lru_cache(maxsize=64)
-def _probe_file(path: str, size: int, mtime_ns: int) -> VideoInfo:
-    return _probe_container(path)
-
-
-def _probe_container(source: str | bytes) -> VideoInfo:
-    container, stream = _open_container(source)
-    with container:
-        codec = stream.codec_context.name
-        fps = _stream_fps(stream)
-        width, height, count = stream.codec_context.width, stream.codec_context.height, 0
-        report = _DecodeReport()
-        for frame in _decode(container, stream, describe_source(source), report):
-            if count == 0:
-                width, height = frame.width, frame.height
-            count += 1
-    return VideoInfo(num_frames=count, fps=fps, width=int(width), height=int(height), duration_s=count / fps,
-                     codec=codec, damaged=report.damaged)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Streaming frames and clips
-# ---------------------------------------------------------------------------------------------------------------------
+def _check_count(count: int, damaged: bool, name: str) -> None:
+    if count < MIN_FRAMES and damaged:
+        raise UserInputError(f"Video {name} is damaged or truncated: only {count} frame(s) decode and at least "
+                             f"{MIN_FRAMES} are needed: re-export or re-download it.")
+    if count < MIN_FRAMES:
+        raise UserInputError(f"Video {name} has {count} decodable frame(s); at least {MIN_FRAMES} are needed to "
+                             "score a video: give a longer video.")
 
 
 class DecodedFrame(NamedTuple):
@@ -357,6 +384,166 @@ class DecodedFrame(NamedTuple):
 
     index: int
     image: np.ndarray
+
+
+class VideoReader:
+    """One pass over one video: opened once (the header is read then), decoded frame by frame.
+
+    Files and bytes are opened on construction (an unreadable file fails here, before any work); the container is
+    closed when the pass ends or the reader is closed. ``info`` (the exact decoded count) is known after the pass.
+
+    Raises:
+        UserInputError: a missing, empty or unreadable file, a bad frame array, or fewer than 2 decodable frames
+            (at the end of the pass).
+    """
+
+    def __init__(self, source: VideoSource):
+        if isinstance(source, VideoReader):
+            raise TypeError("source is already a VideoReader.")
+        if is_frame_list(source):
+            source = FrameArray(source)
+        self.source = source
+        self.name = describe_source(source)
+        self._container = self._stream = None
+        self._info: VideoInfo | None = None
+        self._started = False
+        if isinstance(source, (np.ndarray, FrameArray)):
+            self._frames, fps = _check_array(source)
+            first = np.asarray(self._frames[0]) if len(self._frames) else np.zeros((0, 0, 3), np.uint8)
+            count = len(self._frames)
+            self.header = VideoHeader(num_frames=count, duration_s=count / fps, fps=fps, width=int(first.shape[1]),
+                                      height=int(first.shape[0]), codec="rawvideo")
+        elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+            self._container, self._stream = _open_container(source)
+            stream = self._stream
+            fps = _stream_fps(stream)
+            duration = _declared_duration(self._container, stream)
+            declared = int(stream.frames or 0)
+            estimate = declared if declared > 0 else (round(duration * fps) if duration else None)
+            self.header = VideoHeader(num_frames=estimate, duration_s=duration, fps=fps,
+                                      width=int(stream.codec_context.width), height=int(stream.codec_context.height),
+                                      codec=stream.codec_context.name)
+        else:
+            raise UserInputError(f"Cannot read a video from a {type(source).__name__}: give a path, the bytes of a "
+                                 "video file or uint8 frames [frames, height, width, 3].")
+
+    @property
+    def info(self) -> VideoInfo:
+        """The exact metadata, once ``frames`` has run to the end."""
+        if self._info is None:
+            raise RuntimeError(f"{self.name} has not been read to the end yet: iterate over frames() first.")
+        return self._info
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def frames(self, stride: int = 1) -> Iterator[DecodedFrame]:
+        """Decode every frame and yield every ``stride``-th one (indices 0, stride, 2*stride...); one pass only.
+
+        Only the current frame is held in memory. Frames that change size mid-stream are rescaled to the first
+        frame's size so every frame has the same shape. ``info`` is set when the pass ends (a video with fewer than
+        2 frames raises ``UserInputError`` then).
+        """
+        stride = _check_stride(stride)
+        if self._started:
+            raise RuntimeError(f"{self.name} was already read: a VideoReader makes one pass.")
+        self._started = True
+        if self._container is None and isinstance(self.source, (np.ndarray, FrameArray)):
+            yield from self._array_frames(stride)
+            return
+        if self._container is None:
+            raise RuntimeError(f"{self.name} is closed.")
+        report = _DecodeReport()
+        width, height, count = self.header.width, self.header.height, 0
+        try:
+            for index, frame in enumerate(_decode(self._container, self._stream, self.name, report)):
+                if count == 0:
+                    width, height = frame.width, frame.height
+                count += 1
+                if index % stride == 0:
+                    yield DecodedFrame(index, frame.to_ndarray(format="rgb24", width=width, height=height))
+        finally:
+            self.close()
+        _check_count(count, report.damaged, self.name)
+        fps = self.header.fps
+        self._info = VideoInfo(num_frames=count, fps=fps, width=int(width), height=int(height),
+                               duration_s=count / fps, codec=self.header.codec, damaged=report.damaged)
+
+    def _array_frames(self, stride: int) -> Iterator[DecodedFrame]:
+        frames, header = self._frames, self.header
+        _check_count(len(frames), False, self.name)
+        shape = (header.height, header.width, 3)
+        for index in range(0, len(frames), stride):
+            image = frames[index] if isinstance(frames, np.ndarray) else _list_frame(frames, index, shape, self.name)
+            yield DecodedFrame(index, image)
+        self._info = VideoInfo(num_frames=len(frames), fps=header.fps, width=header.width, height=header.height,
+                               duration_s=len(frames) / header.fps, codec="rawvideo")
+
+
+VideoSource = str | os.PathLike | bytes | np.ndarray | FrameArray | Sequence[np.ndarray] | VideoReader
+
+
+def read_header(source: VideoSource) -> VideoHeader:
+    """What ``source`` declares, without decoding a frame (opens and closes the container)."""
+    with VideoReader(source) as reader:
+        return reader.header
+
+
+def probe_video(source: VideoSource) -> VideoInfo:
+    """Metadata of ``source`` with the exact decoded frame count (a full decoding pass; results for files are cached
+    by path, size and modification time).
+
+    Container headers often miss or misstate the frame count (webm and mkv store none; damaged files claim frames
+    that do not decode), so the frames are counted by decoding them (without colour conversion). Detection does not
+    call this: its one decoding pass counts the frames as it goes.
+
+    Raises:
+        UserInputError: a missing, empty or unreadable file, a bad frame array, or fewer than 2 decodable frames.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        _check_path(path)
+        stat = path.stat()
+        return _probe_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    reader = VideoReader(source)
+    if reader._container is None:
+        for _ in reader.frames(stride=reader.header.num_frames or 1):
+            pass
+        return reader.info
+    return _count_frames(reader)
+
+
+@lru_cache(maxsize=64)
+def _probe_file(path: str, size: int, mtime_ns: int) -> VideoInfo:
+    return _count_frames(VideoReader(path))
+
+
+def _count_frames(reader: VideoReader) -> VideoInfo:
+    """Decode without colour conversion, counting frames (closes the reader)."""
+    report = _DecodeReport()
+    width, height, count = reader.header.width, reader.header.height, 0
+    with reader:
+        for frame in _decode(reader._container, reader._stream, reader.name, report):
+            if count == 0:
+                width, height = frame.width, frame.height
+            count += 1
+    _check_count(count, report.damaged, reader.name)
+    fps = reader.header.fps
+    return VideoInfo(num_frames=count, fps=fps, width=int(width), height=int(height), duration_s=count / fps,
+                     codec=reader.header.codec, damaged=report.damaged)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Streaming frames and clips
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -379,42 +566,27 @@ class Clip:
 
 
 def _check_stride(stride: int) -> int:
-    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-        raise UserInputError(f"The frame stride must be a positive integer (1 = every frame), got {stride!r}.")
-    return int(stride)
+    try:
+        return check_positive_int("stride", stride)
+    except ValueError as error:
+        raise UserInputError(str(error)) from None
+
+
+def _reader(source: VideoSource) -> VideoReader:
+    return source if isinstance(source, VideoReader) else VideoReader(source)
 
 
 def iter_frames(source: VideoSource, stride: int = 1) -> Iterator[DecodedFrame]:
-    """Decode ``source`` one frame at a time and yield every ``stride``-th frame (indices 0, stride, 2*stride...).
-
-    Only the current frame is held in memory. Frames that change size mid-stream are rescaled to the first
-    frame's size so every frame has the same shape.
-    """
+    """Decode ``source`` one frame at a time and yield every ``stride``-th frame (see ``VideoReader.frames``)."""
     stride = _check_stride(stride)
-    if isinstance(source, (np.ndarray, FrameArray)):
-        frames, _ = _check_array(source)
-        for index in range(0, frames.shape[0], stride):
-            yield DecodedFrame(index, frames[index])
-        return
-    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
-        raise UserInputError(f"Cannot read a video from a {type(source).__name__}: give a path, the bytes of a "
-                             "video file or uint8 frames [frames, height, width, 3].")
-    container, stream = _open_container(source)
-    with container:
-        size: tuple[int, int] | None = None
-        for index, frame in enumerate(_decode(container, stream, describe_source(source))):
-            if index % stride:
-                continue
-            if size is None:
-                size = (frame.width, frame.height)
-            yield DecodedFrame(index, frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+    yield from _reader(source).frames(stride)
 
 
 def iter_clips(source: VideoSource, stride: int = 1, clip_length: int = DEFAULT_CLIP_LENGTH) -> Iterator[Clip]:
     """Group the frames of ``iter_frames(source, stride)`` into clips of ``clip_length`` sampled frames.
 
     The last clip is completed by repeating its last frame; ``Clip.real`` tells real frames from padding.
-    Holds one clip in memory.
+    Holds one clip in memory. Give a ``VideoReader`` to read ``info`` after the last clip.
     """
     if isinstance(clip_length, bool) or not isinstance(clip_length, (int, np.integer)) or clip_length < 1:
         raise ValueError(f"clip_length must be a positive integer, got {clip_length!r}.")
@@ -424,13 +596,14 @@ def iter_clips(source: VideoSource, stride: int = 1, clip_length: int = DEFAULT_
         images.append(image)
         indices.append(index)
         if len(images) == clip_length:
-            yield _make_clip(images, indices, clip_length)
+            yield make_clip(images, indices, clip_length)
             images, indices = [], []
     if images:
-        yield _make_clip(images, indices, clip_length)
+        yield make_clip(images, indices, clip_length)
 
 
-def _make_clip(images: list[np.ndarray], indices: list[int], clip_length: int) -> Clip:
+def make_clip(images: list[np.ndarray], indices: list[int], clip_length: int) -> Clip:
+    """A ``Clip`` of ``clip_length`` frames from up to ``clip_length`` sampled ones (the last repeated as padding)."""
     real = np.zeros(clip_length, dtype=bool)
     real[: len(images)] = True
     missing = clip_length - len(images)
@@ -440,4 +613,5 @@ def _make_clip(images: list[np.ndarray], indices: list[int], clip_length: int) -
 
 
 __all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "MIN_FRAMES", "VIDEO_SUFFIXES", "Clip", "DecodedFrame",
-           "FrameArray", "VideoInfo", "VideoSource", "describe_source", "iter_clips", "iter_frames", "probe_video", "write_video"]
+           "FrameArray", "VideoHeader", "VideoInfo", "VideoReader", "VideoSource", "describe_source", "is_frame_list",
+           "iter_clips", "iter_frames", "make_clip", "probe_video", "read_header", "write_video"]

@@ -6,9 +6,9 @@ Run it as a Space (``python app.py``), with ``lavida demo``, or from Python:
     from lavida.space.settings import SpaceSettings
     launch(SpaceSettings.from_env(), server_name="127.0.0.1", server_port=7860)
 
-The page is thin: every request goes through ``DetectionService`` (the detection engine and the result writers, the
-same steps as ``lavida detect``). The API endpoint ``/detect`` takes (video, anomaly names, stride, threshold) and
-returns (plot, overlay video, events table, [result.json, scores.csv], summary).
+The page is thin: every request goes through ``DetectionService`` (the ``video-anomaly-detection`` pipeline and
+``write_result_folder``, the route ``lavida detect`` takes). The API endpoint ``/detect`` takes (video, anomaly names,
+stride, threshold) and returns (plot, overlay video, events table, [result.json, scores.csv], summary).
 """
 
 from __future__ import annotations

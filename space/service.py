@@ -1,8 +1,9 @@
 """One Space request, without any user interface: check the upload, detect, write the results.
 
-It runs the same steps as ``lavida detect`` (``detect_video`` with the same ``DetectionOptions``, then
-``write_results``), so a video gives the same ``result.json`` and ``scores.csv`` in the page and on the command line
-for the same model and settings.
+It takes the same route as ``lavida detect``: the ``video-anomaly-detection`` pipeline with the same
+``DetectionOptions``, then ``write_result_folder``, so a video gives the same ``result.json`` and ``scores.csv`` in the
+page and on the command line for the same model and settings. The upload is opened once (its header gives the
+duration check) and that open reader is what the pipeline decodes; the overlay is the only second read.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from lavida.errors import UserInputError
 from lavida.processing.anomaly_names import parse_anomaly_names
-from lavida.processing.detection import DetectionOptions, detect_video
-from lavida.processing.result_writers import (OVERLAY_MP4, RESULT_JSON, SCORES_CSV, SCORES_PNG, DetectionRecord,
-                                              OutputOptions, format_summary, write_results)
-from lavida.processing.video_io import VideoInfo, iter_frames, probe_video, write_video
+from lavida.processing.options import DetectionOptions
+from lavida.processing.pipeline_lavida import TASK, VideoAnomalyDetectionPipeline
+from lavida.processing.result_writers import (OVERLAY_MP4, RESULT_JSON, SCORES_CSV, SCORES_PNG, OutputOptions,
+                                              format_summary, write_result_folder)
+from lavida.processing.video_io import VideoInfo, VideoReader, iter_frames, write_video
 
 from .settings import SpaceSettings
 
@@ -53,29 +56,32 @@ def embedded_model_id() -> str:
 
 
 class DetectionService:
-    """The model, loaded once, and the request handler around the detection engine.
+    """The detection pipeline, loaded once, and the request handler around it.
 
     Requests may run in parallel threads (the queue's concurrency limit): the model is only read, and every request
     writes into its own folder.
     """
 
     def __init__(self, settings: SpaceSettings, model=None, processor=None) -> None:
+        """Load ``settings.model`` (the embedded lavida-tiny when None), or wrap an already loaded ``model`` and
+        ``processor``."""
         self.settings = settings
         if model is None or processor is None:
-            import torch
+            from lavida.processing.factories import load_detection_pipeline
 
-            from lavida.model_factory import load_model_and_processor
-
-            device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            model, processor = load_model_and_processor(settings.model, device=device)
-        self.model, self.processor = model, processor
-        self.model_id = settings.model or embedded_model_id()
+            self.detector = load_detection_pipeline(settings.model, device=settings.device,
+                                                    batch_size=settings.clip_batch_size)
+        else:
+            self.detector = VideoAnomalyDetectionPipeline(model=model, processor=processor, device=model.device,
+                                                          task=TASK, batch_size=settings.clip_batch_size,
+                                                          model_id=settings.model or embedded_model_id())
+        self.model_id = self.detector.model_id
         self.results_root = settings.root / "results"
 
     # -- checks ---------------------------------------------------------------------------------------------------
 
-    def check_video(self, video: str | Path | None) -> VideoInfo:
-        """Size, readability and duration of an upload.
+    def check_video(self, video: str | Path | None) -> VideoReader:
+        """Size, readability and (declared) duration of an upload; returns it opened, not yet decoded.
 
         Raises:
             UserInputError: no video, a file over the upload limit, a file that is not a readable video, or a video
@@ -91,24 +97,29 @@ class DetectionService:
             raise UserInputError(f"{path.name} is {size / 2**20:.1f} MB; this demo accepts videos up to "
                                  f"{self.settings.max_upload_mb:g} MB: trim or compress it, or run `lavida detect` "
                                  "locally.")
+        with _named(path):
+            reader = VideoReader(path)
         try:
-            info = probe_video(path)
-        except UserInputError as error:
-            raise UserInputError(str(error).replace(str(path), path.name)) from None
-        if info.duration_s > self.settings.max_duration_s:
-            raise UserInputError(f"{path.name} is {info.duration_s:.1f} s long; this demo accepts videos up to "
+            self.check_duration(path.name, reader.header.duration_s)
+        except UserInputError:
+            reader.close()
+            raise
+        return reader
+
+    def check_duration(self, name: str, duration_s: float | None) -> None:
+        """UserInputError when a video is longer than the Space accepts (None: not declared, checked later)."""
+        if duration_s is not None and duration_s > self.settings.max_duration_s:
+            raise UserInputError(f"{name} is {duration_s:.1f} s long; this demo accepts videos up to "
                                  f"{self.settings.max_duration_s:g} s: trim it, or run `lavida detect` locally for "
                                  "longer videos.")
-        return info
 
-    def check_controls(self, stride: float, threshold: float) -> tuple[int, float]:
-        """The stride as an int within [1, max_stride] and the threshold within [0, 1], else UserInputError."""
+    def detection_options(self, stride: float, threshold: float) -> DetectionOptions:
+        """The controls as ``DetectionOptions`` (masks kept for the overlay): the stride a whole number within the
+        Space's [1, max_stride], the rest validated by ``DetectionOptions``; else UserInputError."""
         if stride is None or float(stride) != int(stride) or not 1 <= int(stride) <= self.settings.max_stride:
             raise UserInputError(f"Stride must be a whole number of frames from 1 to {self.settings.max_stride}, "
                                  f"got {stride!r}.")
-        if threshold is None or not 0.0 <= float(threshold) <= 1.0:
-            raise UserInputError(f"Threshold must be between 0 and 1, got {threshold!r}.")
-        return int(stride), float(threshold)
+        return DetectionOptions(stride=int(stride), threshold=threshold, return_masks=True)
 
     # -- the request ----------------------------------------------------------------------------------------------
 
@@ -117,43 +128,39 @@ class DetectionService:
         """Detect ``anomalies`` (comma-separated text) in ``video`` and write the four result files.
 
         Raises:
-            UserInputError: anything wrong with the inputs (see ``check_video``, ``check_controls``, and
+            UserInputError: anything wrong with the inputs (see ``check_video``, ``detection_options``, and
                 ``parse_anomaly_names``).
         """
         report = progress or (lambda fraction, text: None)
-        stride, threshold = self.check_controls(stride, threshold)
+        options = self.detection_options(stride, threshold)
         if not any(part.strip() for part in (anomalies or "").split(",")):
             raise UserInputError("No anomaly names: type at least one in the names box (comma separated, e.g. "
                                  "\"fighting, fire\") or pick a preset.")
         names = parse_anomaly_names(anomalies)
-        info = self.check_video(video)
+        reader = self.check_video(video)
         path = Path(video)
         report(0.0, "Reading the video")
-        options = DetectionOptions(stride=stride, threshold=threshold, clip_batch_size=self.settings.clip_batch_size,
-                                   keep_masks=True)
 
-        def scored(done: int, total: int) -> None:
+        def scored(done: int, expected: int | None) -> None:
+            total = max(done, expected or 0)
             report(SCORING_SHARE * done / max(total, 1), f"Scoring frames ({done}/{total})")
 
         started = time.perf_counter()
-        detection = detect_video(self.model, self.processor, path, names, options, progress=scored)
-        record = DetectionRecord(
-            source=path, info=detection.info, anomalies=names, scores=detection.scores, events=detection.events,
-            threshold=threshold, model_id=self.model_id,
-            settings={"stride": stride, "min_event_frames": options.min_event_frames,
-                      "smoothing_sigma": options.smoothing_sigma},
-        )
+        with reader, _named(path):
+            detection = self.detector(reader, anomalies=names, progress=scored, **vars(options))
+        info = detection.video
+        self.check_duration(path.name, info.duration_s)  # a container that declared no duration
         report(SCORING_SHARE, "Writing the plot and the overlay video")
         folder = self._new_request_folder() / (path.stem or "video")
-        write_results(folder, record, masks=detection.mask, options=OutputOptions(progress=False))
+        write_result_folder(folder, detection, OutputOptions(progress=False))
         overlay = browser_playable(folder / OVERLAY_MP4, info)
         report(1.0, "Done")
         logger.info("%s: %d frames in %.1f s", path.name, info.num_frames, time.perf_counter() - started)
         rows = [[number, round(event.start_s, 3), round(event.end_s, 3), event.start_frame, event.end_frame,
                  round(event.peak_score, 3), round(event.mean_score, 3)]
-                for number, event in enumerate(record.events, start=1)]
+                for number, event in enumerate(detection.events, start=1)]
         return SpaceResult(folder=folder, plot=folder / SCORES_PNG, overlay=overlay, result_json=folder / RESULT_JSON,
-                           scores_csv=folder / SCORES_CSV, events=rows, summary=format_summary(record))
+                           scores_csv=folder / SCORES_CSV, events=rows, summary=format_summary(detection))
 
     def _new_request_folder(self) -> Path:
         """A fresh folder for one request; the oldest ones beyond ``keep_results`` are removed first."""
@@ -165,6 +172,15 @@ class DetectionService:
         folder = self.results_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         folder.mkdir()
         return folder
+
+
+@contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """Show a user error about ``path`` with the file's name only (not its server path)."""
+    try:
+        yield
+    except UserInputError as error:
+        raise UserInputError(str(error).replace(str(path), path.name)) from None
 
 
 def browser_playable(overlay: Path, info: VideoInfo) -> Path:

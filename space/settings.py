@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from lavida.errors import UserInputError
+from lavida.processing.options import DEFAULT_BATCH_SIZE, DetectionOptions
 
 MODEL_ENV = "LAVIDA_MODEL"
 ENV_PREFIX = "LAVIDA_SPACE_"
@@ -43,10 +44,10 @@ class SpaceSettings:
     max_duration_s: float = 60.0
     concurrency_limit: int = 1
     max_queue_size: int = 20
-    default_stride: int = 1
-    default_threshold: float = 0.5
+    default_stride: int = DetectionOptions.stride
+    default_threshold: float = DetectionOptions.threshold
     max_stride: int = 32
-    clip_batch_size: int = 2
+    clip_batch_size: int = DEFAULT_BATCH_SIZE
     work_dir: str | None = None
     keep_results: int = 64
 

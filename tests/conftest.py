@@ -102,3 +102,20 @@ def tiny_lavida_checkpoint(tmp_path_factory):
     LavidaForVideoAnomalyDetection(LavidaConfig.tiny()).save_pretrained(folder)
     build_tiny_processor().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def varied_lavida_checkpoint(tmp_path_factory):
+    """Like ``tiny_lavida_checkpoint`` with a wider random init than the default 0.02: the scores then depend on the
+    video, the frame and the names in the 3rd-4th decimal (with 0.02 they agree to 6 decimals), so a mixed-up request
+    or a different post-processing shows in result.json."""
+    from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
+    from lavida.processing.factories import build_tiny_processor
+
+    folder = tmp_path_factory.mktemp("varied-checkpoint")
+    config = LavidaConfig.tiny(initializer_range=0.2)
+    config.sam_config.initializer_range = 0.2
+    torch.manual_seed(0)
+    LavidaForVideoAnomalyDetection(config).save_pretrained(folder)
+    build_tiny_processor().save_pretrained(folder)
+    return folder

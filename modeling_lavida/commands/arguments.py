@@ -1,12 +1,23 @@
-"""Argument types shared by several ``lavida`` subcommands."""
+"""Argument helpers shared by several ``lavida`` subcommands: flags built from an options dataclass, pixel budgets.
+
+``add_dataclass_arguments`` turns the fields of a dataclass (``DetectionOptions``) into flags, so a setting has one
+name (``smoothing_sigma`` -> ``--smoothing-sigma``), one default and one help text, all taken from the dataclass;
+``dataclass_from_args`` builds the dataclass back from the parsed arguments, where it validates itself. Only the
+standard library is imported (``lavida --help`` stays instant).
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, fields
+from typing import Any
 
 LLM_FRAME_PIXELS_HELP = ("MLLM pixel budget per frame as MIN,MAX areas, or MIN,MAX followed by 'x28' for units of "
                          "28x28 px (one LLM token), e.g. 160,192x28 = the paper's inference budget (default: the "
                          "checkpoint's processor)")
+# Field annotation -> argparse type, for the plain field types (annotations are strings under __future__.annotations).
+_PLAIN_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
 
 
 def pixel_budget(text: str) -> tuple[int, int]:
@@ -24,4 +35,53 @@ def pixel_budget(text: str) -> tuple[int, int]:
     return low, high
 
 
-__all__ = ["LLM_FRAME_PIXELS_HELP", "pixel_budget"]
+def flag_name(field_name: str) -> str:
+    """The flag of a dataclass field: ``min_event_frames`` -> ``--min-event-frames``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: Iterable[str] = (),
+                            defaults: Mapping[str, Any] | None = None, types: Mapping[str, Callable] | None = None,
+                            aliases: Mapping[str, Iterable[str]] | None = None,
+                            helps: Mapping[str, str] | None = None,
+                            metavars: Mapping[str, str] | None = None) -> None:
+    """Add one flag per field of the dataclass ``cls`` (help from the field's ``metadata["help"]``).
+
+    Args:
+        exclude: fields the command sets itself.
+        defaults: a default other than the field's (e.g. None meaning "the benchmark's standard").
+        types: argparse types for fields whose annotation is not int/float/str/bool.
+        aliases: further option strings of a field (kept for compatibility, e.g. ``--smoothing``).
+        helps: a help text replacing the field's (the default is appended either way).
+        metavars: metavars of the flags.
+
+    A bool field becomes ``--name/--no-name`` (``argparse.BooleanOptionalAction``); ``dest`` is the field name.
+    """
+    excluded, defaults, types = set(exclude), dict(defaults or {}), dict(types or {})
+    aliases, helps, metavars = dict(aliases or {}), dict(helps or {}), dict(metavars or {})
+    for spec in fields(cls):
+        if spec.name in excluded:
+            continue
+        default = defaults.get(spec.name, spec.default if spec.default is not MISSING else None)
+        text = helps.get(spec.name, spec.metadata.get("help", ""))
+        help_text = f"{text} (default: {default})" if "(default" not in text else text
+        names = [flag_name(spec.name), *aliases.get(spec.name, ())]
+        annotation = str(spec.type).replace(" ", "")
+        if annotation in ("bool", "bool|None"):
+            parser.add_argument(*names, dest=spec.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=help_text)
+            continue
+        kind = types.get(spec.name) or _PLAIN_TYPES.get(annotation.split("|")[0])
+        if kind is None:
+            raise TypeError(f"No argparse type for field {spec.name} ({spec.type}): pass it in types.")
+        parser.add_argument(*names, dest=spec.name, type=kind, default=default, help=help_text,
+                            metavar=metavars.get(spec.name, spec.name.split("_")[-1].upper()))
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    """``cls(**fields read from args, **overrides)``: the fields ``args`` has (others keep their defaults)."""
+    values = {spec.name: getattr(args, spec.name) for spec in fields(cls) if hasattr(args, spec.name)}
+    return cls(**{**values, **overrides})
+
+
+__all__ = ["LLM_FRAME_PIXELS_HELP", "add_dataclass_arguments", "dataclass_from_args", "flag_name", "pixel_budget"]

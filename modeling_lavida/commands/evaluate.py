@@ -3,14 +3,16 @@
 Examples:
     lavida evaluate --benchmark ped2 --data-root data/UCSD_Anomaly_Dataset.v1p2 --model path/to/checkpoint
     lavida evaluate --benchmark ubnormal --data-root data/UBnormal --out outputs/eval/ubnormal --stride 4
-    lavida evaluate --benchmark ucf-crime --data-root data/UCF_Crime --smoothing 15 --max-videos 20
+    lavida evaluate --benchmark ucf-crime --data-root data/UCF_Crime --smoothing-sigma 15 --max-videos 20
 
 Benchmarks: ped1, ped2, shanghaitech, ubnormal, ucf-crime, xd-violence, avenue (official download layouts) and
 synthetic-vad. The model runs over every test video at the benchmark's stride with its standard prompt names (override
-with --stride / --anomalies), with a progress bar. Results per video are cached in OUT/videos/, so an interrupted run
-continues where it stopped when started again with the same OUT. Writes OUT/metrics.json, OUT/metrics.md (a table)
-and OUT/plots/<video>.png (score against ground truth). Without --model the embedded default model (lavida-tiny) is
-used.
+with --stride / --anomalies), with a progress bar, through the ``video-anomaly-detection`` pipeline (masks are read
+one frame at a time). Results per video are cached in OUT/videos/, so an interrupted run continues where it stopped
+when started again with the same OUT. Writes OUT/metrics.json, OUT/metrics.md (a table), OUT/results/<video>/
+(result.json and scores.csv, as lavida detect writes them with the same settings) and OUT/plots/<video>.png (score
+against ground truth). Without --model the embedded default model (lavida-tiny) is used. The detection flags are the
+fields of ``DetectionOptions``, as for lavida detect.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import LLM_FRAME_PIXELS_HELP, pixel_budget
+from lavida.processing.options import DetectionOptions
+
+from .arguments import LLM_FRAME_PIXELS_HELP, add_dataclass_arguments, pixel_budget
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,20 +32,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="checkpoint folder or Hub id (default: the embedded lavida-tiny)")
     parser.add_argument("--out", default=None, help="output folder (default: outputs/evaluate/<benchmark>)")
-    parser.add_argument("--stride", type=int, default=None, help="frame stride (default: the benchmark's standard)")
     parser.add_argument("--anomalies", default=None,
                         help="comma-separated prompt names (default: the benchmark's standard list)")
-    parser.add_argument("--smoothing", type=float, default=0.0,
-                        help="Gaussian temporal smoothing sigma in frames before the frame metrics (default: 0 = off)")
-    parser.add_argument("--llm-frame-pixels", type=pixel_budget, default=None, metavar="MIN,MAX",
-                        help=LLM_FRAME_PIXELS_HELP)
-    parser.add_argument("--no-masks", action="store_true", help="skip pixel masks and pixel/region metrics (faster)")
+    add_dataclass_arguments(
+        parser, DetectionOptions, defaults={"stride": None, "return_masks": None},
+        aliases={"smoothing_sigma": ["--smoothing"], "return_masks": ["--masks"]},
+        types={"llm_frame_pixels": pixel_budget}, metavars={"llm_frame_pixels": "MIN,MAX"},
+        helps={"stride": "score every N-th decoded frame (default: the benchmark's standard)",
+               "smoothing_sigma": "Gaussian temporal smoothing sigma in frames, truncated at 4 sigma, before the "
+                                  "frame metrics and in the per-video results (default: 0 = off)",
+               "return_masks": "pixel masks and the pixel/region metrics; --no-masks is faster (default: when the "
+                               "benchmark has pixel labels)",
+               "llm_frame_pixels": LLM_FRAME_PIXELS_HELP})
     parser.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N test videos")
     parser.add_argument("--no-plots", action="store_true", help="skip the per-video plots")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--synthetic-videos", type=int, default=None,
                         help="synthetic-vad only: render this many test videos into --data-root when it is empty "
                              "(default: 32)")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Validate the detection flags before anything heavy is imported (``DetectionOptions`` raises)."""
+    DetectionOptions(stride=1 if args.stride is None else args.stride, threshold=args.threshold,
+                     min_event_frames=args.min_event_frames, smoothing_sigma=args.smoothing_sigma,
+                     llm_frame_pixels=args.llm_frame_pixels)
 
 
 def _prepare_synthetic(args: argparse.Namespace) -> None:
@@ -75,18 +90,14 @@ def run(args: argparse.Namespace) -> int:
     benchmark = get_benchmark(name, args.data_root)
     config = evaluation.EvaluationConfig(
         stride=args.stride, anomaly_names=parse_anomaly_names(args.anomalies) if args.anomalies else None,
-        masks=False if args.no_masks else None, smoothing_sigma=args.smoothing, plots=not args.no_plots,
-        max_videos=args.max_videos, llm_frame_pixels=args.llm_frame_pixels)
+        return_masks=args.return_masks, threshold=args.threshold, min_event_frames=args.min_event_frames,
+        smoothing_sigma=args.smoothing_sigma, plots=not args.no_plots, max_videos=args.max_videos,
+        llm_frame_pixels=args.llm_frame_pixels)
     out_dir = Path(args.out) if args.out else Path("outputs") / "evaluate" / name
-    device = args.device
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     budget = {} if args.llm_frame_pixels is None else {"llm_frame_pixels": args.llm_frame_pixels}
-    score_fn = evaluation.load_pipeline_score_fn(args.model, device=device, **budget)
+    score_fn = evaluation.load_pipeline_score_fn(args.model, device=args.device, **budget)
     metrics = evaluation.evaluate_benchmark(benchmark, score_fn, out_dir, config)
     sys.stdout.write(evaluation.metrics_table(evaluation.json_ready(metrics)))
-    sys.stdout.write(f"\nWrote {out_dir / evaluation.METRICS_JSON}, {out_dir / evaluation.METRICS_MD} and "
-                     f"{out_dir / 'plots'}/\n")
+    sys.stdout.write(f"\nWrote {out_dir / evaluation.METRICS_JSON}, {out_dir / evaluation.METRICS_MD}, "
+                     f"{out_dir / evaluation.RESULTS_DIR}/ and {out_dir / 'plots'}/\n")
     return 0

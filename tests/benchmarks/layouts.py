@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image
 from scipy.io import savemat
 
+from lavida.processing.detection import VideoDetection
+from lavida.processing.options import DetectionOptions
 from lavida.processing.video_io import iter_frames, write_video
 
 DARK, BRIGHT, GREY = 40, 230, 120
@@ -73,8 +75,18 @@ class Layout:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def truncate_file(path: Path, keep: float = 0.5) -> None:
+    """Cut ``path`` to the first ``keep`` of its bytes, as a download or an archive cut short leaves a file."""
+    data = path.read_bytes()
+    path.write_bytes(data[: max(1, int(len(data) * keep))])
+
+
+UCSD_PED1_DAMAGED_FRAME = ("Test002", 4)  # the release's Ped1 has a truncated frame: UCSDped1/Test/Test017/142.tif
+
+
 def build_ucsd(tmp: Path, subset: str = "ped2") -> Layout:
-    """UCSD_Anomaly_Dataset.v1p2/UCSDped2/Test/{Test001, Test001_gt, UCSDped2.m}; Ped1 leaves Test002 without masks."""
+    """UCSD_Anomaly_Dataset.v1p2/UCSDped2/Test/{Test001, Test001_gt, UCSDped2.m}; Ped1 leaves Test002 without masks
+    and, like the release (whose ``Test017/142.tif`` is truncated), has one truncated frame: ``Test002/005.tif``."""
     root = tmp / "ucsd"
     test = root / "UCSD_Anomaly_Dataset.v1p2" / f"UCSD{subset}" / "Test"
     layout = Layout(root)
@@ -89,6 +101,8 @@ def build_ucsd(tmp: Path, subset: str = "ped2") -> Layout:
             gt.mkdir(parents=True)
             for index, mask in enumerate(masks):
                 Image.fromarray(mask.astype(np.uint8) * 255).save(gt / f"frame{index + 1:03d}.bmp")
+        if subset == "ped1" and name == UCSD_PED1_DAMAGED_FRAME[0]:  # frame 4 is normal, as is frame 3 before it
+            truncate_file(test / name / f"{UCSD_PED1_DAMAGED_FRAME[1] + 1:03d}.tif")
         labels = np.zeros(7, np.int8)
         labels[anomalous] = 1
         layout.labels[name] = labels
@@ -136,7 +150,7 @@ def build_ubnormal(tmp: Path) -> Layout:
         objects[8:20, x0:x0 + 12] = 1  # object 1 is present all along, anomalous only in its track's frames
         objects[30:40, 40:50] = 2  # object 2: a normal object, never part of the anomaly mask
         frames[index, 30:40, 40:50] = GREY
-        Image.fromarray(objects).save(annotations / f"{abnormal}_{index:04d}_gt.png")
+        Image.fromarray(np.repeat(objects[..., None], 3, axis=-1)).save(annotations / f"{abnormal}_{index:04d}_gt.png")
     (annotations / f"{abnormal}_tracks.txt").write_text("1,3,6\n")
     write_video(root / "Scene1" / f"{abnormal}.mp4", frames, fps=25, crf=0)
     normal = "normal_scene_2_scenario2_1"
@@ -154,17 +168,24 @@ def build_ubnormal(tmp: Path) -> Layout:
     return layout
 
 
+UCF_ANNOTATION = ("Temporal_Anomaly_Annotation_For_Testing_Videos", "Txt_formate", "Temporal_Anomaly_Annotation.txt")
+
+
 def build_ucf_crime(tmp: Path) -> Layout:
-    """Temporal_Anomaly_Annotation_for_Testing_Videos.txt + Anomaly-Videos-Part-1/Arson/*.mp4 + normal videos."""
+    """Anomaly-Videos-Part-1/Arson/*.mp4, Testing_Normal_Videos_Anomaly/*.mp4 and the annotation archive's
+    Temporal_Anomaly_Annotation_For_Testing_Videos/Txt_formate/Temporal_Anomaly_Annotation.txt, whose bounds are
+    1-based and inclusive (the authors' Evaluate_Anomaly_Detector.m: GT(st_fr:end_fr) = 1)."""
     root = tmp / "UCF_Crime"
     layout = Layout(root)
     arson, _ = frames_with_squares(12, 32, 48, square_boxes([2, 3, 4, 8, 9], size=8))
     write_video(root / "Anomaly-Videos-Part-1" / "Arson" / "Arson011_x264.mp4", arson, fps=30, crf=0)
     normal, _ = frames_with_squares(9, 32, 48, {})
     write_video(root / "Testing_Normal_Videos_Anomaly" / "Normal_Videos_003_x264.mp4", normal, fps=30, crf=0)
-    (root / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt").write_text(
-        "Arson011_x264.mp4  Arson  2  4  8  9\n"
-        "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1\n")
+    annotation = root.joinpath(*UCF_ANNOTATION)
+    annotation.parent.mkdir(parents=True)
+    annotation.write_text(
+        "Arson011_x264.mp4  Arson  3  5  9  10  \n"  # 1-based frames 3-5 and 9-10: 0-based 2-4 and 8-9
+        "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1  \n")
     labels = np.zeros(12, np.int8)
     labels[[2, 3, 4, 8, 9]] = 1
     layout.labels = {"Arson011_x264": labels, "Normal_Videos_003_x264": np.zeros(9, np.int8)}
@@ -173,16 +194,18 @@ def build_ucf_crime(tmp: Path) -> Layout:
 
 
 def build_xd_violence(tmp: Path) -> Layout:
-    """annotations.txt + videos/<name>_label_B2-0-0.mp4 (violent) and videos/<name>_label_A.mp4 (normal)."""
+    """annotations.txt + TestClips/Videos/<name>_label_B2-0-0.mp4 (violent) and <name>_label_A.mp4 (normal), where
+    the authors' make_gt.py reads them; event ends are excluded (make_gt.py: gt_vec[start:end] = 1)."""
     root = tmp / "XD-Violence"
     layout = Layout(root)
+    videos = root / "TestClips" / "Videos"
     violent = "Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6"
     frames, _ = frames_with_squares(12, 32, 48, square_boxes([1, 2, 3, 9, 10], size=8))
-    write_video(root / "videos" / f"{violent}.mp4", frames, fps=24, crf=0)
+    write_video(videos / f"{violent}.mp4", frames, fps=24, crf=0)
     normal = "A.Beautiful.Mind.2001__#00-25-20_00-26-10_label_A"
     calm, _ = frames_with_squares(10, 32, 48, {})
-    write_video(root / "videos" / f"{normal}.mp4", calm, fps=24, crf=0)
-    (root / "annotations.txt").write_text(f"{violent} 1 3 9 10\n")
+    write_video(videos / f"{normal}.mp4", calm, fps=24, crf=0)
+    (root / "annotations.txt").write_text(f"{violent} 1 4 9 11\n")  # frames 1-3 and 9-10
     labels = np.zeros(12, np.int8)
     labels[[1, 2, 3, 9, 10]] = 1
     layout.labels = {violent: labels, normal: np.zeros(10, np.int8)}
@@ -190,18 +213,19 @@ def build_xd_violence(tmp: Path) -> Layout:
     return layout
 
 
+AVENUE_DATASET = "Avenue Dataset"  # Avenue_Dataset.zip unpacks to this folder; ground_truth_demo.zip beside it
+
+
 def build_avenue(tmp: Path) -> Layout:
-    """testing_videos/01.avi, frames of video 02 in testing/frames/02/, ground_truth_demo/testing_label_mask/*.mat."""
-    root = tmp / "Avenue Dataset"
+    """The two official downloads unpacked side by side: 'Avenue Dataset/testing_videos/{01,02}.avi' and
+    'ground_truth_demo/testing_label_mask/{1,2}_label.mat'; the data root is the folder holding both."""
+    root = tmp / "avenue"
     layout = Layout(root)
     gt = root / "ground_truth_demo" / "testing_label_mask"
     gt.mkdir(parents=True)
     for number, anomalous in ((1, [4, 5, 6]), (2, [0, 1])):
         frames, masks = frames_with_squares(9, 32, 48, square_boxes(anomalous, size=10))
-        if number == 1:
-            write_avi(root / "testing_videos" / "01.avi", frames)
-        else:
-            save_frames(root / "testing" / "frames" / "02", frames, "{index:04d}.jpg")
+        write_avi(root / AVENUE_DATASET / "testing_videos" / f"{number:02d}.avi", frames)
         cells = np.empty((1, len(masks)), dtype=object)
         for index, mask in enumerate(masks):
             cells[0, index] = mask.astype(np.uint8)
@@ -228,15 +252,14 @@ class OracleScorer:
     calls: list[dict] = field(default_factory=list)
     fail_after: int | None = None  # raise KeyboardInterrupt on this call (0-based), to simulate an interruption
 
-    def __call__(self, video, names: list[str], stride: int, need_masks: bool) -> dict:
+    def __call__(self, video, names: list[str], stride: int, return_masks: bool) -> VideoDetection:
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise KeyboardInterrupt
         frames = video if isinstance(video, np.ndarray) else np.stack([f.image for f in iter_frames(video)])
         self.calls.append({"kind": "frames" if isinstance(video, np.ndarray) else "file", "names": list(names),
-                           "stride": stride, "need_masks": need_masks})
+                           "stride": stride, "return_masks": return_masks})
         bright = frames.mean(axis=-1) > (DARK + BRIGHT) / 2  # (F, H, W)
-        result = {"scores": bright.mean(axis=(1, 2)).tolist(), "num_frames": int(frames.shape[0]), "fps": 25.0,
-                  "events": []}
-        if need_masks:
-            result["masks"] = np.where(bright, 0.9, 0.05).astype(np.float16)
-        return result
+        masks = np.where(bright, 0.9, 0.05).astype(np.float16) if return_masks else None
+        return VideoDetection.from_frame_scores(bright.mean(axis=(1, 2)), 25.0, names, size=frames.shape[1:3],
+                                                options=DetectionOptions(stride=stride, return_masks=return_masks),
+                                                masks=masks, name="oracle", model_id="oracle")

@@ -75,7 +75,7 @@ def test_end_to_end_with_scorer_double(built, tmp_path):
     if name in FRAME_FOLDER_BENCHMARKS:
         assert {c["kind"] for c in scorer.calls} == {"frames"}
     if bench.has_masks:
-        assert all(c["need_masks"] for c in scorer.calls)
+        assert all(c["return_masks"] for c in scorer.calls)
         assert metrics["pixel"]["pixel_auc"] > 0.99
         assert metrics["pixel"]["criterion_auc"] == 1.0
     else:

@@ -12,6 +12,7 @@ from lavida.cli import main
 from lavida.dataset_builders.benchmarks import get_benchmark
 from lavida.errors import UserInputError
 from lavida.evaluation import EvaluationConfig, evaluate_benchmark, safe_file_name
+from lavida.processing.detection import VideoDetection
 
 from .layouts import BUILDERS, OracleScorer
 
@@ -48,28 +49,25 @@ def test_cached_results_are_reused_for_metric_only_changes_and_guarded_otherwise
 
 
 def test_frame_count_mismatch_is_aligned_and_reported(tmp_path, caplog):
-    bench = get_benchmark("ucf-crime", BUILDERS["ucf-crime"](tmp_path).root)
+    bench = get_benchmark("shanghaitech", BUILDERS["shanghaitech"](tmp_path).root)
 
-    def short_scorer(video, names, stride, need_masks):
-        result = OracleScorer()(video, names, stride, need_masks)
-        result["scores"] = result["scores"][:-1]  # a decoder that loses the last frame
-        return result
+    def short_scorer(video, names, stride, return_masks):
+        return OracleScorer()(video[:-1], names, stride, return_masks)  # a decoder that loses the last frame
 
     with caplog.at_level(logging.WARNING):
         metrics = evaluate_benchmark(bench, short_scorer, tmp_path / "out", EvaluationConfig(progress=False))
     assert "scored frames but" in caplog.text
-    arson = next(v for v in metrics["per_video"] if v["video_id"] == "Arson011_x264")
-    assert (arson["num_frames"], arson["num_frames_scored"], arson["num_frames_labelled"]) == (11, 11, 12)
-    assert metrics["frame"]["micro_auc"] == 1.0
+    video = next(v for v in metrics["per_video"] if v["video_id"] == "01_0014")
+    assert (video["num_frames"], video["num_frames_scored"], video["num_frames_labelled"]) == (7, 7, 8)
+    assert metrics["frame"]["micro_auc"] == 1.0 and metrics["pixel"]["num_frames"] == 14
 
 
 def test_undefined_metrics_are_null_in_json(tmp_path):
     bench = get_benchmark("xd-violence", BUILDERS["xd-violence"](tmp_path).root)
 
-    def constant(video, names, stride, need_masks):
-        result = OracleScorer()(video, names, stride, need_masks)
-        result["scores"] = [0.5] * len(result["scores"])
-        return result
+    def constant(video, names, stride, return_masks):
+        result = OracleScorer()(video, names, stride, return_masks)
+        return VideoDetection.from_frame_scores(np.full(result.video.num_frames, 0.5), 25.0, names)
 
     # the first test video (in name order) is the normal one: no anomalous frame, so AUC and AP are undefined
     evaluate_benchmark(bench, constant, tmp_path / "out", EvaluationConfig(progress=False, max_videos=1))
@@ -116,7 +114,6 @@ def test_end_to_end_with_a_tiny_model(tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import pipeline
 
-    import lavida  # noqa: F401  (registers the pipeline task)
     from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
     from lavida.evaluation import load_pipeline_score_fn, pipeline_score_fn
     from lavida.processing.factories import build_tiny_processor
@@ -135,7 +132,62 @@ def test_end_to_end_with_a_tiny_model(tmp_path):
     cached = np.load(tmp_path / "out" / "videos" / "Test001.npz")
     assert cached["scores"].shape == (7,) and ((cached["scores"] >= 0) & (cached["scores"] <= 1)).all()
 
-    direct = pipeline("video-anomaly-detection", model=str(checkpoint))
+    direct = pipeline("video-anomaly-detection", model=str(checkpoint), trust_remote_code=True)
     again = evaluate_benchmark(bench, pipeline_score_fn(direct), tmp_path / "again",
                                EvaluationConfig(progress=False, max_videos=1))
     assert again["per_video"][0]["auc"] == pytest.approx(metrics["per_video"][0]["auc"], abs=1e-6)
+
+
+class OneFrameAtATime:
+    """Masks that can only be read one frame at a time (as the pipeline's ``FrameMasks``); records the reads."""
+
+    def __init__(self, stack: np.ndarray):
+        self.stack, self.reads = stack, []
+
+    def __len__(self) -> int:
+        return len(self.stack)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not isinstance(index, int):
+            raise TypeError(f"one frame at a time, got {index!r}")
+        self.reads.append(index)
+        return self.stack[index]
+
+
+def test_masks_are_read_one_frame_at_a_time(tmp_path):
+    bench = get_benchmark("ped2", BUILDERS["ped2"](tmp_path).root)
+    handed_out = []
+
+    def lazy(video, names, stride, return_masks):
+        detection = OracleScorer()(video, names, stride, return_masks)
+        detection.masks = OneFrameAtATime(detection.masks)
+        handed_out.append(detection.masks)
+        return detection
+
+    metrics = evaluate_benchmark(bench, lazy, tmp_path / "out", EvaluationConfig(progress=False))
+    assert metrics["pixel"]["pixel_auc"] > 0.99 and metrics["pixel"]["criterion_auc"] == 1.0
+    assert [masks.reads for masks in handed_out] == [list(range(7)), list(range(7))]
+
+
+def test_detect_and_evaluate_give_a_video_the_same_smoothed_scores(varied_lavida_checkpoint, tmp_path):
+    """One video through ``lavida detect --smoothing-sigma 5`` and ``lavida evaluate --smoothing 5``: the same
+    post-processing, so the same result.json scores and events."""
+    from lavida.processing.postprocessing import smooth_scores
+
+    root = BUILDERS["ucf-crime"](tmp_path).root
+    video = next(root.rglob("Arson011_x264.mp4"))
+    names, model = "fighting, fire", str(varied_lavida_checkpoint)
+    assert main(["detect", str(video), "--anomalies", names, "--model", model, "--out", str(tmp_path / "detect"),
+                 "--smoothing-sigma", "5", "--no-overlay", "--device", "cpu"]) == 0
+    assert main(["evaluate", "--benchmark", "ucf-crime", "--data-root", str(root), "--model", model, "--out",
+                 str(tmp_path / "evaluate"), "--anomalies", names, "--stride", "1", "--smoothing", "5",
+                 "--no-plots", "--device", "cpu"]) == 0
+    detected = json.loads((tmp_path / "detect" / video.stem / "result.json").read_text())
+    evaluated = json.loads((tmp_path / "evaluate" / "results" / video.stem / "result.json").read_text())
+    settings = {"stride": 1, "min_event_frames": 1, "smoothing_sigma": 5.0}
+    assert detected["settings"] == evaluated["settings"] == settings
+    assert evaluated["scores"] == detected["scores"] and evaluated["events"] == detected["events"]
+    assert evaluated["video"] == {**detected["video"], "name": video.stem}  # evaluation names videos by their id
+    raw = np.load(tmp_path / "evaluate" / "videos" / f"{video.stem}.npz")["scores"]  # cached unsmoothed
+    assert np.ptp(raw) > 1e-4 and np.abs(raw - detected["scores"]).max() > 1e-5  # the smoothing shows
+    np.testing.assert_allclose(detected["scores"], smooth_scores(raw, 5.0), atol=5e-7)  # the metrics' smoothing

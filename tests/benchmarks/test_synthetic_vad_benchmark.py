@@ -16,6 +16,7 @@ from lavida.dataset_builders.synthetic_vad import SyntheticVADConfig, load_vad_m
 from lavida.dataset_builders.synthetic_world import HELD_OUT_NAMES
 from lavida.errors import UserInputError
 from lavida.evaluation import EvaluationConfig, evaluate_benchmark
+from lavida.processing.detection import VideoDetection
 
 SMALL = SyntheticVADConfig(size=64, min_frames=16, max_frames=24, anomalous_share=0.5)
 
@@ -26,14 +27,15 @@ class SidecarOracle:
     def __init__(self) -> None:
         self.calls = []
 
-    def __call__(self, video, names, stride, need_masks):
+    def __call__(self, video, names, stride, return_masks):
         path = Path(video)
         labels = json.loads(path.with_name(path.stem + ".labels.json").read_text())["frame_labels"]
         self.calls.append((path.name, stride, len(names)))
-        result = {"scores": [0.2 + 0.6 * y for y in labels], "num_frames": len(labels), "fps": 25.0, "events": []}
-        if need_masks:
-            result["masks"] = load_vad_masks(path.with_name(path.stem + ".masks.npz")).astype(np.float16)
-        return result
+        masks = None
+        if return_masks:
+            masks = load_vad_masks(path.with_name(path.stem + ".masks.npz")).astype(np.float16)
+        return VideoDetection.from_frame_scores([0.2 + 0.6 * y for y in labels], 25.0, names, masks=masks,
+                                                size=(0, 0) if masks is None else masks.shape[1:])
 
 
 def test_rendered_split_loads_and_evaluates(tmp_path):

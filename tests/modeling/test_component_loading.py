@@ -1,4 +1,5 @@
-"""``from_components`` on checkpoints in the real Hub layouts, training precision, attention routing, round trips.
+"""``build_model_from_components`` on checkpoints in the real Hub layouts, training precision, attention routing,
+round trips.
 
 The three checkpoints (``tests/fixtures/component_checkpoints.py``) carry the quirks of the real repositories: a flat
 Qwen2-VL config with a vocabulary padded past its tokenizer and bfloat16 weights, SAM 2.1 published as ``sam2_video``,
@@ -19,6 +20,7 @@ from transformers import AutoModel, PreTrainedModel, TrainerCallback
 
 from lavida import LavidaForVideoAnomalyDetection
 from lavida.lora import add_lora
+from lavida.model_factory import build_model_from_components
 from lavida.processing.factories import processor_from_components
 from lavida.training import export_model, keep_trainable_weights_in_float32
 from tests.fixtures.component_checkpoints import write_component_checkpoints
@@ -49,8 +51,8 @@ def batch(processor) -> dict[str, torch.Tensor]:
 
 def _build(components, **kwargs) -> LavidaForVideoAnomalyDetection:
     torch.manual_seed(0)
-    return LavidaForVideoAnomalyDetection.from_components(components["mllm"], components["sam2"],
-                                                          components["text_encoder"], **HEAD, **kwargs)
+    return build_model_from_components(components["mllm"], components["sam2"], components["text_encoder"], **HEAD,
+                                       **kwargs)
 
 
 def _checkpoint(folder: Path) -> dict[str, torch.Tensor]:
@@ -128,8 +130,7 @@ def test_a_seg_token_that_does_not_fit_resizes_the_embeddings(components, tmp_pa
     mllm.resize_token_embeddings(270)
     mllm.save_pretrained(folder)
     (folder / "config.json").write_text(json.dumps(flat))
-    model = LavidaForVideoAnomalyDetection.from_components(folder, components["sam2"], components["text_encoder"],
-                                                           **HEAD)
+    model = build_model_from_components(folder, components["sam2"], components["text_encoder"], **HEAD)
     assert model.config.seg_token_id == 270 and model.mllm.get_input_embeddings().weight.shape[0] == 271
     assert torch.equal(model.mllm.get_input_embeddings().weight[:270], embeddings)
 
@@ -236,8 +237,8 @@ class ChangedWeights(TrainerCallback):
 
 @pytest.mark.parametrize("bf16", [True, False], ids=["bf16-autocast", "no-mixed-precision"])
 def test_training_updates_every_trainable_weight_at_lr_1e5(components, tmp_path, bf16):
-    """A bfloat16 from_components model trains with float32 master weights: after 3 AdamW steps at lr 1e-5 every
-    trainable element with a gradient has moved, in every group."""
+    """A bfloat16 model built from components trains with float32 master weights: after 3 AdamW steps at lr 1e-5
+    every trainable element with a gradient has moved, in every group."""
     from lavida.model_factory import ModelSpec
     from lavida.training import DataSpec, LoraSpec, TrainConfig, train
 

@@ -98,10 +98,10 @@ def test_the_shipped_sample_gives_its_strongest_event_where_its_anomaly_is(embed
     names = (assets / "sample.anomalies.txt").read_text().strip()
     detector = VideoAnomalyDetectionPipeline(model=model, processor=processor, task="video-anomaly-detection")
     result = detector(str(assets / "sample.mp4"), anomalies=names)
-    scores = np.asarray(result["scores"])
+    scores = np.asarray(result.scores)
     assert len(scores) == len(labels)
     assert roc_auc_score(labels, scores) > 0.85
-    strongest = max(result["events"], key=lambda event: event["peak_score"])
-    covered = labels[strongest["start_frame"]: strongest["end_frame"] + 1]
+    strongest = max(result.events, key=lambda event: event.peak_score)
+    covered = labels[strongest.start_frame: strongest.end_frame + 1]
     assert covered.mean() > 0.9 and covered.sum() > 0.6 * labels.sum(), strongest
-    assert np.mean(scores[labels == 0] >= result["threshold"]) < 0.15
+    assert np.mean(scores[labels == 0] >= result.threshold) < 0.15

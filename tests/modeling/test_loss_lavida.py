@@ -41,8 +41,8 @@ def test_mixed_loss_matches_hand_computation(normalization, divisor):
     object_logits = torch.tensor([1.5, -0.5])
     lm = torch.tensor(0.7)
 
-    out = LavidaLoss(LavidaConfig.tiny(mask_loss_normalization=normalization))(mask_logits, iou_scores, object_logits,
-                                                                                target, lm)
+    loss = LavidaLoss(LavidaConfig.tiny(mask_loss_normalization=normalization))
+    out = loss(mask_logits, iou_scores, object_logits, target, lm)
 
     t0 = [1.0, 1.0, 0.0, 0.0]
     combined = []
@@ -67,7 +67,31 @@ def test_mixed_loss_matches_hand_computation(normalization, divisor):
     assert out.iou_loss.item() == pytest.approx(expected_iou, rel=1e-5)
     assert out.object_score_loss.item() == pytest.approx(bce, rel=1e-5)
     assert out.lm_loss.item() == pytest.approx(0.7)
-    assert out.loss.item() == pytest.approx(expected_total, rel=1e-5)
+    assert out.grounding_loss is None
+    assert loss.total(out).item() == pytest.approx(expected_total, rel=1e-5)
+    # a warm-up scale multiplies the object-score term's weight only
+    half = loss.total(out, object_score_scale=0.5).item()
+    assert half == pytest.approx(expected_total - 0.5 * 2 * bce, rel=1e-5)
+    assert loss.object_weight == 2.0
+
+
+def test_the_grounding_loss_is_its_own_term_in_the_frame_score_place():
+    """Given the name-grounding head's loss, the terms carry it as grounding_loss (no object-score BCE) and the total
+    weights it with the object-score weight (and its warm-up scale)."""
+    loss = LavidaLoss(LavidaConfig.tiny())
+    logits = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.zeros(2, 4, 4)
+    target[0, :2] = 1
+    plain = loss(logits, torch.full((2, 3), 0.5), torch.zeros(2), target)
+    grounded = loss(logits, torch.full((2, 3), 0.5), torch.zeros(2), target, grounding_loss=torch.tensor(0.3))
+    assert grounded.object_score_loss is None and grounded.grounding_loss.item() == pytest.approx(0.3)
+    assert plain.grounding_loss is None and plain.object_score_loss is not None
+    mask_part = loss.total(plain, object_score_scale=0.0)
+    assert loss.total(grounded).item() == pytest.approx(mask_part.item() + 2.0 * 0.3, rel=1e-6)
+    assert loss.total(grounded, object_score_scale=0.25).item() == pytest.approx(mask_part.item() + 0.5 * 0.3,
+                                                                                  rel=1e-6)
+    with pytest.raises(ValueError, match="object_score_scale"):
+        loss.total(grounded, object_score_scale=-1.0)
 
 
 def test_all_frames_normalization_divides_the_mask_terms_by_every_frame():
@@ -159,8 +183,9 @@ def test_best_of_three_trains_only_the_chosen_candidate():
     logits = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 0.1
     logits[0, 2] = torch.where(target[0] > 0, 4.0, -4.0)  # candidate 2 is nearly perfect
     logits.requires_grad_(True)
-    out = LavidaLoss(LavidaConfig.tiny())(logits, torch.full((1, 3), 0.5), torch.zeros(1), target)
-    out.loss.backward()
+    loss = LavidaLoss(LavidaConfig.tiny())
+    out = loss(logits, torch.full((1, 3), 0.5), torch.zeros(1), target)
+    loss.total(out).backward()
     assert out.chosen_mask.tolist() == [2]
     assert logits.grad[0, :2].abs().sum() == 0 and logits.grad[0, 2].abs().sum() > 0
 
@@ -169,10 +194,11 @@ def test_normal_frames_train_only_the_object_score():
     logits = torch.randn(2, 3, 4, 4, requires_grad=True)
     iou = torch.rand(2, 3, requires_grad=True)
     obj = torch.zeros(2, requires_grad=True)
-    out = LavidaLoss(LavidaConfig.tiny())(logits, iou, obj, torch.zeros(2, 4, 4))
+    loss = LavidaLoss(LavidaConfig.tiny())
+    out = loss(logits, iou, obj, torch.zeros(2, 4, 4))
     assert out.focal_loss.item() == 0 and out.dice_loss.item() == 0 and out.iou_loss.item() == 0
     assert out.object_score_loss.item() == pytest.approx(math.log(2), rel=1e-6)
-    out.loss.backward()
+    loss.total(out).backward()
     assert logits.grad is None or logits.grad.abs().sum() == 0
     assert obj.grad.abs().sum() > 0
 
@@ -192,13 +218,14 @@ def test_all_candidates_mode_trains_every_candidate_on_the_target():
     logits = torch.stack([-perfect, -perfect, perfect])[None].clone().requires_grad_(True)  # (1, 3, 4, 4)
     iou = torch.tensor([[0.0, 0.0, 1.0]], requires_grad=True)
     lowest = LavidaLoss(LavidaConfig.tiny())(logits, iou, torch.zeros(1), target)
-    every = LavidaLoss(LavidaConfig.tiny(mask_candidate_training="all"))(logits, iou, torch.zeros(1), target)
+    every_loss = LavidaLoss(LavidaConfig.tiny(mask_candidate_training="all"))
+    every = every_loss(logits, iou, torch.zeros(1), target)
     assert lowest.dice_loss.item() < 0.01 and lowest.iou_loss.item() < 1e-6
     flat_target = target.flatten().tolist()
     expected_dice = sum(dice(candidate.flatten().tolist(), flat_target) for candidate in logits[0].detach()) / 3
     assert every.dice_loss.item() == pytest.approx(expected_dice, rel=1e-5)
     assert every.iou_loss.item() == pytest.approx(0.0, abs=1e-6)  # each candidate's IoU (0, 0, 1) is predicted
-    every.loss.backward()
+    every_loss.total(every).backward()
     assert logits.grad[0, 0].abs().sum() > 0 and logits.grad[0, 1].abs().sum() > 0
 
 

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel
 
-from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
+from lavida import LavidaConfig, LavidaForVideoAnomalyDetection, LavidaOutput
 from lavida.lora import add_lora
 
 LOSS_TERMS = ("loss", "lm_loss", "focal_loss", "dice_loss", "iou_loss", "object_score_loss")
@@ -185,6 +185,8 @@ def test_checkpoint_with_missing_or_extra_keys_is_refused(tiny_model, tmp_path):
 def test_from_components_adds_seg_token_and_keeps_tower_weights(byte_tokenizer, tmp_path):
     from transformers import AutoModelForImageTextToText, Qwen2VLConfig
 
+    from lavida.model_factory import build_model_from_components
+
     tiny = LavidaConfig.tiny()
     torch.manual_seed(1)
     mllm_config = Qwen2VLConfig(**{**tiny.mllm_config.to_dict()})
@@ -198,8 +200,8 @@ def test_from_components_adds_seg_token_and_keeps_tower_weights(byte_tokenizer, 
     text = AutoModel.from_config(tiny.text_encoder_config)
     text.save_pretrained(tmp_path / "text")
 
-    model = LavidaForVideoAnomalyDetection.from_components(tmp_path / "mllm", tmp_path / "sam", tmp_path / "text",
-                                                           compression_ratio=0.75)
+    model = build_model_from_components(tmp_path / "mllm", tmp_path / "sam", tmp_path / "text",
+                                        compression_ratio=0.75)
     assert model.config.seg_token_id == 263 and model.config.compression_ratio == 0.75
     assert model.mllm.get_input_embeddings().weight.shape[0] == 264
     torch.testing.assert_close(model.sam.mask_decoder.iou_token.weight, sam.mask_decoder.iou_token.weight)
@@ -336,13 +338,19 @@ def test_name_grounding_trains_on_name_labels(tiny_batch):
     out.loss.backward()
     head = model.name_grounding_head
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
-    # the grounding loss is the object-score term, and it reads the labels: naming every visible target costs more
-    # than naming none while the head still answers "absent" everywhere
+    # the grounding loss is the frame-score term, under its own name, and it reads the labels: naming every visible
+    # target costs more than naming none while the head still answers "absent" everywhere
+    assert out.object_score_loss is None
     assert tiny_batch["target_masks"].any()
     with torch.no_grad():
-        none_named = model(**tiny_batch, name_labels=torch.zeros_like(labels)).object_score_loss
-        all_named = model(**tiny_batch, name_labels=torch.ones_like(labels)).object_score_loss
-    assert torch.isfinite(out.object_score_loss) and all_named > none_named + 0.1
+        none_named = model(**tiny_batch, name_labels=torch.zeros_like(labels)).grounding_loss
+        all_named = model(**tiny_batch, name_labels=torch.ones_like(labels)).grounding_loss
+    assert torch.isfinite(out.grounding_loss) and all_named > none_named + 0.1
+    config = model.config
+    expected = (config.lm_loss_weight * out.lm_loss + config.focal_loss_weight * out.focal_loss
+                + config.dice_loss_weight * out.dice_loss + config.iou_loss_weight * out.iou_loss
+                + config.object_score_loss_weight * out.grounding_loss)
+    torch.testing.assert_close(out.loss, expected)
 
 
 def test_a_checkpoint_is_fine_tuned_into_name_grounding_only_with_new_modules(tiny_model, tmp_path):
@@ -355,3 +363,98 @@ def test_a_checkpoint_is_fine_tuned_into_name_grounding_only_with_new_modules(ti
     torch.testing.assert_close(model.semantic_projector.prompt_proj.weight,
                                tiny_model.semantic_projector.prompt_proj.weight)
     assert model.name_grounding_head.logit_bias.item() == -4.0 and model.name_grounding_head.logit_scale.item() == 1.0
+
+
+# ---------------------------------------------------------------------------------------------------- forward inputs
+def _inference_batch(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k not in ("labels", "target_masks")}
+
+
+def test_a_misspelt_input_is_refused_naming_it_and_the_accepted_ones(tiny_model, tiny_batch):
+    batch = {k: v for k, v in tiny_batch.items() if k != "target_masks"}
+    with pytest.raises(ValueError) as error:
+        tiny_model(**batch, target_mask=tiny_batch["target_masks"])
+    message = str(error.value)
+    assert "'target_mask'" in message and "did you mean 'target_masks'" in message
+    assert "Accepted inputs:" in message and "grounding_labels" in message and "return_dict" in message
+    with pytest.raises(ValueError, match="num_items_in_batch"):
+        tiny_model(**tiny_batch, num_items_in_batch=4)
+
+
+def test_return_dict_false_gives_the_outputs_fields_as_a_tuple(tiny_model, tiny_batch):
+    tiny_model.eval()
+    with torch.no_grad():
+        as_dict = tiny_model(**tiny_batch)
+        as_tuple = tiny_model(**tiny_batch, return_dict=False)
+        tiny_model.config.return_dict = False  # the config's default applies when return_dict is not given
+        from_config = tiny_model(**tiny_batch)
+    assert isinstance(as_tuple, tuple) and not isinstance(as_tuple, LavidaOutput)
+    assert isinstance(from_config, tuple)
+    expected = as_dict.to_tuple()
+    assert len(as_tuple) == len(expected) == len(from_config)
+    assert as_tuple[0] is not None and torch.equal(as_tuple[0], as_dict.loss)  # the loss first, as in transformers
+    for a, b, c in zip(as_tuple, expected, from_config):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(c, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("with_labels", [False, True], ids=["inference", "training"])
+def test_output_hidden_states_returns_the_mllms_hidden_states(tiny_model, tiny_batch, with_labels):
+    tiny_model.eval()
+    batch = tiny_batch if with_labels else _inference_batch(tiny_batch)
+    with torch.no_grad():
+        plain = tiny_model(**batch)
+        out = tiny_model(**batch, output_hidden_states=True)
+    assert plain.hidden_states is None and plain.attentions is None
+    layers = tiny_model.config.mllm_config.text_config.num_hidden_layers
+    hidden = tiny_model.config.mllm_config.text_config.hidden_size
+    assert isinstance(out.hidden_states, tuple) and len(out.hidden_states) == layers + 1
+    batch_size = batch["input_ids"].shape[0]
+    length = out.hidden_states[0].shape[1]  # the compressed sequence: fewer tokens than the prompt
+    assert length < batch["input_ids"].shape[1]
+    assert all(h.shape == (batch_size, length, hidden) for h in out.hidden_states)
+    # f_sem is the last layer's hidden state at <SEG>: one of the rows of hidden_states[-1]
+    last = out.hidden_states[-1]
+    for row in range(batch_size):
+        distances = (last[row] - out.seg_hidden_state[row]).abs().amax(dim=-1)
+        assert float(distances.min()) == 0.0
+    torch.testing.assert_close(out.frame_logits, plain.frame_logits, rtol=0, atol=0)
+
+
+def test_output_attentions_returns_the_mllms_attention_weights_with_eager_attention(tiny_model, tiny_batch):
+    tiny_model.set_attn_implementation("eager")
+    tiny_model.eval()
+    with torch.no_grad():
+        out = tiny_model(**_inference_batch(tiny_batch), output_attentions=True)
+    text_config = tiny_model.config.mllm_config.text_config
+    assert len(out.attentions) == text_config.num_hidden_layers and out.hidden_states is None
+    batch_size, heads = tiny_batch["input_ids"].shape[0], text_config.num_attention_heads
+    length = out.attentions[0].shape[-1]
+    assert all(a.shape == (batch_size, heads, length, length) for a in out.attentions)
+    torch.testing.assert_close(out.attentions[0].sum(-1)[0, 0, :4], torch.ones(4))  # rows are softmax weights
+
+
+def test_object_score_scale_weights_only_the_object_score_term(tiny_model, tiny_batch):
+    tiny_model.eval()
+    with torch.no_grad():
+        full = tiny_model(**tiny_batch)
+        off = tiny_model(**tiny_batch, object_score_scale=0.0)
+    weight = tiny_model.config.object_score_loss_weight
+    torch.testing.assert_close(off.object_score_loss, full.object_score_loss)
+    torch.testing.assert_close(off.loss, full.loss - weight * full.object_score_loss)
+    assert tiny_model.loss_function_lavida.object_weight == weight
+
+
+def test_grounding_labels_must_be_a_complete_dict_of_matching_shapes(tiny_batch):
+    model = _grounding_model().train()
+    names = tiny_batch["class_input_ids"]
+    labels = {"input_ids": names, "attention_mask": tiny_batch["class_attention_mask"],
+              "name_mask": torch.ones(names.shape[:2], dtype=torch.bool),
+              "targets": tiny_batch["target_masks"][:, None].repeat(1, names.shape[1], 1, 1, 1)}
+    out = model(**tiny_batch, grounding_labels=labels)
+    assert torch.isfinite(out.grounding_loss) and out.object_score_loss is None
+    with pytest.raises(ValueError, match="grounding_labels must be a dict with the keys"):
+        model(**tiny_batch, grounding_labels={**labels, "mask": labels.pop("name_mask")})
+    labels["name_mask"] = torch.ones(names.shape[:2], dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"grounding_labels\['targets'\] must be \[B, M, T, H, W\]"):
+        model(**tiny_batch, grounding_labels={**labels, "targets": labels["targets"][:, :, :4]})

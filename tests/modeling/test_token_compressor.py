@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from lavida.token_compressor import TokenCompressor, density_merge, static_unit_keep_mask, token_distances
+from lavida.token_compressor import (TokenCompressor, compress_sequence, density_merge, static_unit_keep_mask,
+                                     token_distances)
 
 
 def reference_merge(z: np.ndarray, ratio: float, k: int) -> tuple[list[int], np.ndarray, list[list[float]]]:
@@ -120,8 +121,8 @@ def test_rotary_positions_survive_compression(tiny_model, tiny_batch):
                                             video_grid_thw=batch["video_grid_thw"],
                                             attention_mask=batch["attention_mask"])
     with torch.no_grad():
-        sequence = model.compress_sequence(batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"],
-                                           batch["pixel_values_videos"], batch["video_grid_thw"])
+        sequence = compress_sequence(model.mllm, model.token_compressor, batch["input_ids"], batch["attention_mask"],
+                                     batch["mm_token_type_ids"], batch["pixel_values_videos"], batch["video_grid_thw"])
     video_id = model.config.mllm_config.video_token_id
     for row in range(batch["input_ids"].shape[0]):
         ids = batch["input_ids"][row]
@@ -151,8 +152,8 @@ def test_static_video_is_pruned_to_the_first_temporal_group(tiny_model, byte_tok
     model.token_compressor.ratio = 1.0  # isolate pruning
     batch = build_tiny_batch(byte_tokenizer, tiny_video_processor, batch=1, moving=False, with_targets=False)
     with torch.no_grad():
-        sequence = model.compress_sequence(batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"],
-                                           batch["pixel_values_videos"], batch["video_grid_thw"])
+        sequence = compress_sequence(model.mllm, model.token_compressor, batch["input_ids"], batch["attention_mask"],
+                                     batch["mm_token_type_ids"], batch["pixel_values_videos"], batch["video_grid_thw"])
     t, h, w = batch["video_grid_thw"][0].tolist()
     assert int(sequence.num_visual_tokens[0]) == (h // 2) * (w // 2)  # only the first group of a static video
 
@@ -227,9 +228,9 @@ def test_uniform_clip_gives_no_zero_visual_token_to_the_llm(tiny_model, byte_tok
     hook = model.token_compressor.register_forward_hook(lambda module, args, output: captured.append(output))
     try:
         with torch.no_grad():
-            sequence = model.compress_sequence(batch["input_ids"], batch["attention_mask"],
-                                               batch["mm_token_type_ids"], video["pixel_values_videos"],
-                                               batch["video_grid_thw"])
+            sequence = compress_sequence(model.mllm, model.token_compressor, batch["input_ids"],
+                                         batch["attention_mask"], batch["mm_token_type_ids"],
+                                         video["pixel_values_videos"], batch["video_grid_thw"])
     finally:
         hook.remove()
     compressed = captured[0]
@@ -293,8 +294,8 @@ def test_partly_static_clip_keeps_the_rotary_positions_of_the_merged_centres(tin
     hook = model.token_compressor.register_forward_hook(lambda module, args, output: captured.append((args, output)))
     try:
         with torch.no_grad():
-            sequence = model.compress_sequence(batch["input_ids"], batch["attention_mask"],
-                                               batch["mm_token_type_ids"], pixels, grid)
+            sequence = compress_sequence(model.mllm, model.token_compressor, batch["input_ids"],
+                                         batch["attention_mask"], batch["mm_token_type_ids"], pixels, grid)
     finally:
         hook.remove()
     (video_tokens, keep_masks), compressed = captured[0]

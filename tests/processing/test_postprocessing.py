@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from lavida.processing.postprocessing import (Event, fill_skipped_frames, find_events, logits_to_probabilities,
-                                              resize_masks, smooth_scores, threshold_scores)
+from lavida.processing.postprocessing import (Event, fill_skipped_frames, find_events, frame_probabilities,
+                                              mask_probabilities, postprocess_scores, resize_masks, smooth_scores,
+                                              threshold_scores)
 
 
 def test_probabilities_match_sigmoid_and_survive_extremes():
-    logits = np.array([-2000.0, -3.0, 0.0, 1.5, 2000.0])
-    probabilities = logits_to_probabilities(logits)
-    assert probabilities.dtype == np.float32 and np.all(np.isfinite(probabilities))
-    np.testing.assert_allclose(probabilities[1:4], 1 / (1 + np.exp(-logits[1:4])), rtol=1e-6)
-    assert probabilities[0] == 0.0 and probabilities[-1] == 1.0
-    np.testing.assert_allclose(logits_to_probabilities(torch.tensor(logits[1:4])), probabilities[1:4], rtol=1e-6)
+    logits = torch.tensor([[-2000.0, -3.0, 0.0, 1.5, 2000.0]], dtype=torch.bfloat16)
+    probabilities = frame_probabilities(logits)
+    assert probabilities.dtype == torch.float32 and probabilities.shape == (1, 5)
+    assert bool(torch.isfinite(probabilities).all())
+    expected = 1 / (1 + np.exp(-logits.float().numpy()[0, 1:4]))
+    np.testing.assert_allclose(probabilities[0, 1:4].numpy(), expected, rtol=1e-6)
+    assert probabilities[0, 0] == 0.0 and probabilities[0, -1] == 1.0
 
 
 def test_fill_gives_each_frame_its_nearest_sampled_score():
@@ -39,15 +41,37 @@ def test_fill_rejects_inconsistent_samples(indices, scores, num_frames, message)
 
 
 def test_smoothing_is_off_at_zero_and_keeps_constants_and_mass():
-    scores = np.array([0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1], dtype=np.float32)
+    scores = np.full(15, 0.1, dtype=np.float32)
+    scores[7] = 0.9
     np.testing.assert_array_equal(smooth_scores(scores, 0.0), scores)
+    assert smooth_scores(scores, 1.0).dtype == np.float64
     np.testing.assert_allclose(smooth_scores(np.full(6, 0.3), 4.0), 0.3, rtol=1e-6)  # kernel wider than the video
     smoothed = smooth_scores(scores, 1.0)
-    assert smoothed[2] < 0.5 < scores[2]  # a one-frame spike no longer crosses the threshold
-    assert smoothed[1] == pytest.approx(smoothed[3])  # symmetric spread
+    assert smoothed[7] < 0.5 < scores[7]  # a one-frame spike no longer crosses the threshold
+    assert smoothed[6] == pytest.approx(smoothed[8])  # symmetric spread
     assert smoothed.sum() == pytest.approx(scores.sum(), rel=0.02)
     with pytest.raises(ValueError, match="non-negative"):
         smooth_scores(scores, -1.0)
+
+
+@pytest.mark.parametrize("length", [2, 5, 40, 301])
+@pytest.mark.parametrize("sigma", [0.1, 0.7, 2.0, 5.0, 33.0])
+def test_smoothing_is_scipys_gaussian_filter_truncated_at_4_sigma(length, sigma):
+    """The one smoothing of the package (detection and the frame metrics) is scipy's reflect-mode Gaussian filter."""
+    from scipy.ndimage import gaussian_filter1d
+
+    scores = np.random.default_rng(length).random(length).astype(np.float32)
+    expected = gaussian_filter1d(scores.astype(np.float64), sigma, mode="reflect", truncate=4.0)
+    np.testing.assert_allclose(smooth_scores(scores, sigma), expected, rtol=0, atol=1e-12)
+
+
+def test_postprocess_scores_fills_smooths_and_finds_events_as_the_single_steps():
+    sampled, probabilities = np.array([0, 3, 6, 9]), np.array([0.1, 0.9, 0.8, 0.2], np.float32)
+    scores, events = postprocess_scores(sampled, probabilities, 11, fps=5.0, threshold=0.5, min_event_frames=2,
+                                        smoothing_sigma=1.5)
+    expected = smooth_scores(fill_skipped_frames(sampled, probabilities, 11), 1.5).astype(np.float32)
+    np.testing.assert_array_equal(scores, expected)
+    assert scores.dtype == np.float32 and events == find_events(expected, 5.0, 0.5, 2)
 
 
 def test_events_on_a_hand_built_curve():
@@ -89,6 +113,8 @@ def test_resize_masks_is_bilinear_to_native_size():
     np.testing.assert_allclose(resized, expected, rtol=1e-6)
     assert resized.min() >= masks.min() - 1e-6 and resized.max() <= masks.max() + 1e-6  # no overshoot
     single = resize_masks(torch.full((4, 4), 0.25), (9, 7))
-    assert single.shape == (9, 7) and np.allclose(single, 0.25)
-    with pytest.raises(ValueError, match=r"\[h, w\] or \[N, h, w\]"):
+    assert isinstance(single, torch.Tensor) and single.shape == (9, 7) and torch.allclose(single, torch.tensor(0.25))
+    with pytest.raises(ValueError, match=r"\[\.\.\., h, w\]"):
         resize_masks(np.zeros(5), (4, 4))
+    probabilities = mask_probabilities(torch.from_numpy(masks), (97, 161))
+    torch.testing.assert_close(probabilities, torch.sigmoid(torch.from_numpy(expected)))

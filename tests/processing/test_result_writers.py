@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 from lavida.errors import UserInputError
+from lavida.processing.detection import VideoDetection
+from lavida.processing.options import DetectionOptions
 from lavida.processing.postprocessing import find_events
-from lavida.processing.result_writers import (DetectionRecord, OutputOptions, format_summary, render_overlay_frame,
-                                              write_results)
+from lavida.processing.result_writers import OutputOptions, format_summary, render_overlay_frame, write_result_folder
 from lavida.processing.video_io import iter_frames, probe_video
 
 HEIGHT, WIDTH, NUM_FRAMES, FPS = 97, 161, 100, 25
@@ -45,12 +46,30 @@ def hand_scores() -> np.ndarray:
     return scores
 
 
-def make_record(video: Path, scores: np.ndarray | None = None) -> DetectionRecord:
+def make_record(video: Path, scores: np.ndarray | None = None, masks=None) -> VideoDetection:
     scores = hand_scores() if scores is None else scores
     info = probe_video(video)
-    return DetectionRecord(source=video, info=info, anomalies=["fighting", "fire"], scores=scores,
-                           events=find_events(scores, info.fps, 0.5), threshold=0.5, model_id="local/lavida-tiny",
-                           settings={"stride": 2})
+    return VideoDetection(video=info, name=video.name, anomalies=["fighting", "fire"],
+                          options=DetectionOptions(stride=2, return_masks=masks is not None),
+                          model_id="local/lavida-tiny", scores=scores, events=find_events(scores, info.fps, 0.5),
+                          masks=masks, source=video)
+
+
+class BoxMasks:
+    """Masks handed out one frame at a time (as ``FrameMasks``), recording which frames were asked for."""
+
+    def __init__(self, fail_at: int | None = None):
+        self.calls: list[int] = []
+        self.fail_at = fail_at
+
+    def __len__(self) -> int:
+        return NUM_FRAMES
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if index == self.fail_at:
+            raise RuntimeError("mask decoder failed")
+        self.calls.append(index)
+        return box_mask(index)
 
 
 def box_mask(index: int) -> np.ndarray | None:
@@ -68,16 +87,11 @@ def read_video(path: Path) -> tuple[list[np.ndarray], Fraction]:
 
 
 @pytest.fixture(scope="module")
-def written(video, tmp_path_factory) -> tuple[Path, DetectionRecord, list[int]]:
-    calls: list[int] = []
-
-    def masks(index: int) -> np.ndarray | None:
-        calls.append(index)
-        return box_mask(index)
-
-    record = make_record(video)
-    out = write_results(tmp_path_factory.mktemp("out") / "walk", record, masks, OutputOptions(progress=False))
-    return out, record, calls
+def written(video, tmp_path_factory) -> tuple[Path, VideoDetection, list[int]]:
+    masks = BoxMasks()
+    record = make_record(video, masks=masks)
+    out = write_result_folder(tmp_path_factory.mktemp("out") / "walk", record, OutputOptions(progress=False))
+    return out, record, masks.calls
 
 
 def test_folder_holds_the_four_outputs_and_nothing_else(written):
@@ -129,7 +143,8 @@ def test_csv_and_json_agree(written):
                                "height": HEIGHT, "duration_s": NUM_FRAMES / FPS, "codec": "h264", "damaged": False}
     assert (result["anomalies"], result["model_id"], result["threshold"]) == (["fighting", "fire"],
                                                                               "local/lavida-tiny", 0.5)
-    assert result["settings"] == {"stride": 2} and result["num_events"] == 2
+    assert result["settings"] == {"stride": 2, "min_event_frames": 1, "smoothing_sigma": 0.0}
+    assert result["num_events"] == 2 and result == record.to_dict()
     assert result["events"][0] == {"start_frame": 40, "end_frame": 59, "start_s": 1.6, "end_s": 2.4,
                                    "peak_score": 0.95, "mean_score": pytest.approx(0.775, abs=1e-6)}
     np.testing.assert_allclose(result["scores"], record.scores, atol=5e-7)
@@ -146,23 +161,18 @@ def test_plot_is_a_readable_png(written):
 
 
 def test_failure_leaves_no_folder_and_keeps_old_results(video, tmp_path):
-    record = make_record(video)
-
-    def broken_masks(index: int) -> np.ndarray:
-        if index == 50:
-            raise RuntimeError("mask decoder failed")
-        return box_mask(index)
-
+    record = make_record(video, masks=BoxMasks(fail_at=50))
     with pytest.raises(RuntimeError, match="mask decoder failed"):
-        write_results(tmp_path / "walk", record, broken_masks, OutputOptions(progress=False, plot=False))
+        write_result_folder(tmp_path / "walk", record, OutputOptions(progress=False, plot=False))
     assert list(tmp_path.iterdir()) == []
 
     # A finished folder survives a failed rewrite untouched.
-    first = write_results(tmp_path / "walk", record, None, OutputOptions(progress=False, plot=False, overlay=False))
+    first = write_result_folder(tmp_path / "walk", make_record(video),
+                                OutputOptions(progress=False, plot=False, overlay=False))
     before = (first / "result.json").read_text()
     with pytest.raises(RuntimeError):
-        write_results(tmp_path / "walk", make_record(video, np.zeros(NUM_FRAMES, np.float32)), broken_masks,
-                      OutputOptions(progress=False, plot=False))
+        write_result_folder(tmp_path / "walk", make_record(video, np.zeros(NUM_FRAMES, np.float32), BoxMasks(50)),
+                            OutputOptions(progress=False, plot=False))
     assert [path.name for path in tmp_path.iterdir()] == ["walk"]
     assert (first / "result.json").read_text() == before
 
@@ -170,7 +180,7 @@ def test_failure_leaves_no_folder_and_keeps_old_results(video, tmp_path):
 def test_existing_folder_and_wrong_score_count(video, tmp_path):
     (tmp_path / "walk").mkdir()
     with pytest.raises(UserInputError, match="already exists"):
-        write_results(tmp_path / "walk", make_record(video), None, OutputOptions(overwrite=False, overlay=False))
+        write_result_folder(tmp_path / "walk", make_record(video), OutputOptions(overwrite=False, overlay=False))
     with pytest.raises(ValueError, match="99 scores for a video of 100 frames"):
         make_record(video, np.zeros(99, np.float32))
 

@@ -194,7 +194,7 @@ def test_bad_arrays_and_stride():
         probe_video(np.zeros((4, 8, 8, 3), dtype=np.float32))
     with pytest.raises(UserInputError, match="at least 2 are needed"):
         probe_video(np.zeros((1, 8, 8, 3), dtype=np.uint8))
-    with pytest.raises(UserInputError, match="stride must be a positive integer"):
+    with pytest.raises(UserInputError, match="stride must be a positive whole number, got 0"):
         next(iter_frames(np.zeros((4, 8, 8, 3), dtype=np.uint8), stride=0))
     with pytest.raises(UserInputError, match="Cannot read a video from a dict"):
         probe_video({"video": "x.mp4"})

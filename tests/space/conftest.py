@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 MAX_DURATION_S = 3.0
 MAX_UPLOAD_MB = 1.0
@@ -37,19 +36,9 @@ def moving_square_video(path: Path, frames: int, height: int, width: int, fps: f
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
-    from lavida.processing.factories import build_tiny_processor
-
-    folder = tmp_path_factory.mktemp("space-checkpoint")
-    # A wider random init than the default 0.02: the scores then depend on the video, the frame and the names in
-    # the 3rd-4th decimal (with 0.02 they agree to 6 decimals), so a mixed-up request would show.
-    config = LavidaConfig.tiny(initializer_range=0.2)
-    config.sam_config.initializer_range = 0.2
-    torch.manual_seed(0)
-    LavidaForVideoAnomalyDetection(config).save_pretrained(folder)
-    build_tiny_processor().save_pretrained(folder)
-    return folder
+def tiny_checkpoint(varied_lavida_checkpoint) -> Path:
+    """The Space's model: scores that differ per video, frame and names, so a mixed-up request would show."""
+    return varied_lavida_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +47,15 @@ def reference_model(tiny_checkpoint):
     from lavida.model_factory import load_model_and_processor
 
     return load_model_and_processor(str(tiny_checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def reference_detector(reference_model):
+    """The detection pipeline around the reference model, to compute the expected scores."""
+    from lavida.processing.pipeline_lavida import TASK, VideoAnomalyDetectionPipeline
+
+    model, processor = reference_model
+    return VideoAnomalyDetectionPipeline(model=model, processor=processor, device="cpu", task=TASK)
 
 
 @pytest.fixture(scope="session")

@@ -37,12 +37,10 @@ def _cli_detect(video: Path, names: str, checkpoint: Path, out: Path, stride: in
     return out / video.stem
 
 
-def test_api_agrees_with_lavida_detect(live_app, videos, tiny_checkpoint, reference_model, tmp_path):
-    from lavida.processing.detection import DetectionOptions, detect_video
-
+def test_api_agrees_with_lavida_detect(live_app, videos, tiny_checkpoint, reference_detector, tmp_path):
     names, stride = "red square, fighting", 1
     # A threshold at the median score splits the video into events instead of covering all of it or none.
-    scores = detect_video(*reference_model, videos["walk"], names.split(", "), DetectionOptions(stride=stride)).scores
+    scores = reference_detector(str(videos["walk"]), anomalies=names, stride=stride).scores
     threshold = float(np.median(scores))
     expected = _cli_detect(videos["walk"], names, tiny_checkpoint, tmp_path / "cli", stride, threshold)
     expected_json = json.loads((expected / "result.json").read_text())
@@ -93,13 +91,11 @@ def test_bad_requests_show_their_message_and_the_app_keeps_serving(live_app, vid
     assert Path(plot).stat().st_size > 0 and len(_frames(overlay)) == 16
 
 
-def test_eight_concurrent_requests_complete_with_correct_results(live_app, videos, reference_model, tmp_path):
-    from lavida.processing.detection import DetectionOptions, detect_video
-
+def test_eight_concurrent_requests_complete_with_correct_results(live_app, videos, reference_detector, tmp_path):
     jobs = [(videos["walk" if i % 2 == 0 else "odd"], ["fighting", "red square", "blue star", "fire"][i % 4],
              1 + i % 3) for i in range(8)]
     expected = [[round(float(score), 6)  # as result.json rounds
-                 for score in detect_video(*reference_model, video, [names], DetectionOptions(stride=stride)).scores]
+                 for score in reference_detector(str(video), anomalies=[names], stride=stride).scores]
                 for video, names, stride in jobs]
     assert len({tuple(scores) for scores in expected}) == len(jobs)  # every request has its own answer
 

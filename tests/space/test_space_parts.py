@@ -113,6 +113,22 @@ def test_service_writes_the_four_files_and_reports_progress(service, videos):
     assert json.loads(result.result_json.read_text())["model_id"] == "tiny-test"
 
 
+def test_service_reads_the_upload_twice_to_score_and_to_draw_the_overlay(service, videos, monkeypatch):
+    import av
+
+    reads = []
+    original = av.open
+
+    def counting(target, *args, **kwargs):
+        if kwargs.get("mode", "r") == "r":
+            reads.append(Path(str(target)).name)
+        return original(target, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting)
+    service.run(videos["walk"], "fighting", 1, 0.5)
+    assert reads == ["walk.mp4", "walk.mp4"]  # the header check and scoring share one open; the overlay reads again
+
+
 def test_service_keeps_only_the_newest_result_folders(service):
     folders = []
     for _ in range(3):
@@ -128,7 +144,7 @@ def test_service_keeps_only_the_newest_result_folders(service):
     ("big", "fire", 1, 0.5, "big.mp4 is 1.5 MB; this demo accepts videos up to 1 MB"),
     ("walk", "", 1, 0.5, "No anomaly names"),
     ("walk", "fire", 1.5, 0.5, "Stride must be a whole number of frames from 1 to 32"),
-    ("walk", "fire", 1, -0.1, "Threshold must be between 0 and 1"),
+    ("walk", "fire", 1, -0.1, "threshold must be a number in [0, 1], got -0.1"),
 ])
 def test_service_rejects_bad_inputs_with_one_clear_message(service, videos, key, anomalies, stride, threshold,
                                                            message):

@@ -16,7 +16,7 @@ from transformers import EvalPrediction, TrainerCallback, TrainingArguments, set
 
 from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
 from lavida.processing.factories import build_tiny_processor
-from lavida.trainer_lavida import LOSS_TERMS, LavidaDataCollator, LavidaTrainer, compute_frame_metrics
+from lavida.trainer_lavida import LOSS_TERMS, LavidaDataCollator, LavidaTrainer, compute_frame_metrics, loss_terms
 from tests.training.toy_rows import toy_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,19 +106,33 @@ def test_two_process_cpu_training_has_identical_losses_on_both_ranks(tmp_path):
     assert ranks[0]["weights_sum"] == pytest.approx(ranks[1]["weights_sum"], rel=1e-9)
 
 
+def _record_forward_kwargs(model) -> list[dict]:
+    """The keyword inputs of every forward call of ``model`` (non-tensor ones only)."""
+    calls: list[dict] = []
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append({k: v for k, v in kwargs.items() if not torch.is_tensor(v)}),
+        with_kwargs=True)
+    return calls
+
+
 def test_object_score_warmup_switches_the_bce_off_then_ramps_it(tmp_path):
     trainer = _trainer(tmp_path, max_steps=6)
     trainer.object_score_warmup_steps = 2
-    weights = []
-
-    class Record(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            weights.append(trainer.model.loss_function_lavida.object_weight)
-
-    trainer.add_callback(Record())
+    weight = trainer.model.loss_function_lavida.object_weight
+    calls = _record_forward_kwargs(trainer.model)
     trainer.train()
-    # weight used at steps 1..6 (global_step 0..5 when computed): 0, 0, 0, 1, 2, 2 (times the configured 2.0)
-    assert weights == [0.0, 0.0, 0.0, 1.0, 2.0, 2.0]
+    # scale used at steps 1..6 (global_step 0..5 when computed): 0, 0, 0, 0.5, 1, 1 of the configured weight
+    assert [call["object_score_scale"] for call in calls] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+    # the schedule goes to forward: the loss module is never changed
+    assert trainer.model.loss_function_lavida.object_weight == weight == trainer.model.config.object_score_loss_weight
+    # each logged loss is the weighted sum of its terms at that step's scale
+    config = trainer.model.config
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    for entry, scale in zip(logs, [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]):
+        expected = (config.lm_loss_weight * entry["lm_loss"] + config.focal_loss_weight * entry["focal_loss"]
+                    + config.dice_loss_weight * entry["dice_loss"] + config.iou_loss_weight * entry["iou_loss"]
+                    + scale * weight * entry["object_score_loss"])
+        assert entry["loss"] == pytest.approx(expected, rel=1e-3, abs=1e-5), (scale, entry)
 
 
 def test_evaluation_loss_uses_the_full_object_score_weight_during_the_warmup(tmp_path):
@@ -126,12 +140,54 @@ def test_evaluation_loss_uses_the_full_object_score_weight_during_the_warmup(tmp
     eval_rows = toy_rows(4, seed=9)
     trainer = _trainer(tmp_path, max_steps=1)
     trainer.object_score_warmup_steps = 100
+    calls = _record_forward_kwargs(trainer.model)
     trainer.train()
-    assert trainer.model.loss_function_lavida.object_weight == 0.0  # the training step ran inside the warm-up
+    assert calls[-1]["object_score_scale"] == 0.0  # the training step ran inside the warm-up
     during_warmup = trainer.evaluate(eval_dataset=eval_rows)["eval_loss"]
+    assert "object_score_scale" not in calls[-1]  # evaluation: the model's configured loss
     trainer.object_score_warmup_steps = 0
     without_warmup = trainer.evaluate(eval_dataset=eval_rows)["eval_loss"]
     assert during_warmup == pytest.approx(without_warmup, rel=1e-6)
+    assert trainer.model.loss_function_lavida.object_weight == trainer.model.config.object_score_loss_weight
+
+
+def test_the_grounding_loss_is_logged_under_its_own_name(tmp_path):
+    """With frame_score "name_grounding" the frame-score term is the grounding head's loss: logged as grounding_loss,
+    with no object_score_loss entry, and warmed up like the object score. (Rows with every object's own mask: the
+    batches carry grounding_labels, a nested dict, through the Trainer.)"""
+    from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
+
+    set_seed(0)
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding"))
+    rows = SyntheticTrainingCorpus(num_samples=6, seed=3, max_names=4, object_labels=True,
+                                   world={"size": 64, "clip_length": 8})
+    calls = _record_forward_kwargs(model)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, logging_steps=1,
+                             use_cpu=True, report_to=[], remove_unused_columns=False, seed=0, save_strategy="no",
+                             dataloader_num_workers=0)
+    trainer = LavidaTrainer(model=model, args=args, train_dataset=rows, object_score_warmup_steps=1,
+                            data_collator=LavidaDataCollator(build_tiny_processor()))
+    trainer.train()
+    assert all(set(call["grounding_labels"]) == {"input_ids", "attention_mask", "name_mask", "targets"}
+               for call in calls)
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 3
+    config = model.config
+    for entry, scale in zip(logs, [0.0, 0.0, 1.0]):
+        assert set(loss_terms("name_grounding")) <= set(entry) and "object_score_loss" not in entry, entry
+        assert np.isfinite(entry["grounding_loss"]) and entry["grounding_loss"] > 0
+        expected = (config.lm_loss_weight * entry["lm_loss"] + config.focal_loss_weight * entry["focal_loss"]
+                    + config.dice_loss_weight * entry["dice_loss"] + config.iou_loss_weight * entry["iou_loss"]
+                    + scale * config.object_score_loss_weight * entry["grounding_loss"])
+        assert entry["loss"] == pytest.approx(expected, rel=1e-3, abs=1e-5), (scale, entry)
+
+
+def test_loss_terms_name_the_frame_score_term_of_each_config():
+    assert LOSS_TERMS == loss_terms("object_score") == ("lm_loss", "focal_loss", "dice_loss", "iou_loss",
+                                                        "object_score_loss")
+    assert loss_terms("name_grounding")[-1] == "grounding_loss"
+    with pytest.raises(ValueError, match="frame_score"):
+        loss_terms("objectness")
 
 
 def test_in_order_corpus_is_read_sequentially_and_pairs_need_an_even_batch(tmp_path):
@@ -218,8 +274,8 @@ def test_object_labels_give_every_object_in_view_its_own_grounding_mask():
     size = batch["sam_pixel_values"].shape[-2:]
     for i, row in enumerate(rows[:2]):
         count = len(row["object_names"]) + sum(1 for label in row["name_labels"] if not label)
-        assert int(batch["grounding_mask"][i].sum()) == count
-        targets = batch["grounding_targets"][i]
+        assert int(batch["grounding_labels"]["name_mask"][i].sum()) == count
+        targets = batch["grounding_labels"]["targets"][i]
         assert targets.shape[1:] == (8, *size)
         # objects first, each with its own (resized) mask; then the distractors, empty
         for k, mask in enumerate(row["object_masks"]):
@@ -227,8 +283,11 @@ def test_object_labels_give_every_object_in_view_its_own_grounding_mask():
                                                       mode="bilinear", align_corners=False)[:, 0] > 0.5
             assert torch.equal(targets[k] > 0.5, resized)
         assert not targets[len(row["object_names"]):].any()
+    assert set(batch["grounding_labels"]) == {"input_ids", "attention_mask", "name_mask", "targets"}
+    assert not any(key.startswith("grounding_") for key in batch if key != "grounding_labels")
     model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding"))
-    assert torch.isfinite(model(**batch).object_score_loss)
+    out = model(**batch)
+    assert torch.isfinite(out.grounding_loss) and out.object_score_loss is None
 
 
 def test_with_gradient_accumulation_the_logged_loss_is_the_weighted_mean_of_its_terms(tmp_path):

@@ -1,6 +1,11 @@
 """LAVIDA's mixed loss (section 4 of the method).
 
-``loss = w_lm * LM + w_focal * focal + w_dice * dice + w_iou * |IoU_pred - IoU| + w_obj * BCE(object score)``
+``loss = w_lm * LM + w_focal * focal + w_dice * dice + w_iou * |IoU_pred - IoU| + s * w_obj * BCE(object score)``
+
+``LavidaLoss`` returns the unweighted terms (``LavidaLossTerms``); ``LavidaLoss.total`` weights and sums them, with
+``s`` (``object_score_scale``, 1 by default) scaling the frame-score term for a warm-up schedule. With
+``config.frame_score = "name_grounding"`` the frame-score term is the name-grounding head's loss (``grounding_loss``)
+instead of the object-score BCE, with the same weight.
 
 - Of the three candidate masks only the one with the lowest ``w_focal * focal + w_dice * dice`` is trained (the
   paper), or all three (``config.mask_candidate_training = "all"``: each term is then the mean over candidates).
@@ -57,16 +62,30 @@ def mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class LavidaLossOutput:
-    """The total and each weighted-before term (terms are unweighted means)."""
+class LavidaLossTerms:
+    """The unweighted terms of the mixed loss (scalars; ``LavidaLoss.total`` weights and sums them).
 
-    loss: torch.Tensor
+    Attributes:
+        lm_loss: LM cross-entropy (0 when the batch has no LM labels).
+        focal_loss, dice_loss, iou_loss: the mask terms.
+        object_score_loss: BCE of the frame logits against "the target mask is non-empty" (``frame_score
+            "object_score"``), else None.
+        grounding_loss: the name-grounding head's loss (``frame_score "name_grounding"``), else None.
+        chosen_mask: ``[BT]`` index of the trained candidate mask of each frame.
+    """
+
     lm_loss: torch.Tensor
     focal_loss: torch.Tensor
     dice_loss: torch.Tensor
     iou_loss: torch.Tensor
-    object_score_loss: torch.Tensor
-    chosen_mask: torch.Tensor  # (BT,) index of the trained candidate
+    object_score_loss: torch.Tensor | None
+    grounding_loss: torch.Tensor | None
+    chosen_mask: torch.Tensor
+
+    @property
+    def frame_score_loss(self) -> torch.Tensor:
+        """The frame-score term: ``grounding_loss`` when computed, else ``object_score_loss``."""
+        return self.grounding_loss if self.grounding_loss is not None else self.object_score_loss
 
 
 class LavidaLoss(nn.Module):
@@ -87,17 +106,17 @@ class LavidaLoss(nn.Module):
 
     def forward(self, mask_logits: torch.Tensor, iou_scores: torch.Tensor, object_logits: torch.Tensor,
                 target_masks: torch.Tensor, lm_loss: torch.Tensor | None = None,
-                grounding_loss: torch.Tensor | None = None) -> LavidaLossOutput:
-        """
+                grounding_loss: torch.Tensor | None = None) -> LavidaLossTerms:
+        """The unweighted terms (``total`` sums them).
+
         Args:
             mask_logits: ``[BT, 3, h, w]`` candidate mask logits.
             iou_scores: ``[BT, 3]`` predicted IoUs.
-            object_logits: ``[BT]`` frame logits (SAM2's object score, or the names' best match:
-                ``config.frame_score``).
+            object_logits: ``[BT]`` frame logits (SAM2's object score); unused when ``grounding_loss`` is given.
             target_masks: ``[BT, H, W]`` binary targets (float).
             lm_loss: scalar LM cross-entropy, or None (counts as 0).
             grounding_loss: the name-grounding head's loss (``frame_score="name_grounding"``); when given it is the
-                object-score term instead of the frame-logit BCE.
+                frame-score term instead of the frame-logit BCE.
         """
         targets = target_masks.float()
         if mask_logits.shape[-2:] != targets.shape[-2:]:
@@ -127,12 +146,27 @@ class LavidaLoss(nn.Module):
         focal_term = (trained_focal * weight).sum() / count
         dice_term = (trained_dice * weight).sum() / count
         iou_term = (iou_error * weight).sum() / count
-        object_term = (grounding_loss.float() if grounding_loss is not None
-                       else F.binary_cross_entropy_with_logits(object_logits.float(), weight))
-        lm_term = lm_loss.float() if lm_loss is not None else object_term.new_zeros(())
-        total = (self.lm_weight * lm_term + self.focal_weight * focal_term + self.dice_weight * dice_term
-                 + self.iou_weight * iou_term + self.object_weight * object_term)
-        return LavidaLossOutput(total, lm_term, focal_term, dice_term, iou_term, object_term, chosen)
+        object_term = grounding_term = None
+        if grounding_loss is not None:
+            grounding_term = grounding_loss.float()
+        else:
+            object_term = F.binary_cross_entropy_with_logits(object_logits.float(), weight)
+        lm_term = lm_loss.float() if lm_loss is not None else focal_term.new_zeros(())
+        return LavidaLossTerms(lm_term, focal_term, dice_term, iou_term, object_term, grounding_term, chosen)
+
+    def total(self, terms: LavidaLossTerms, object_score_scale: float = 1.0) -> torch.Tensor:
+        """The weighted sum of ``terms`` (a scalar).
+
+        Args:
+            terms: the output of ``forward``.
+            object_score_scale: factor on the frame-score term's configured weight (``object_score_loss`` or
+                ``grounding_loss``): 1 is the configured loss, below 1 a warm-up schedule's ramp.
+        """
+        if object_score_scale < 0:
+            raise ValueError(f"object_score_scale must be >= 0, got {object_score_scale}.")
+        return (self.lm_weight * terms.lm_loss + self.focal_weight * terms.focal_loss
+                + self.dice_weight * terms.dice_loss + self.iou_weight * terms.iou_loss
+                + object_score_scale * self.object_weight * terms.frame_score_loss)
 
 
-__all__ = ["LavidaLoss", "LavidaLossOutput", "dice_loss", "mask_iou", "sigmoid_focal_loss"]
+__all__ = ["LavidaLoss", "LavidaLossTerms", "dice_loss", "mask_iou", "sigmoid_focal_loss"]

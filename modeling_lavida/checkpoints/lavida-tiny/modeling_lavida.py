@@ -14,11 +14,13 @@ relatively, its sibling files.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import logging
-import os
+import difflib
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -26,23 +28,20 @@ from transformers import AutoModel, AutoModelForImageTextToText, PreTrainedModel
 from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
-from .anomaly_mask_decoder import SamFrameFeatures, decode_anomaly_masks, encode_frames
+from .anomaly_mask_decoder import AnomalyMaskPrediction, SamFrameFeatures, decode_anomaly_masks, encode_frames
 from .configuration_lavida import LavidaConfig
-from .loss_lavida import LavidaLoss
+from .loss_lavida import LavidaLoss, LavidaLossTerms
 from .name_grounding_head import (INITIAL_LOGIT_BIAS, NameGroundingHead, listed_name_targets, name_grounding_loss,
                                   name_presence_logits)
 from .semantic_projector import NamePromptEncoder, SemanticProjector
-from .token_compressor import TokenCompressor
+from .token_compressor import TokenCompressor, compress_sequence
 
 
 logger = hf_logging.get_logger(__name__)
 
 MAX_CACHED_NAMES = 50_000  # class-name vectors kept by a frozen text encoder's cache
-TOWER_MODULES = ("mllm", "sam", "text_encoder")  # the pretrained parts, the rest is LAVIDA's own
-# ``attn_implementation`` keys of the towers' sub-configs; a plain string names the MLLM's implementation
-TOWER_ATTENTION_KEYS = {"mllm": "mllm_config", "sam2": "sam_config", "text_encoder": "text_encoder_config"}
-# weights of a full CLIPModel checkpoint that its text tower does not use
-CLIP_KEYS_OUTSIDE_TEXT_TOWER = ("vision_model.", "visual_projection.", "text_projection.", "logit_scale")
+# the keys of a ``grounding_labels`` input (see ``GroundingLabels``)
+GROUNDING_LABEL_KEYS = ("input_ids", "attention_mask", "name_mask", "targets")
 
 
 def module_dtype_map(model: nn.Module) -> dict[str, str] | None:
@@ -149,121 +148,36 @@ def route_attn_implementation(attn_implementation: str | Mapping[str, str] | Non
     return dict(attn_implementation)
 
 
-def _component_attn_implementations(attn_implementation: str | Mapping[str, str] | None) -> dict[str, str | None]:
-    """``from_components``' ``attn_implementation`` per tower (``mllm``, ``sam2``, ``text_encoder``)."""
-    routed = route_attn_implementation(attn_implementation) or {}
-    by_config = {config_key: component for component, config_key in TOWER_ATTENTION_KEYS.items()}
-    result: dict[str, str | None] = {}
-    for key, value in routed.items():
-        component = by_config.get(key, key)
-        if component not in TOWER_ATTENTION_KEYS:
-            raise ValueError(f"attn_implementation names {key!r}; use a string (the MLLM's implementation) or a "
-                             f"mapping with keys among {sorted(TOWER_ATTENTION_KEYS)}.")
-        result[component] = value
-    return result
+class GroundingLabels(TypedDict):
+    """Training labels of the name-grounding head (``frame_score="name_grounding"``): M names per sample, each with
+    its own mask (every object in view and the prompt's distractors; ``LavidaDataCollator`` builds them), instead of
+    the prompt's names with the one target mask.
 
+    Keys:
+        input_ids: ``[B, M, Lc]`` the names' token ids (text-encoder tokenizer).
+        attention_mask: ``[B, M, Lc]``.
+        name_mask: ``[B, M]`` bool, False for padding names.
+        targets: ``[B, M, T, H, W]`` each name's binary mask per frame (all zeros for a name not in view).
+    """
 
-def _config_tree(config) -> list:
-    """``config`` and all its sub-configs, at any depth."""
-    configs = [config]
-    for key in getattr(config, "sub_configs", {}) or {}:
-        sub_config = getattr(config, key, None)
-        if sub_config is not None and not isinstance(sub_config, dict):
-            configs += _config_tree(sub_config)
-    return configs
-
-
-def _add_seg_token(tokenizer, mllm: PreTrainedModel, seg_token: str) -> int:
-    """Add ``seg_token`` to ``tokenizer`` (if new) and return its id, resizing the MLLM's embeddings only when the id
-    is past the embedding matrix (a vocabulary padded past the tokenizer already has a row for it)."""
-    if seg_token not in tokenizer.get_vocab():
-        tokenizer.add_tokens([seg_token], special_tokens=True)
-    seg_token_id = tokenizer.convert_tokens_to_ids(seg_token)
-    if seg_token_id >= mllm.get_input_embeddings().weight.shape[0]:
-        mllm.resize_token_embeddings(max(len(tokenizer), seg_token_id + 1))
-    return seg_token_id
-
-
-def sam2_image_config(config):
-    """A SAM2 config as ``Sam2Config`` (``model_type: sam2``, the image model LAVIDA uses). A ``sam2_video`` config (the
-    Hub's SAM 2.1 checkpoints) keeps its vision, prompt-encoder and mask-decoder settings; the memory settings, which
-    only the video model has, are dropped."""
-    import dataclasses
-
-    from transformers import Sam2Config, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig
-
-    if isinstance(config, Sam2Config) and config.model_type == "sam2":
-        return config
-    if config.model_type not in ("sam2", "sam2_video"):
-        raise ValueError(f"Expected a SAM2 checkpoint (model_type sam2 or sam2_video), got {config.model_type!r}.")
-    data = config.to_dict()
-
-    def fields_of(config_class, values: dict) -> dict:
-        names = {field.name for field in dataclasses.fields(config_class)} - {"model_type", "transformers_version",
-                                                                              "architectures"}
-        return {key: value for key, value in values.items() if key in names}
-
-    converted = Sam2Config(
-        vision_config=data["vision_config"],
-        prompt_encoder_config=fields_of(Sam2PromptEncoderConfig, data["prompt_encoder_config"]),
-        mask_decoder_config=fields_of(Sam2MaskDecoderConfig, data["mask_decoder_config"]),
-        initializer_range=data.get("initializer_range", 0.02),
-    )
-    converted.dtype = config.dtype
-    converted._name_or_path = config._name_or_path
-    return converted
-
-
-def _load_sam2_image_model(source: str | os.PathLike, loading: dict) -> PreTrainedModel:
-    """``Sam2Model`` from a ``sam2`` or ``sam2_video`` checkpoint (the video model's memory weights are skipped)."""
-    from transformers import AutoConfig, Sam2Model
-
-    hub = {key: loading[key] for key in ("token", "revision")}
-    config = sam2_image_config(AutoConfig.from_pretrained(source, **hub))
-    return Sam2Model.from_pretrained(source, config=config, **loading)
-
-
-class _BelowErrorFilter(logging.Filter):
-    """Drops a logger's records below ERROR (a filter, not a level: transformers reads its loggers' levels)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR
-
-
-def _load_text_encoder(source: str | os.PathLike, loading: dict) -> tuple[PreTrainedModel, str]:
-    """The class-name encoder and its pooling: a CLIP checkpoint's text tower (``CLIPTextModel``, also from a full
-    ``CLIPModel`` checkpoint, whose vision weights are not read) or a sentence encoder without its pooling layer."""
-    from transformers import AutoConfig, CLIPTextModel
-
-    hub = {key: loading[key] for key in ("token", "revision")}
-    config = AutoConfig.from_pretrained(source, **hub)
-    if config.model_type not in ("clip", "clip_text_model"):
-        return AutoModel.from_pretrained(source, add_pooling_layer=False, **loading), "mean"
-    # A full CLIPModel checkpoint holds the vision tower and projections too: they are expected to stay unread, so
-    # transformers' loading report (a table of every such key) is kept quiet and the keys are checked here instead.
-    report = hf_logging.get_logger("transformers.modeling_utils")
-    quiet = _BelowErrorFilter()
-    report.addFilter(quiet)
-    try:
-        model, info = CLIPTextModel.from_pretrained(source, output_loading_info=True, **loading)
-    finally:
-        report.removeFilter(quiet)
-    if info["missing_keys"] or info["mismatched_keys"]:
-        raise ValueError(f"Text encoder {source} lacks weights of CLIP's text tower: "
-                         f"{sorted(info['missing_keys'])[:10]} {sorted(map(str, info['mismatched_keys']))[:10]}")
-    unread = sorted(key for key in info["unexpected_keys"] if not key.startswith(CLIP_KEYS_OUTSIDE_TEXT_TOWER))
-    if unread:
-        logger.warning("Text encoder %s: weights not used by CLIP's text tower: %s", source, unread[:10])
-    return model, "pooler"
+    input_ids: torch.LongTensor
+    attention_mask: torch.LongTensor
+    name_mask: torch.BoolTensor
+    targets: torch.FloatTensor
 
 
 @dataclass
 class LavidaOutput(ModelOutput):
-    """Output of ``LavidaForVideoAnomalyDetection``.
+    """Output of ``LavidaForVideoAnomalyDetection``; ``to_tuple()`` (``return_dict=False``) keeps the fields that are
+    not None, in this order.
 
     Attributes:
-        loss: total mixed loss (when ``target_masks`` are given).
-        lm_loss, focal_loss, dice_loss, iou_loss, object_score_loss: the unweighted terms (when computed).
+        loss: total mixed loss (when ``target_masks`` are given): the weighted sum of the terms below.
+        lm_loss, focal_loss, dice_loss, iou_loss: the unweighted terms (when computed).
+        object_score_loss: the unweighted BCE of the frame logits (training with
+            ``config.frame_score="object_score"``).
+        grounding_loss: the unweighted name-grounding head's loss (training with ``frame_score="name_grounding"``; it
+            takes the object-score term's place and weight).
         frame_logits: ``[B, T]`` the per-frame anomaly score before the sigmoid (SAM2's object-score logit, or with
             ``config.frame_score="name_grounding"`` the largest of ``name_logits``).
         name_logits: ``[B, T, N]`` with ``frame_score="name_grounding"``: each name's presence logit per frame
@@ -273,6 +187,12 @@ class LavidaOutput(ModelOutput):
         candidate_mask_logits: ``[B, T, 3, h, w]`` all three candidates.
         seg_hidden_state: ``[B, D]`` the MLLM's last-layer hidden state at ``<SEG>``.
         num_visual_tokens: ``[B]`` visual tokens the LLM saw after compression.
+        hidden_states: with ``output_hidden_states=True``, the MLLM's language model hidden states: a tuple of
+            ``num_hidden_layers + 1`` tensors ``[B, S', D]`` (embeddings, then each layer's output) on the compressed
+            sequence of ``S'`` tokens (right-padded).
+        attentions: with ``output_attentions=True``, the language model's attention weights: a tuple of
+            ``num_hidden_layers`` tensors ``[B, heads, S', S']``. Only the ``"eager"`` attention implementation
+            returns them (transformers gives an empty tuple for the others).
     """
 
     loss: torch.FloatTensor | None = None
@@ -281,6 +201,7 @@ class LavidaOutput(ModelOutput):
     dice_loss: torch.FloatTensor | None = None
     iou_loss: torch.FloatTensor | None = None
     object_score_loss: torch.FloatTensor | None = None
+    grounding_loss: torch.FloatTensor | None = None
     frame_logits: torch.FloatTensor | None = None
     name_logits: torch.FloatTensor | None = None
     mask_logits: torch.FloatTensor | None = None
@@ -288,18 +209,45 @@ class LavidaOutput(ModelOutput):
     candidate_mask_logits: torch.FloatTensor | None = None
     seg_hidden_state: torch.FloatTensor | None = None
     num_visual_tokens: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
-class CompressedSequence:
-    """The LLM input after visual token compression (right-padded)."""
+class _PromptEncoding:
+    """What the MLLM gives for a batch of prompts (``LavidaForVideoAnomalyDetection._encode_prompts``)."""
 
-    inputs_embeds: torch.Tensor  # (B, S', D)
-    attention_mask: torch.Tensor  # (B, S')
-    position_ids: torch.Tensor  # (3, B, S') rotary positions taken from the uncompressed sequence
-    input_ids: torch.Tensor  # (B, S') ids at the kept positions (merged video tokens keep the video token id)
-    labels: torch.Tensor | None  # (B, S')
+    seg_hidden_state: torch.Tensor  # (B, D)
+    lm_loss: torch.Tensor | None  # scalar, with LM labels
     num_visual_tokens: torch.Tensor  # (B,)
+    hidden_states: tuple[torch.Tensor, ...] | None  # num_layers + 1 x (B, S', D)
+    attentions: tuple[torch.Tensor, ...] | None  # num_layers x (B, heads, S', S')
+
+
+@dataclass
+class _FramePredictions:
+    """Per real frame (``BT`` = the batch's real frames, sample-major) predictions of the decoder and heads."""
+
+    decoded: AnomalyMaskPrediction  # mask_logits (BT, 3, h, w), iou_scores (BT, 3), object_logits (BT,)
+    frame_logits: torch.Tensor  # (BT,)
+    name_logits: torch.Tensor | None  # (BT, N), with the name-grounding head
+    pixel_embeddings: torch.Tensor | None  # (BT, D, h, w), with the name-grounding head
+    grounding_maps: torch.Tensor | None  # (BT, N, h, w), with the name-grounding head
+
+
+def _real_frames(values: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
+    """``[B, T, ...]`` -> ``[BT_real, ...]``: the real frames, sample-major."""
+    return values.flatten(0, 1) if frame_mask is None else values[frame_mask]
+
+
+def _per_frame(values: torch.Tensor, frame_mask: torch.Tensor | None, batch: int, frames: int,
+               fill: float = 0.0) -> torch.Tensor:
+    """``[BT_real, ...]`` -> ``[B, T, ...]``, padding frames filled with ``fill``."""
+    if frame_mask is None:
+        return values.reshape(batch, frames, *values.shape[1:])
+    full = values.new_full((batch, frames, *values.shape[1:]), fill)
+    full[frame_mask] = values
+    return full
 
 
 class LavidaPreTrainedModel(PreTrainedModel):
@@ -351,7 +299,11 @@ class LavidaPreTrainedModel(PreTrainedModel):
 
 
 class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
-    """Zero-shot video anomaly detector: per-frame anomaly scores and pixel masks for user-named anomalies."""
+    """Zero-shot video anomaly detector: per-frame anomaly scores and pixel masks for user-named anomalies.
+
+    Built from a saved checkpoint with ``from_pretrained``, or from three pretrained towers (MLLM, SAM2, text encoder)
+    with ``lavida.model_factory.build_model_from_components``.
+    """
 
     def __init__(self, config: LavidaConfig):
         super().__init__(config)
@@ -372,103 +324,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         self._apply_recorded_dtypes()
         self.post_init()
 
-    # ------------------------------------------------------------------------------------------------ building
-    @classmethod
-    def from_components(cls, mllm: str | os.PathLike, sam2: str | os.PathLike, text_encoder: str | os.PathLike, *,
-                        dtype: torch.dtype | str | None = None,
-                        device_map: str | int | torch.device | dict[str, str | int | torch.device] | None = None,
-                        attn_implementation: str | Mapping[str, str] | None = None,
-                        token: str | bool | None = None, revision: str | Mapping[str, str] | None = None,
-                        **lavida_kwargs) -> "LavidaForVideoAnomalyDetection":
-        """Build a full model from three pretrained checkpoints (Hub ids or local folders).
-
-        - ``mllm``: a Qwen-VL family checkpoint, including the Hub's flat Qwen2-VL config layout. ``<SEG>`` is added to
-          its tokenizer and takes the next free id; the embedding matrix (and LM head) are resized only when that id
-          does not fit, so a checkpoint whose vocabulary is padded past its tokenizer (Qwen2-VL: 152064 rows for
-          151657 tokens) keeps its shape, and ``<SEG>`` uses the checkpoint's row for that id.
-        - ``sam2``: a SAM2 checkpoint; a ``sam2_video`` one (how SAM 2.1 is published for transformers) is read as the
-          image model LAVIDA uses (``Sam2Model``: its config converted, the memory modules' weights left out).
-        - ``text_encoder``: a CLIP checkpoint (full ``CLIPModel`` or text tower only; the text tower is used, pooled
-          output) or a BERT-style sentence encoder (mean pooling).
-
-        Each tower is read once, by its own ``from_pretrained``, and handed to a model shell built on the meta device,
-        so building takes about the towers' size in memory (no second copy; ``benchmarks/component_loading.py``).
-        LAVIDA's new modules (projector, heads) are initialised on the device of SAM2's mask decoder. The model comes
-        back with the towers frozen (``freeze_towers``) and in eval mode, as ``from_pretrained`` gives it.
-
-        Args:
-            dtype: dtype of the towers (``None`` or ``"auto"``: each checkpoint's own, e.g. a bfloat16 MLLM next to a
-                float32 SAM2) and, when given, of LAVIDA's new modules too (float32 otherwise).
-            device_map: passed to each tower's ``from_pretrained``.
-            attn_implementation: a string is the MLLM's attention implementation (``"flash_attention_2"``,
-                ``"sdpa"``, ...); SAM2 and the text encoder keep their default. A mapping may set each part:
-                ``{"mllm": ..., "sam2": ..., "text_encoder": ...}`` (or the sub-config names ``mllm_config``,
-                ``sam_config``, ``text_encoder_config``).
-            token, revision: Hub access for every ``from_pretrained``; ``revision`` may be one value or a mapping
-                ``{"mllm": ..., "sam2": ..., "text_encoder": ...}``.
-            lavida_kwargs: LAVIDA's own config fields (``compression_ratio=...``, ``seg_token=...``).
-        """
-        from transformers import AutoTokenizer
-
-        if dtype is not None and not isinstance(dtype, torch.dtype) and dtype != "auto":
-            dtype = getattr(torch, str(dtype))
-        seg_token = lavida_kwargs.pop("seg_token", LavidaConfig.seg_token)
-        attention = _component_attn_implementations(attn_implementation)
-
-        def loading(component: str) -> dict:
-            """Keyword arguments of one tower's ``from_pretrained``."""
-            kwargs = {"dtype": "auto" if dtype is None else dtype, "token": token,
-                      "revision": revision.get(component) if isinstance(revision, Mapping) else revision}
-            if device_map is not None:
-                kwargs["device_map"] = device_map
-            if attention.get(component) is not None:
-                kwargs["attn_implementation"] = attention[component]
-            return kwargs
-
-        hub = {"token": token, "revision": revision.get("mllm") if isinstance(revision, Mapping) else revision}
-        tokenizer = AutoTokenizer.from_pretrained(mllm, **hub)
-        mllm_model = AutoModelForImageTextToText.from_pretrained(mllm, **loading("mllm"))
-        seg_token_id = _add_seg_token(tokenizer, mllm_model, seg_token)
-        sam_model = _load_sam2_image_model(sam2, loading("sam2"))
-        text_model, pooling = _load_text_encoder(text_encoder, loading("text_encoder"))
-        lavida_kwargs.setdefault("text_pooling", pooling)
-        attention_set = [(tower_config, tower_config._attn_implementation_internal)
-                         for tower in (mllm_model, sam_model, text_model)
-                         for tower_config in _config_tree(tower.config)]
-        config = LavidaConfig(mllm_config=mllm_model.config, sam_config=sam_model.config,
-                              text_encoder_config=text_model.config, seg_token=seg_token,
-                              seg_token_id=seg_token_id, **lavida_kwargs)
-        for tower_config, implementation in attention_set:  # a new composite config resets its parts' attention
-            tower_config._attn_implementation_internal = implementation
-        model = cls._from_loaded_towers(config, {"mllm": mllm_model, "sam": sam_model, "text_encoder": text_model},
-                                        new_modules_dtype=None if dtype in (None, "auto") else dtype)
-        model.freeze_towers()
-        return model.eval()
-
-    @classmethod
-    def _from_loaded_towers(cls, config: LavidaConfig, towers: dict[str, nn.Module],
-                            new_modules_dtype: torch.dtype | None = None) -> "LavidaForVideoAnomalyDetection":
-        """The model around already loaded towers: the shell is built on the meta device (nothing allocated), the
-        towers take their places as they are, and only LAVIDA's own modules are materialised and initialised."""
-        with torch.device("meta"):
-            model = cls(config)
-        for name, tower in towers.items():
-            setattr(model, name, tower)
-        # the towers' configs are the shell's sub-configs (set_attn_implementation matches sub-models to them)
-        model.config.mllm_config = towers["mllm"].config
-        model.config.sam_config = towers["sam"].config
-        model.config.text_encoder_config = towers["text_encoder"].config
-        model.text_encoder.register_load_state_dict_post_hook(model._clear_class_embedding_cache)
-        device = next(model.sam.mask_decoder.parameters()).device
-        new_modules = [child for name, child in model.named_children() if name not in TOWER_MODULES]
-        with torch.no_grad():
-            for module in new_modules:
-                if new_modules_dtype is not None:
-                    module.to(new_modules_dtype)
-                module.to_empty(device=device)
-                module.apply(model._initialize_weights)
-        return model
-
+    # ------------------------------------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """``PreTrainedModel.from_pretrained`` that loads safetensors only and refuses a checkpoint whose keys do not
@@ -588,62 +444,6 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         """SAM2 image features for ``[B, T, 3, S, S]`` frames (computed once per frame)."""
         return encode_frames(self.sam, sam_pixel_values.flatten(0, 1))
 
-    def _patch_embeddings(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
-        """The vision tower's patch embeddings ``[num_patches, D]`` that static pruning compares."""
-        visual = self.mllm.model.visual
-        with torch.no_grad():
-            return visual.patch_embed(pixel_values_videos.to(visual.dtype))
-
-    def compress_sequence(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                          mm_token_type_ids: torch.Tensor, pixel_values_videos: torch.Tensor,
-                          video_grid_thw: torch.Tensor, labels: torch.Tensor | None = None) -> CompressedSequence:
-        """Vision tower + token compression, giving the LLM's input with correct 3-D rotary positions.
-
-        Each sample holds exactly one video. Rotary positions are computed on the full sequence first, then every
-        token that survives (text, and the centre of each merged visual cluster) keeps its own position.
-        """
-        base = self.mllm.model
-        video_token_id = self.config.mllm_config.video_token_id
-        position_ids, _ = base.get_rope_index(input_ids, mm_token_type_ids, video_grid_thw=video_grid_thw,
-                                              attention_mask=attention_mask)  # (3, B, S)
-        video_tokens = list(base.get_video_features(pixel_values_videos, video_grid_thw).pooler_output)
-        is_video = input_ids == video_token_id  # (B, S)
-        per_row = is_video.sum(dim=1)
-        expected = torch.tensor([len(t) for t in video_tokens], device=per_row.device)
-        if len(video_tokens) != input_ids.shape[0] or not torch.equal(per_row, expected):
-            raise ValueError(
-                f"Each sample must hold exactly one video: got {len(video_tokens)} videos for {input_ids.shape[0]} "
-                f"samples, video tokens per sample {per_row.tolist()} vs features {expected.tolist()}."
-            )
-        keep_masks = None
-        if self.config.static_threshold >= 0:
-            keep_masks = self.token_compressor.static_keep_mask(self._patch_embeddings(pixel_values_videos),
-                                                                video_grid_thw)
-        compressed = self.token_compressor(video_tokens, keep_masks)
-
-        # which sequence positions survive: all non-video tokens, and video tokens that are cluster centres
-        video_rank = (is_video.cumsum(dim=1) - 1).clamp(min=0)  # (B, S) index among the row's video tokens
-        centre = torch.zeros(input_ids.shape[0], int(per_row.max()), dtype=torch.bool, device=input_ids.device)
-        rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(compressed.kept_index)
-        centre[rows[compressed.valid], compressed.kept_index[compressed.valid]] = True
-        keep = ~is_video | centre.gather(1, video_rank)
-        lengths = keep.sum(dim=1)
-        new_len = int(lengths.max())
-        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :new_len]  # kept first, in order
-        in_range = torch.arange(new_len, device=input_ids.device)[None, :] < lengths[:, None]
-
-        new_ids = input_ids.gather(1, order)
-        new_mask = attention_mask.gather(1, order) * in_range
-        new_positions = position_ids.gather(2, order[None].expand(position_ids.shape[0], -1, -1))
-        new_labels = None
-        if labels is not None:
-            new_labels = labels.gather(1, order).masked_fill(~in_range, -100)
-        embeds = self.mllm.get_input_embeddings()(new_ids)
-        new_is_video = (new_ids == video_token_id) & in_range
-        merged = compressed.tokens[compressed.valid].to(embeds.dtype)
-        embeds = embeds.masked_scatter(new_is_video[..., None], merged)
-        return CompressedSequence(embeds, new_mask, new_positions, new_ids, new_labels, compressed.lengths())
-
     # ------------------------------------------------------------------------------------------------ forward
     def forward(
         self,
@@ -657,153 +457,209 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         class_attention_mask: torch.LongTensor | None = None,
         class_mask: torch.BoolTensor | None = None,
         class_embeddings: torch.FloatTensor | None = None,
+        frame_mask: torch.BoolTensor | None = None,
         labels: torch.LongTensor | None = None,
         target_masks: torch.FloatTensor | None = None,
         name_labels: torch.FloatTensor | None = None,
-        grounding_input_ids: torch.LongTensor | None = None,
-        grounding_attention_mask: torch.LongTensor | None = None,
-        grounding_mask: torch.BoolTensor | None = None,
-        grounding_targets: torch.FloatTensor | None = None,
-        frame_mask: torch.BoolTensor | None = None,
+        grounding_labels: GroundingLabels | None = None,
+        object_score_scale: float = 1.0,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> LavidaOutput:
+    ) -> LavidaOutput | tuple[torch.Tensor, ...]:
         """
         Args:
             input_ids: ``[B, S]`` chat prompt with the video placeholder tokens and one ``<SEG>`` in the answer.
             pixel_values_videos: ``[sum patches, C*tp*p*p]``; video_grid_thw: ``[B, 3]`` (MLLM video processor).
             sam_pixel_values: ``[B, T, 3, S_sam, S_sam]`` the same T frames for SAM2.
-            frame_mask: ``[B, T]`` bool, False for padding frames, in a batch whose samples have different frame
-                counts (image samples, T = 1, beside 8-frame clips; ``LavidaProcessor`` pads them and gives the mask).
-                Padding frames are never computed; in the outputs their frame logits hold the dtype's minimum and
-                their masks zeros. None: every frame is real.
-            mm_token_type_ids: ``[B, S]`` (0 text, 2 video), needed for the multimodal rotary positions.
+            mm_token_type_ids: ``[B, S]`` (0 text, 2 video), needed for the multimodal rotary positions (default:
+                read from ``input_ids``).
             attention_mask: ``[B, S]``.
             class_input_ids, class_attention_mask: ``[B, N, Lc]`` anomaly names for the text encoder, or
             class_embeddings: ``[B, N, E]`` precomputed with ``encode_class_names`` (once per video).
             class_mask: ``[B, N]`` bool, False for padding names (default: all real).
+            frame_mask: ``[B, T]`` bool, False for padding frames, in a batch whose samples have different frame
+                counts (image samples, T = 1, beside 8-frame clips; ``LavidaProcessor`` pads them and gives the mask).
+                Padding frames are never computed; in the outputs their frame logits hold the dtype's minimum and
+                their masks zeros. None: every frame is real.
             labels: ``[B, S]`` LM labels (-100 where not trained); gives ``lm_loss``.
             target_masks: ``[B, T, H, W]`` binary anomaly masks; gives the segmentation terms and ``loss``.
             name_labels: ``[B, N]`` 1 for the clip's true target names, 0 for distractors; with
-                ``frame_score="name_grounding"`` training needs them or the ``grounding_*`` labels (the object-score
-                term is then the grounding head's per-(frame, name, pixel) loss).
-            grounding_input_ids, grounding_attention_mask: ``[B, M, Lc]``, grounding_mask: ``[B, M]``,
-            grounding_targets: ``[B, M, T, H, W]``: names with their own masks for the grounding head's loss instead
-                of the prompt's (every object in view and the distractors; ``LavidaDataCollator`` builds them).
+                ``frame_score="name_grounding"`` training needs them or ``grounding_labels`` (the frame-score term is
+                then the grounding head's per-(frame, name, pixel) loss). Unused by other models.
+            grounding_labels: ``GroundingLabels`` (a dict: ``input_ids``, ``attention_mask``, ``name_mask``,
+                ``targets``): names with their own masks for the grounding head's loss instead of the prompt's.
+                Unused by models without the name-grounding head.
+            object_score_scale: factor on the frame-score term's weight in ``loss`` (a warm-up schedule's ramp);
+                the terms themselves are unweighted either way.
+            output_hidden_states: return the MLLM language model's hidden states (default
+                ``config.output_hidden_states``).
+            output_attentions: return its attention weights (default ``config.output_attentions``).
+            return_dict: a ``LavidaOutput`` (default ``config.return_dict``), else its ``to_tuple()``.
+
+        Returns:
+            ``LavidaOutput`` (see its fields), or the tuple of its fields that are not None.
         """
+        if kwargs:
+            raise ValueError(self._unknown_inputs_message(kwargs))
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        if output_hidden_states is None:
+            output_hidden_states = bool(self.config.output_hidden_states)
+        if output_attentions is None:
+            output_attentions = bool(self.config.output_attentions)
         compute_dtype = self._mixed_precision_dtype(input_ids.device.type)
-        if compute_dtype is not None:
-            # A checkpoint saved from mixed-precision training (frozen towers in bf16, trainable parts in fp32) runs
-            # as it trained: under autocast to its lower precision, so no layer meets an input of the other dtype.
-            arguments = {name: value for name, value in locals().items()
-                         if name not in ("self", "kwargs", "compute_dtype", "__class__")}
-            with torch.autocast(device_type=input_ids.device.type, dtype=compute_dtype):
-                return self.forward(**arguments, **kwargs)
-        batch, frames = sam_pixel_values.shape[:2]
-        if frame_mask is not None:
-            frame_mask = frame_mask.bool()
-        self._check_inputs(input_ids, video_grid_thw, frames, class_input_ids, class_embeddings, class_mask,
-                           target_masks, frame_mask)
-        # frames per sample: T for all, or [B] counts; per-frame work runs on the real frames only, sample-major
-        per_sample = frames if frame_mask is None else frame_mask.sum(dim=1)
-        real = (lambda x: x.flatten(0, 1)) if frame_mask is None else (lambda x: x[frame_mask])
+        # A checkpoint saved from mixed-precision training (frozen towers in bf16, trainable parts in fp32) runs as it
+        # trained: under autocast to its lower precision, so no layer meets an input of the other dtype.
+        precision = (contextlib.nullcontext() if compute_dtype is None
+                     else torch.autocast(device_type=input_ids.device.type, dtype=compute_dtype))
+        with precision:
+            batch, frames = sam_pixel_values.shape[:2]
+            frame_mask = None if frame_mask is None else frame_mask.bool()
+            self._check_inputs(input_ids, video_grid_thw, frames, class_input_ids, class_embeddings, class_mask,
+                               target_masks, frame_mask, grounding_labels)
+            prompts = self._encode_prompts(input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
+                                           video_grid_thw, labels, output_hidden_states, output_attentions)
+            if class_embeddings is None:
+                class_embeddings = self.encode_class_names(class_input_ids, class_attention_mask)  # (B, N, E)
+            class_mask = (torch.ones(class_embeddings.shape[:2], dtype=torch.bool, device=class_embeddings.device)
+                          if class_mask is None else class_mask.bool())  # (B, N)
+            # frames per sample: T for all, or [B] counts; per-frame work runs on the real frames only, sample-major
+            per_sample = frames if frame_mask is None else frame_mask.sum(dim=1)
+            predictions = self._predict_frames(prompts.seg_hidden_state, class_embeddings, class_mask,
+                                               _real_frames(sam_pixel_values, frame_mask), per_sample)
+
+            losses: dict[str, torch.Tensor | None] = {"lm_loss": prompts.lm_loss}
+            if target_masks is not None:
+                terms = self._loss_terms(predictions, class_mask, per_sample, frame_mask, target_masks,
+                                         prompts.lm_loss, name_labels, grounding_labels)
+                losses = {"loss": self.loss_function_lavida.total(terms, object_score_scale=object_score_scale),
+                          "lm_loss": terms.lm_loss, "focal_loss": terms.focal_loss, "dice_loss": terms.dice_loss,
+                          "iou_loss": terms.iou_loss, "object_score_loss": terms.object_score_loss,
+                          "grounding_loss": terms.grounding_loss}
+            lowest = torch.finfo(predictions.frame_logits.dtype).min
+            decoded = predictions.decoded
+            # built in one go: a ModelOutput field set after construction would come last in to_tuple()
+            output = LavidaOutput(
+                **losses,
+                frame_logits=_per_frame(predictions.frame_logits, frame_mask, batch, frames, lowest),
+                name_logits=(None if predictions.name_logits is None
+                             else _per_frame(predictions.name_logits, frame_mask, batch, frames, lowest)),
+                mask_logits=_per_frame(decoded.best_by_predicted_iou(), frame_mask, batch, frames),
+                iou_scores=_per_frame(decoded.iou_scores, frame_mask, batch, frames),
+                candidate_mask_logits=_per_frame(decoded.mask_logits, frame_mask, batch, frames),
+                seg_hidden_state=prompts.seg_hidden_state,
+                num_visual_tokens=prompts.num_visual_tokens,
+                hidden_states=prompts.hidden_states,
+                attentions=prompts.attentions,
+            )
+        return output if return_dict else output.to_tuple()
+
+    # ------------------------------------------------------------------------------------------------ forward steps
+    def _encode_prompts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                        mm_token_type_ids: torch.Tensor | None, pixel_values_videos: torch.Tensor,
+                        video_grid_thw: torch.Tensor, labels: torch.Tensor | None, output_hidden_states: bool,
+                        output_attentions: bool) -> _PromptEncoding:
+        """The prompts through the MLLM (vision tower, token compression, LLM) in one pass: ``f_sem`` ``[B, D]`` at
+        ``<SEG>``, and the LM loss when ``labels [B, S]`` are given."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if mm_token_type_ids is None:
             mm_token_type_ids = self._mm_token_type_ids(input_ids)
-
-        sequence = self.compress_sequence(input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
-                                          video_grid_thw, labels)
-        if labels is not None:
-            llm_out = self.mllm(inputs_embeds=sequence.inputs_embeds, attention_mask=sequence.attention_mask,
-                                position_ids=sequence.position_ids, labels=sequence.labels,
-                                output_hidden_states=True, use_cache=False)
-            last_hidden, lm_loss = llm_out.hidden_states[-1], llm_out.loss
+        sequence = compress_sequence(self.mllm, self.token_compressor, input_ids, attention_mask, mm_token_type_ids,
+                                     pixel_values_videos, video_grid_thw, labels)
+        llm_inputs = {"inputs_embeds": sequence.inputs_embeds, "attention_mask": sequence.attention_mask,
+                      "position_ids": sequence.position_ids, "use_cache": False,
+                      "output_attentions": output_attentions}
+        if labels is not None:  # the LM head and loss, with the last hidden state for <SEG>
+            llm_out = self.mllm(**llm_inputs, labels=sequence.labels, output_hidden_states=True)
+            last_hidden, lm_loss = llm_out.hidden_states[-1], llm_out.loss  # (B, S', D)
         else:  # no LM head needed: only the hidden state at <SEG>
-            llm_out = self.mllm.model(inputs_embeds=sequence.inputs_embeds, attention_mask=sequence.attention_mask,
-                                      position_ids=sequence.position_ids, use_cache=False)
-            last_hidden, lm_loss = llm_out.last_hidden_state, None
-        seg_hidden = self._seg_hidden_state(last_hidden, sequence.input_ids, sequence.attention_mask)  # (B, D)
+            llm_out = self.mllm.model(**llm_inputs, output_hidden_states=output_hidden_states)
+            last_hidden, lm_loss = llm_out.last_hidden_state, None  # (B, S', D)
+        return _PromptEncoding(
+            seg_hidden_state=self._seg_hidden_state(last_hidden, sequence.input_ids, sequence.attention_mask),
+            lm_loss=lm_loss,
+            num_visual_tokens=sequence.num_visual_tokens,
+            hidden_states=llm_out.hidden_states if output_hidden_states else None,
+            attentions=llm_out.attentions if output_attentions else None,
+        )
 
-        if class_embeddings is None:
-            class_embeddings = self.encode_class_names(class_input_ids, class_attention_mask)
-        if class_mask is None:
-            class_mask = torch.ones(class_embeddings.shape[:2], dtype=torch.bool, device=class_embeddings.device)
+    def _predict_frames(self, seg_hidden: torch.Tensor, class_embeddings: torch.Tensor, class_mask: torch.Tensor,
+                        sam_frames: torch.Tensor, per_sample: int | torch.Tensor) -> _FramePredictions:
+        """Projector, mask decoder and (when configured) the name heads on the real frames.
 
-        features = encode_frames(self.sam, real(sam_pixel_values))
-        prompts = self.semantic_projector(seg_hidden, class_embeddings, class_mask.bool(), features.lowest,
+        Args:
+            seg_hidden: ``[B, D]`` ``f_sem``.
+            class_embeddings: ``[B, N, E]``; class_mask: ``[B, N]`` bool.
+            sam_frames: ``[BT, 3, S, S]`` the real frames, sample-major.
+            per_sample: T, or ``[B]`` real frames per sample.
+        """
+        features = encode_frames(self.sam, sam_frames)
+        prompts = self.semantic_projector(seg_hidden, class_embeddings, class_mask, features.lowest,
                                           features.lowest_positional, per_sample)  # (BT, S)
+        real_names = class_mask.repeat_interleave(per_sample, dim=0)  # (BT, N)
         name_prompts = name_mask = None
         if self.name_prompt_encoder is not None:
             name_prompts = self.name_prompt_encoder(class_embeddings).repeat_interleave(per_sample, dim=0)  # (BT,N,S)
-            name_mask = class_mask.bool().repeat_interleave(per_sample, dim=0)
-        prediction = decode_anomaly_masks(self.sam, features, prompts, name_prompts, name_mask)
-        frame_logits, presence = prediction.object_logits, None  # (BT,)
+            name_mask = real_names
+        decoded = decode_anomaly_masks(self.sam, features, prompts, name_prompts, name_mask)
+        if self.name_grounding_head is None:
+            return _FramePredictions(decoded, decoded.object_logits, None, None, None)
+        pixels = self.name_grounding_head.pixel_embeddings(features.feature_maps)  # (BT, D, h, w)
+        grounding_maps = self.name_grounding_head(pixels, class_embeddings, per_sample)  # (BT, N, h, w)
+        # a padding name is never the most present one
+        presence = name_presence_logits(grounding_maps).masked_fill(
+            ~real_names, torch.finfo(grounding_maps.dtype).min)  # (BT, N)
+        return _FramePredictions(decoded, presence.amax(dim=-1), presence, pixels, grounding_maps)
+
+    def _loss_terms(self, predictions: _FramePredictions, class_mask: torch.Tensor, per_sample: int | torch.Tensor,
+                    frame_mask: torch.Tensor | None, target_masks: torch.Tensor, lm_loss: torch.Tensor | None,
+                    name_labels: torch.Tensor | None, grounding_labels: GroundingLabels | None) -> LavidaLossTerms:
+        """The unweighted loss terms for ``target_masks [B, T, H, W]`` (the grounding head's loss as the frame-score
+        term when the model has the head)."""
+        grounding_loss = None
         if self.name_grounding_head is not None:
-            real_names = class_mask.bool().repeat_interleave(per_sample, dim=0)  # (BT, N)
-            pixels = self.name_grounding_head.pixel_embeddings(features.feature_maps)  # (BT, D, h, w)
-            grounding_maps = self.name_grounding_head(pixels, class_embeddings, per_sample)  # (BT, N, h, w)
-            # a padding name is never the most present one
-            presence = name_presence_logits(grounding_maps).masked_fill(~real_names, torch.finfo(
-                grounding_maps.dtype).min)  # (BT, N)
-            frame_logits = presence.amax(dim=-1)
+            grounding_loss = self._grounding_loss(predictions, class_mask, per_sample, frame_mask, target_masks,
+                                                  name_labels, grounding_labels)
+        decoded = predictions.decoded
+        return self.loss_function_lavida(decoded.mask_logits, decoded.iou_scores, predictions.frame_logits,
+                                         _real_frames(target_masks, frame_mask), lm_loss, grounding_loss)
 
-        def per_frame(values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-            """``[BT_real, ...]`` -> ``[B, T, ...]``, padding frames filled with ``fill``."""
-            if frame_mask is None:
-                return values.reshape(batch, frames, *values.shape[1:])
-            full = values.new_full((batch, frames, *values.shape[1:]), fill)
-            full[frame_mask] = values
-            return full
-
-        lowest = torch.finfo(frame_logits.dtype).min
-        output = LavidaOutput(
-            lm_loss=lm_loss,
-            frame_logits=per_frame(frame_logits, lowest),
-            name_logits=None if presence is None else per_frame(presence, lowest),
-            mask_logits=per_frame(prediction.best_by_predicted_iou()),
-            iou_scores=per_frame(prediction.iou_scores),
-            candidate_mask_logits=per_frame(prediction.mask_logits),
-            seg_hidden_state=seg_hidden,
-            num_visual_tokens=sequence.num_visual_tokens,
-        )
-        if target_masks is not None:
-            grounding_loss = None
-            if presence is not None:
-                grounding_loss = self._grounding_loss(pixels, per_sample, real, grounding_maps, real_names,
-                                                      name_labels, target_masks, grounding_input_ids,
-                                                      grounding_attention_mask, grounding_mask, grounding_targets)
-            terms = self.loss_function_lavida(prediction.mask_logits, prediction.iou_scores, frame_logits,
-                                              real(target_masks), lm_loss, grounding_loss)
-            output.loss = terms.loss
-            output.lm_loss = terms.lm_loss
-            output.focal_loss = terms.focal_loss
-            output.dice_loss = terms.dice_loss
-            output.iou_loss = terms.iou_loss
-            output.object_score_loss = terms.object_score_loss
-        return output
+    def _grounding_loss(self, predictions: _FramePredictions, class_mask: torch.Tensor,
+                        per_sample: int | torch.Tensor, frame_mask: torch.Tensor | None, target_masks: torch.Tensor,
+                        name_labels: torch.Tensor | None, grounding_labels: GroundingLabels | None) -> torch.Tensor:
+        """The name-grounding head's loss: on the ``grounding_labels`` names and masks when given (matched against the
+        same pixel embeddings ``[BT, D, h, w]``), else on the prompt's names (``class_mask [B, N]``) with the target
+        mask ``[B, T, H, W]`` for the true ones (``name_labels [B, N]``)."""
+        weight = self.config.grounding_positive_weight
+        if grounding_labels is not None:
+            embeddings = self.encode_class_names(grounding_labels["input_ids"], grounding_labels["attention_mask"])
+            maps = self.name_grounding_head(predictions.pixel_embeddings, embeddings, per_sample)  # (BT, M, h, w)
+            targets = _real_frames(grounding_labels["targets"].transpose(1, 2), frame_mask)  # (BT, M, H, W)
+            name_mask = grounding_labels["name_mask"].bool().repeat_interleave(per_sample, dim=0)  # (BT, M)
+            return name_grounding_loss(maps, name_mask, targets, weight)
+        if name_labels is None:
+            raise ValueError("frame_score 'name_grounding' trains on name_labels ([B, N], 1 for the clip's true "
+                             "target names) or on grounding_labels: pass the corpus rows' name_labels (or "
+                             "object_names and object_masks) through LavidaDataCollator.")
+        targets = listed_name_targets(_real_frames(target_masks, frame_mask),
+                                      name_labels.repeat_interleave(per_sample, dim=0))  # (BT, N, H, W)
+        return name_grounding_loss(predictions.grounding_maps, class_mask.repeat_interleave(per_sample, dim=0),
+                                   targets, weight)
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _grounding_loss(self, pixels: torch.Tensor, frames: int | torch.Tensor, real, listed_maps: torch.Tensor,
-                        real_names: torch.Tensor, name_labels: torch.Tensor | None, target_masks: torch.Tensor,
-                        grounding_input_ids: torch.Tensor | None, grounding_attention_mask: torch.Tensor | None,
-                        grounding_mask: torch.Tensor | None, grounding_targets: torch.Tensor | None) -> torch.Tensor:
-        """The name-grounding head's loss: on the ``grounding_*`` names and masks when given (matched against the same
-        ``pixels [BT, D, h, w]``), else on the prompt's names (``listed_maps [BT, N, h, w]``, ``real_names [BT, N]``)
-        with the target mask for the true ones. ``frames``: T or ``[B]`` real frames per sample; ``real`` picks the real
-        frames of a ``[B, T, ...]`` tensor as ``[BT, ...]``."""
-        weight = self.config.grounding_positive_weight
-        if grounding_targets is not None:
-            embeddings = self.encode_class_names(grounding_input_ids, grounding_attention_mask)
-            maps = self.name_grounding_head(pixels, embeddings, frames)  # (BT, M, h, w)
-            targets = real(grounding_targets.transpose(1, 2))  # (BT, M, H, W)
-            return name_grounding_loss(maps, grounding_mask.bool().repeat_interleave(frames, dim=0), targets, weight)
-        if name_labels is None:
-            raise ValueError("frame_score 'name_grounding' trains on name_labels ([B, N], 1 for the clip's true target "
-                             "names) or on grounding_* labels: pass the corpus rows' name_labels (or object_names and "
-                             "object_masks) through LavidaDataCollator.")
-        targets = listed_name_targets(real(target_masks), name_labels.repeat_interleave(frames, dim=0))
-        return name_grounding_loss(listed_maps, real_names, targets, weight)
-
+    def _unknown_inputs_message(self, unknown: Mapping[str, object]) -> str:
+        """The error for inputs ``forward`` does not take, naming them (with the closest accepted names) and the
+        accepted ones."""
+        accepted = [name for name, parameter in inspect.signature(self.forward).parameters.items()
+                    if parameter.kind is not inspect.Parameter.VAR_KEYWORD]
+        hints = []
+        for name in sorted(unknown):
+            close = difflib.get_close_matches(name, accepted, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return (f"{type(self).__name__}.forward got unknown input(s) {', '.join(hints)}. "
+                f"Accepted inputs: {', '.join(accepted)}.")
     def _mixed_precision_dtype(self, device_type: str) -> torch.dtype | None:
         """The lowest floating dtype of the parameters when they mix several and autocast is off, else None."""
         if torch.is_autocast_enabled(device_type):
@@ -827,12 +683,15 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         last = torch.where(is_seg, positions, torch.full_like(positions, -1)).amax(dim=1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-    def _check_inputs(self, input_ids, video_grid_thw, frames, class_input_ids, class_embeddings, class_mask,
-                      target_masks, frame_mask=None) -> None:
+    def _check_inputs(self, input_ids: torch.Tensor, video_grid_thw: torch.Tensor, frames: int,
+                      class_input_ids: torch.Tensor | None, class_embeddings: torch.Tensor | None,
+                      class_mask: torch.Tensor | None, target_masks: torch.Tensor | None,
+                      frame_mask: torch.Tensor | None = None, grounding_labels: GroundingLabels | None = None) -> None:
+        """ValueErrors naming what is wrong with ``forward``'s inputs (shapes as in ``forward``)."""
         seg_id = self.config.seg_token_id
         if seg_id is None:
             raise ValueError("config.seg_token_id is not set: add the <SEG> token to the tokenizer "
-                             "(LavidaForVideoAnomalyDetection.from_components does) and record its id.")
+                             "(lavida.model_factory.build_model_from_components does) and record its id.")
         missing = (~(input_ids == seg_id).any(dim=1)).nonzero().flatten().tolist()
         if missing:
             raise ValueError(f"No <SEG> token (id {seg_id}) in input_ids of sample(s) {missing}: the prompt's "
@@ -860,6 +719,16 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if target_masks is not None and target_masks.shape[1] != frames:
             raise ValueError(f"Frame count mismatch: target_masks has {target_masks.shape[1]} frames, "
                              f"sam_pixel_values has {frames}.")
+        if grounding_labels is not None:
+            if not isinstance(grounding_labels, Mapping) or set(grounding_labels) != set(GROUNDING_LABEL_KEYS):
+                given = sorted(grounding_labels) if isinstance(grounding_labels, Mapping) else type(grounding_labels)
+                raise ValueError(f"grounding_labels must be a dict with the keys {list(GROUNDING_LABEL_KEYS)} "
+                                 f"(GroundingLabels), got {given}.")
+            targets = grounding_labels["targets"]
+            names = tuple(grounding_labels["name_mask"].shape)
+            if targets.dim() != 5 or tuple(targets.shape[:3]) != (*names, frames):
+                raise ValueError(f"grounding_labels['targets'] must be [B, M, T, H, W] with [B, M] = {list(names)} "
+                                 f"(name_mask) and T = {frames}; got shape {tuple(targets.shape)}.")
 
 
-__all__ = ["CompressedSequence", "LavidaForVideoAnomalyDetection", "LavidaOutput", "LavidaPreTrainedModel"]
+__all__ = ["GroundingLabels", "LavidaForVideoAnomalyDetection", "LavidaOutput", "LavidaPreTrainedModel"]

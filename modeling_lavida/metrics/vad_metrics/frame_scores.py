@@ -17,6 +17,8 @@ counting; this module only fixes the conventions the VAD literature uses:
 
 * **AP** both ways: ``average_precision_score`` (sklearn's step-wise sum, no interpolation) and the trapezoid area
   under the precision-recall curve (``auc(recall, precision)``), which is what the XD-Violence authors' code reports.
+* **smoothing** (``smoothing_sigma`` > 0): ``lavida.processing.postprocessing.smooth_scores``, the function detection
+  uses, so the module needs the ``lavida`` package (installed with it).
 * **EER**: the point where the false-positive rate equals the miss rate, found on the ROC polygon by linear
   interpolation between the two ROC points that bracket it (so the value is exact for the ROC curve sklearn returns).
 """
@@ -24,13 +26,15 @@ counting; this module only fixes the conventions the VAD literature uses:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+# The one temporal smoothing of the package: detection smooths with it too, so a video's smoothed scores are the same
+# in ``lavida detect`` and in these metrics (a Gaussian truncated at 4 sigma, mirrored edges, float64).
+from lavida.processing.postprocessing import SMOOTHING_TRUNCATE, smooth_scores
 
 logger = logging.getLogger(__name__)
 
@@ -61,25 +65,6 @@ def _pooled(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> tuple
 
 def _two_classes(labels: np.ndarray) -> bool:
     return labels.size > 0 and 0 < labels.sum() < labels.size
-
-
-def smooth_scores(scores: np.ndarray | Sequence[float], sigma: float) -> np.ndarray:
-    """Gaussian smoothing of one video's scores over time.
-
-    Args:
-        scores: ``float [F]``.
-        sigma: standard deviation in frames; 0 returns the scores unchanged (as float64).
-
-    Returns:
-        ``float64 [F]``. Edges are mirrored (``scipy.ndimage`` mode ``"reflect"``) and the kernel is truncated at
-        4 sigma, so a constant curve stays constant and probabilities stay in ``[0, 1]``.
-    """
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"smoothing sigma must be a non-negative number of frames, got {sigma!r}.")
-    if sigma == 0 or scores.size < 2:
-        return scores.copy()
-    return gaussian_filter1d(scores, sigma=float(sigma), mode="reflect", truncate=4.0)
 
 
 def micro_auc(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> float:
@@ -220,7 +205,8 @@ def frame_metrics(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray], sm
         "num_videos": len(labels),
         "num_frames": int(pooled_labels.size),
         "num_anomalous_frames": int(pooled_labels.sum()),
-        "smoothing": ({"kind": "gaussian", "sigma": float(smoothing_sigma), "edges": "reflect", "truncate": 4.0}
+        "smoothing": ({"kind": "gaussian", "sigma": float(smoothing_sigma), "edges": "reflect",
+                       "truncate": SMOOTHING_TRUNCATE}
                       if smoothing_sigma else None),
     }
 

@@ -1,0 +1,228 @@
+"""The one result type every route returns, and its masks.
+
+- ``VideoDetection``: one video's detection, what the ``video-anomaly-detection`` pipeline returns; ``to_dict()`` is
+  the content of ``result.json`` (``RESULT_FORMAT_VERSION``).
+- ``LowResMaskStore`` and ``FrameMasks``: the masks of a detection, kept at the decoder's low resolution
+  (``float16 [S, h, w]`` for S sampled frames) in an unnamed temporary file that is memory-mapped, and handed out one
+  frame at a time at the native size (a long video's masks, 128 KiB per sampled frame at SAM2's 1024 px input, stay on
+  disk rather than in memory; the file has no name and disappears with the result).
+
+Its settings are ``options.DetectionOptions``. This file is copied next to saved checkpoints with the pipeline: it
+imports only numpy, torch and its siblings.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from .options import DetectionOptions
+from .postprocessing import Event, mask_probabilities, postprocess_scores
+from .video_io import VideoInfo, VideoSource
+
+RESULT_FORMAT_VERSION = 1  # result.json layout (see VideoDetection.to_dict)
+SCORE_DECIMALS = 6  # rounding of result.json and scores.csv, so the two agree exactly
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Masks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class LowResMaskStore:
+    """Low-resolution mask logits of the sampled frames, appended batch by batch to an unnamed temporary file.
+
+    ``array()`` memory-maps what was written as ``float16 [S, h, w]``; pages are read on demand, so memory does not
+    grow with the video's length. The file is unlinked on creation and freed when the store and its arrays are gone.
+    """
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="lavida-masks-")
+        self._shape: tuple[int, int] | None = None
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, masks: np.ndarray) -> None:
+        """Add ``[n, h, w]`` masks (any float dtype; stored as float16)."""
+        masks = np.ascontiguousarray(masks, dtype=np.float16)
+        if self._shape is None:
+            self._shape = masks.shape[1:]
+        elif masks.shape[1:] != self._shape:
+            raise ValueError(f"Mask size changed within one video: {masks.shape[1:]} after {self._shape}.")
+        self._file.write(masks.tobytes())
+        self._count += len(masks)
+
+    def array(self) -> np.ndarray | None:
+        """``float16 [S, h, w]`` read-only memory map (None when nothing was appended)."""
+        if self._count == 0:
+            return None
+        self._file.flush()
+        return np.memmap(self._file, dtype=np.float16, mode="r", shape=(self._count, *self._shape))
+
+
+class MaskFrames(Protocol):
+    """Masks handed out one frame at a time: ``len`` frames, ``masks[i]`` is ``float [H, W]`` in [0, 1]."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+
+class FrameMasks:
+    """The anomaly masks of one video, one frame at a time at the native size (never a ``[F, H, W]`` stack).
+
+    ``masks[i]`` is ``float16 [H, W]``: the low-resolution logits of frame ``i``'s nearest sampled frame, resized and
+    passed through the sigmoid (``LavidaProcessor.post_process_masks``), stored as float16 (the pixel metrics count
+    float16 values exactly). Iterating yields the frames in order.
+    """
+
+    def __init__(self, lowres_logits: np.ndarray, sampled_frames: np.ndarray, num_frames: int,
+                 size: tuple[int, int]):
+        """
+        Args:
+            lowres_logits: ``float16 [S, h, w]`` (a memory map from ``LowResMaskStore``).
+            sampled_frames: ``int64 [S]`` the decoded-frame index of each row, increasing.
+            num_frames: ``F``, decoded frames.
+            size: the native ``(height, width)``.
+        """
+        if len(lowres_logits) != len(sampled_frames):
+            raise ValueError(f"{len(lowres_logits)} masks for {len(sampled_frames)} sampled frames.")
+        self.lowres_logits = lowres_logits
+        self.sampled_frames = np.asarray(sampled_frames, dtype=np.int64)
+        self.num_frames = int(num_frames)
+        self.size = (int(size[0]), int(size[1]))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(F, H, W)``: the shape the masks would have stacked."""
+        return (self.num_frames, *self.size)
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def nearest_sample(self, frame_index: int) -> int:
+        """Row of the sampled frame nearest to ``frame_index`` (ties to the earlier one, as the scores)."""
+        position = int(np.searchsorted(self.sampled_frames, frame_index))
+        if position >= len(self.sampled_frames):
+            return len(self.sampled_frames) - 1
+        if position > 0 and frame_index - self.sampled_frames[position - 1] <= self.sampled_frames[position] \
+                - frame_index:
+            return position - 1
+        return position
+
+    def __getitem__(self, frame_index: int) -> np.ndarray:
+        if isinstance(frame_index, slice) or not 0 <= int(frame_index) < self.num_frames:
+            raise IndexError(f"Frame index {frame_index!r} outside [0, {self.num_frames}): masks are read one frame "
+                             "at a time.")
+        logits = torch.from_numpy(np.asarray(self.lowres_logits[self.nearest_sample(int(frame_index))],
+                                             dtype=np.float32))
+        return mask_probabilities(logits, self.size).numpy().astype(np.float16)  # (H, W)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index in range(self.num_frames):
+            yield self[index]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The result
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoDetection:
+    """One video's detection: what the ``video-anomaly-detection`` pipeline returns and ``result.json`` holds.
+
+    Attributes:
+        video: the video as decoded (exact frame count, fps, size, codec).
+        name: the name shown in ``result.json`` and the plot (a file name, or a description of in-memory input).
+        anomalies: the names the model was prompted with.
+        options: the settings of the run.
+        model_id: the checkpoint path or Hub id.
+        scores: ``float32 [F]`` one anomaly probability per decoded frame (filled from the nearest sampled frame,
+            smoothed when asked).
+        events: runs of frames at or above ``options.threshold`` (``postprocessing.Event``).
+        sampled_frames: ``int64 [S]`` the decoded-frame indices the model scored.
+        sampled_scores: ``float32 [S]`` their probabilities, before filling and smoothing.
+        masks: the anomaly masks, one frame at a time (``FrameMasks``) when ``options.return_masks``, else None.
+        source: what was read (a path, bytes or frames), for a second pass (the overlay video); None when unknown.
+    """
+
+    video: VideoInfo
+    name: str
+    anomalies: list[str]
+    options: DetectionOptions
+    model_id: str
+    scores: np.ndarray
+    events: list[Event]
+    sampled_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sampled_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    masks: MaskFrames | None = None
+    source: VideoSource | None = None
+
+    def __post_init__(self) -> None:
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if self.scores.size != self.video.num_frames:
+            raise ValueError(f"Got {self.scores.size} scores for a video of {self.video.num_frames} frames; "
+                             "there must be exactly one score per decoded frame.")
+        if self.masks is not None and len(self.masks) < self.video.num_frames:
+            raise ValueError(f"Got masks for {len(self.masks)} frames for a video of {self.video.num_frames}.")
+
+    @property
+    def threshold(self) -> float:
+        return self.options.threshold
+
+    @classmethod
+    def from_frame_scores(cls, scores: np.ndarray, fps: float, anomalies: list[str], *,
+                          options: DetectionOptions | None = None, size: tuple[int, int] = (0, 0),
+                          masks: MaskFrames | None = None, name: str = "", model_id: str = "",
+                          source: VideoSource | None = None) -> VideoDetection:
+        """A detection from probabilities scored elsewhere (another scorer, a test double), one per decoded frame
+        (``[F]``): smoothed and cut into events by the pipeline's post-processing with ``options``.
+
+        Args:
+            size: the frames' ``(height, width)``; masks: ``masks[i]`` is frame ``i``'s ``float [H, W]`` mask.
+        """
+        options = options or DetectionOptions()
+        raw = np.asarray(scores, dtype=np.float32).reshape(-1)  # (F,)
+        frames = np.arange(raw.size)
+        filled, events = postprocess_scores(frames, raw, raw.size, fps, options.threshold, options.min_event_frames,
+                                            options.smoothing_sigma)
+        video = VideoInfo(num_frames=int(raw.size), fps=float(fps), width=int(size[1]), height=int(size[0]),
+                          duration_s=raw.size / float(fps), codec="rawvideo")
+        return cls(video=video, name=name, anomalies=list(anomalies), options=options, model_id=model_id,
+                   scores=filled, events=events, sampled_frames=frames, sampled_scores=raw, masks=masks,
+                   source=source)
+
+    def to_dict(self, decimals: int = SCORE_DECIMALS) -> dict[str, Any]:
+        """The content of ``result.json`` (format ``RESULT_FORMAT_VERSION``), scores and event floats rounded to
+        ``decimals``:
+
+        ``{"format_version", "video": {"name", "num_frames", "fps", "width", "height", "duration_s", "codec",
+        "damaged"}, "anomalies", "model_id", "threshold", "settings": {"stride", "min_event_frames",
+        "smoothing_sigma"[, "llm_frame_pixels"]}, "num_events", "events": [{"start_frame", "end_frame", "start_s",
+        "end_s", "peak_score", "mean_score"}, ...], "scores": [F floats]}``
+        """
+        events = [{key: round(value, decimals) if isinstance(value, float) else value
+                   for key, value in event.to_dict().items()} for event in self.events]
+        return {
+            "format_version": RESULT_FORMAT_VERSION,
+            "video": {"name": self.name, **self.video.to_dict()},
+            "anomalies": list(self.anomalies),
+            "model_id": self.model_id,
+            "threshold": self.options.threshold,
+            "settings": self.options.settings(),
+            "num_events": len(events),
+            "events": events,
+            "scores": [round(float(value), decimals) for value in self.scores],
+        }
+
+
+__all__ = ["RESULT_FORMAT_VERSION", "SCORE_DECIMALS", "DetectionOptions", "FrameMasks", "LowResMaskStore",
+           "MaskFrames", "VideoDetection"]
