@@ -41,7 +41,7 @@ def processor_from_components(mllm: str | os.PathLike, sam2: str | os.PathLike, 
                               llm_train_frame_pixels: list[int] | tuple[int, int] | None = PAPER_TRAINING_FRAME_PIXELS,
                               llm_image_pixels: list[int] | tuple[int, int] | None = PAPER_IMAGE_PIXELS,
                               token: str | bool | None = None, revision: str | None = None) -> LavidaProcessor:
-    """Build the processor from the three checkpoints ``LavidaForVideoAnomalyDetection.from_components`` uses;
+    """Build the processor from the three checkpoints ``lavida.model_factory.build_model_from_components`` uses;
     ``<SEG>`` is added to the MLLM tokenizer exactly as the model does.
 
     The MLLM pixel budgets default to the paper's (``[min, max]`` areas per frame: 160..192 x 28 x 28 at inference,

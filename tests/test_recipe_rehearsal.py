@@ -27,23 +27,11 @@ from lavida.cli import main as lavida_main
 from lavida.trainer_lavida import LOSS_TERMS
 from tests.fixtures.component_checkpoints import write_component_checkpoints
 from tests.fixtures.eight_sources import build_eight_source_mix
+from tests.fixtures.without_package import WITHOUT_PACKAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "lavida-7b.yaml"
 STEPS = 4
-
-# A process that cannot import the package: every ``lavida`` import fails as if it were not installed.
-WITHOUT_PACKAGE = textwrap.dedent("""
-    import importlib.abc, sys
-
-    class NoLavida(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "lavida" or name.startswith("lavida."):
-                raise ModuleNotFoundError(f"No module named {name!r}")
-            return None
-
-    sys.meta_path.insert(0, NoLavida())
-""")
 
 LOAD_AND_RUN = WITHOUT_PACKAGE + textwrap.dedent("""
     import json
