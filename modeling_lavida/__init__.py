@@ -17,7 +17,12 @@ order works as it always did::
     from transformers import pipeline
     import lavida
 
-    detector = pipeline("video-anomaly-detection", model="path/or/hub-id")
+    detector = pipeline("video-anomaly-detection", model="path/or/hub-id", trust_remote_code=True)
+
+A checkpoint saved by this package declares its pipeline in ``config.json`` (``custom_pipelines``), so transformers
+asks for ``trust_remote_code=True`` even when the package is installed; to run the installed package's pipeline code
+instead of the checkpoint's copy, pass ``pipeline_class=lavida.VideoAnomalyDetectionPipeline`` (or use
+``lavida.processing.factories.load_detection_pipeline``).
 
 Code that imports ``lavida`` first and then reaches transformers' Auto classes or ``pipeline`` without touching a
 ``lavida`` class calls ``lavida.register_with_transformers()`` (idempotent, no model is loaded).
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .configuration_lavida import LavidaConfig
     from .modeling_lavida import LavidaForVideoAnomalyDetection, LavidaOutput, LavidaPreTrainedModel
+    from .processing.pipeline_lavida import VideoAnomalyDetectionPipeline
     from .processing.processing_lavida import LavidaProcessor
 
 DISTRIBUTION_NAME = "lavida-hf"
@@ -45,6 +51,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "LavidaOutput": ".modeling_lavida",
     "LavidaPreTrainedModel": ".modeling_lavida",
     "LavidaProcessor": ".processing.processing_lavida",
+    "VideoAnomalyDetectionPipeline": ".processing.pipeline_lavida",
 }
 
 _registration_lock = threading.RLock()
@@ -120,7 +127,7 @@ def __dir__() -> list[str]:
 
 __all__ = ["DISTRIBUTION_NAME", "LavidaConfig", "LavidaForVideoAnomalyDetection", "LavidaOutput",
            "LavidaPreTrainedModel", "LavidaProcessor", "SOURCE_VERSION", "__version__", "package_version",
-           "register_with_transformers"]
+           "register_with_transformers", "VideoAnomalyDetectionPipeline"]
 
 
 if "transformers" in __import__("sys").modules:  # the heavy imports are paid already: register as before
