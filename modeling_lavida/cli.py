@@ -2,6 +2,8 @@
 
 Usage:
     lavida detect VIDEO [VIDEO ...] --anomalies "fighting, fire" [--model PATH_OR_HUB_ID] [--out DIR]
+    lavida watch SOURCE --anomalies "fighting, fire" [--out DIR] [--calibration FILE] [--max-seconds S]
+    lavida calibrate NORMAL_VIDEO [...] --anomalies "fighting" --false-alarms-per-hour N [--out calibration.json]
     lavida build-dataset SOURCE --out DIR [--data-root DIR] [--num-samples N] [--seed S]
     lavida evaluate --benchmark NAME --data-root DIR [--model M] [--out DIR]
     lavida train --config configs/lavida-tiny.yaml
@@ -17,7 +19,8 @@ A run goes: parse (only the chosen subcommand's ``add_arguments`` runs, so ``lav
 ``lavida COMMAND --help`` import neither torch nor transformers), ``check_args``, then, for the subcommands that load
 or save LAVIDA checkpoints, ``lavida.register_with_transformers()``, then ``run`` with the heavy imports inside.
 Errors the user can fix (``UserInputError``, missing files) are printed as one line on stderr with exit status 2,
-never as a traceback.
+never as a traceback. Other errors of the system (a full disk, a busy device, a permission denied) end the run as one
+line too, naming the file, with exit status 1 (``-v`` adds the traceback).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from types import ModuleType
 from .errors import UserInputError
 
 USER_ERROR_EXIT = 2
+SYSTEM_ERROR_EXIT = 1
 INTERRUPTED_EXIT = 130
 
 
@@ -53,6 +57,8 @@ class CommandSpec:
 # subcommand name -> its module and needs
 COMMANDS: dict[str, CommandSpec] = {
     "detect": CommandSpec("lavida.commands.detect", uses_checkpoints=True),
+    "watch": CommandSpec("lavida.commands.watch", uses_checkpoints=True),
+    "calibrate": CommandSpec("lavida.commands.calibrate", uses_checkpoints=True),
     "build-dataset": CommandSpec("lavida.commands.build_dataset"),
     "contact-sheet": CommandSpec("lavida.commands.contact_sheet"),
     "synthesize-preview": CommandSpec("lavida.commands.synthesize_preview"),
@@ -131,6 +137,16 @@ def build_parser(with_arguments: Collection[str] | None = None
     return parser, modules
 
 
+def describe_os_error(error: OSError, name_file: bool = True) -> str:
+    """An ``OSError`` as one line: the system's reason and (when ``name_file``) the file, e.g.
+    ``No space left on device: out/a.npz``; callers that name the target themselves leave out the file, which may be
+    a temporary one already removed."""
+    reason = error.strerror or str(error) or type(error).__name__
+    names = [name for name in (error.filename, error.filename2) if name is not None] if name_file else []
+    text = f"{reason}: {' -> '.join(map(str, names))}" if names else reason
+    return " ".join(text.split())
+
+
 def _prepare(command: str, module: ModuleType, args: argparse.Namespace) -> None:
     """Validate ``args`` cheaply (``check_args``), then register with transformers if the subcommand needs it."""
     check_args = getattr(module, "check_args", None)
@@ -160,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UserInputError, FileNotFoundError) as error:
         print(f"lavida {args.command}: error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT
+    except OSError as error:
+        logging.getLogger(__name__).debug("lavida %s failed", args.command, exc_info=True)
+        print(f"lavida {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
+        return SYSTEM_ERROR_EXIT
     except KeyboardInterrupt:
         print(f"lavida {args.command}: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT

@@ -17,7 +17,8 @@ minimum event length are applied afterwards with the same post-processing functi
 
 Output folder:
 
-    run.json              what the cached results depend on (benchmark, stride, names, masks, region settings)
+    run.json              what the cached results depend on (the model, benchmark, stride, names, masks, pixel
+                          budget, region settings)
     videos/<id>.npz       per-video reductions (scores, labels, pixel histograms, criterion scores, regions, tracks)
     results/<id>/         result.json and scores.csv as ``lavida detect`` writes them, with this run's settings
     plots/<id>.png        score against ground truth
@@ -27,8 +28,11 @@ Output folder:
 Each video's file is written atomically once it is scored, so an interrupted run resumes where it stopped and gives
 the same ``metrics.json`` as an uninterrupted one. Metrics and per-video results are always computed from the cached
 files. Settings that only enter the metrics (smoothing, threshold and event length, IoU and track fraction of
-RBDC/TBDC) can change between runs on the same folder; settings that change what is cached cannot (the run stops with
-an error naming them).
+RBDC/TBDC) can change between runs on the same folder; what changes the cached scores cannot: another model, or the
+same checkpoint with rewritten files (``ModelIdentity``), another stride, names, masks or pixel budget. Such a run
+stops with one error naming what differs, before scoring anything; ``EvaluationConfig.restart`` (``lavida evaluate
+--restart``) discards the cached results instead and starts over. A run killed outright leaves hidden temporary files
+that the next run into the folder removes (``lavida.atomic_files.remove_stale_staging``).
 
 Pixel predictions are read and reduced one frame at a time (float16 histograms for the pixel AUC, one number per frame
 for the 40 % criterion, connected regions for RBDC/TBDC), so no video's masks are ever held whole.
@@ -36,11 +40,14 @@ for the 40 % criterion, connected regions for RBDC/TBDC), so no video's masks ar
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import math
+import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -49,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic_files import write_bytes_atomic, write_json_atomic
+from .atomic_files import remove_stale_staging, write_bytes_atomic, write_json_atomic
 from .errors import UserInputError
 from .metrics import (DEFAULT_COVERAGE, DEFAULT_IOU, DEFAULT_TRACK_FRACTION, Detections, PixelAUCAccumulator,
                       Track, criterion_frame_score, frame_metrics, match_video, pixel_criterion_metrics, rbdc_tbdc,
@@ -66,6 +73,10 @@ RUN_FILE = "run.json"
 RESULTS_DIR = "results"
 METRICS_JSON = "metrics.json"
 METRICS_MD = "metrics.md"
+CACHE_DIR = "videos"
+PLOTS_DIR = "plots"
+# Everything a run writes into its output folder (``restart`` removes exactly these).
+RUN_OUTPUTS = (RUN_FILE, METRICS_JSON, METRICS_MD, CACHE_DIR, RESULTS_DIR, PLOTS_DIR)
 
 
 @dataclass
@@ -89,6 +100,9 @@ class EvaluationConfig:
         progress: show a progress bar.
         llm_frame_pixels: ``[min, max]`` MLLM pixel area per frame given to the scorer (None: the checkpoint's
             processor budget); recorded in run.json since it changes the scores.
+        restart: discard the results cached in the output folder (``run.json``, ``videos/``, ``results/``,
+            ``plots/``, ``metrics.*``) and start over, instead of stopping when they came from another model or
+            settings.
     """
 
     stride: int | None = None
@@ -106,6 +120,7 @@ class EvaluationConfig:
     max_videos: int | None = None
     progress: bool = True
     llm_frame_pixels: tuple[int, int] | None = None
+    restart: bool = False
 
     def __post_init__(self) -> None:
         self.detection_options(1 if self.stride is None else self.stride)  # validated where they are defined
@@ -126,6 +141,59 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """Which model produced a set of scores, for keying cached results and recording it in the outputs.
+
+    Attributes:
+        name: the checkpoint folder or Hub id as given (or the embedded default's description); recorded only, since
+            the same checkpoint may be named by another path.
+        fingerprint: 16 hex digits that change whenever the model's files change (see ``model_identity``).
+    """
+
+    name: str
+    fingerprint: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "fingerprint": self.fingerprint}
+
+
+def _checkpoint_files(folder: Path) -> list[Path]:
+    """The files of a checkpoint folder that make its scores: every file, recursively, but hidden ones, Markdown
+    (model cards), Python's ``__pycache__`` and the ``checkpoint-*`` folders a trainer writes beside an exported
+    model."""
+    files = []
+    for root, folders, names in os.walk(folder, followlinks=True):
+        folders[:] = sorted(name for name in folders
+                            if not name.startswith((".", "checkpoint-")) and name != "__pycache__")
+        files += [Path(root) / name for name in sorted(names) if not name.startswith(".") and not name.endswith(".md")]
+    return files
+
+
+def model_identity(model: str | os.PathLike, name: str | None = None, revision: str | None = None) -> ModelIdentity:
+    """The ``ModelIdentity`` of a checkpoint folder or Hub id.
+
+    A folder's fingerprint hashes the relative name, size and modification time of each file that makes its scores
+    (config, weights, processor and tokenizer files, code), not their content, so it is instant for multi-GB
+    weights and still changes when a file is rewritten; moving the folder keeps it. A Hub id's hashes the id and the
+    ``revision`` (the commit the files were downloaded from).
+
+    Args:
+        model: a checkpoint folder or a Hub id.
+        name: the name to record (default: ``str(model)``).
+        revision: the Hub commit of ``model`` (ignored for a folder).
+    """
+    digest = hashlib.sha256()
+    folder = Path(model)
+    if folder.is_dir():
+        for path in _checkpoint_files(folder):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    else:
+        digest.update(f"hub:{model}@{revision or ''}".encode())
+    return ModelIdentity(name=str(model) if name is None else name, fingerprint=digest.hexdigest()[:16])
+
+
+@dataclass(frozen=True)
 class _RunPlan:
     """What the cached per-video results depend on (stored in run.json)."""
 
@@ -139,6 +207,7 @@ class _RunPlan:
     coverage: float
     cache_version: int = 1
     llm_frame_pixels: tuple[int, int] | None = None
+    model_fingerprint: str | None = None  # ``ModelIdentity.fingerprint``; None for a scorer that gives none
 
 
 def json_ready(value: Any) -> Any:
@@ -360,12 +429,20 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         region = metrics["region"]
         rows += [("RBDC", region["rbdc"]), ("TBDC", region["tbdc"])]
     smoothing = frame.get("smoothing")
+    model = metrics.get("model")
     lines = [f"# {metrics['benchmark']}: evaluation", "",
+             f"Model: {model['name']} (fingerprint {model['fingerprint']})." if model else "Model: unknown.", "",
              f"{metrics['num_videos']} test videos, {frame['num_frames']} frames ({frame['num_anomalous_frames']} "
              f"anomalous), stride {metrics['stride']}, "
              + (f"Gaussian smoothing sigma {smoothing['sigma']:g} frames." if smoothing else "no smoothing."),
              "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {_fmt(value)} |" for name, value in rows]
+    if metrics.get("pixel"):
+        lines += ["", "Pixel AUC ranks every pixel of every frame against the ground-truth masks (pooled), so the many "
+                  "easy background pixels dominate it; the pixel criterion counts an anomalous frame as detected when "
+                  f"at least {metrics['pixel']['coverage']:.0%} of its anomalous pixels reach the threshold and a "
+                  "normal frame as a false alarm when any of its pixels does, so a mask that also marks normal "
+                  "objects fails it."]
     lines += ["", f"Prompt names: {', '.join(metrics['anomaly_names'])}.", "", "## Per video", "",
               "| video | frames | anomalous | AUC (padded) |", "|---|---|---|---|"]
     lines += [f"| {v['video_id']} | {v['num_frames']} | {v['num_anomalous_frames']} | {_fmt(v['auc'])} |"
@@ -378,34 +455,91 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _plan(benchmark, config: EvaluationConfig) -> _RunPlan:
+def _plan(benchmark, config: EvaluationConfig, model: ModelIdentity | None = None) -> _RunPlan:
     masks = benchmark.has_masks if config.return_masks is None else bool(config.return_masks)
     return _RunPlan(benchmark=benchmark.name, stride=config.stride or benchmark.stride,
                     anomaly_names=list(config.anomaly_names or benchmark.anomaly_names), return_masks=masks,
                     tracks=masks and benchmark.has_tracks, region_level=float(config.region_level),
                     region_min_area=int(config.region_min_area), coverage=float(config.coverage),
-                    llm_frame_pixels=None if config.llm_frame_pixels is None else tuple(config.llm_frame_pixels))
+                    llm_frame_pixels=None if config.llm_frame_pixels is None else tuple(config.llm_frame_pixels),
+                    model_fingerprint=None if model is None else model.fingerprint)
 
 
-def _check_run_file(out_dir: Path, plan: _RunPlan) -> None:
+def _cache_conflict(out_dir: Path, plan: _RunPlan, model: ModelIdentity | None) -> str | None:
+    """What differs between this run and the results cached in ``out_dir``, as ``"a different stride"`` (None:
+    nothing, or nothing cached)."""
     run_file = out_dir / RUN_FILE
-    wanted = json_ready(asdict(plan))
-    if run_file.is_file():
+    if not run_file.is_file():
+        return None
+    try:
         stored = json.loads(run_file.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(wanted) | set(stored) if wanted.get(k) != stored.get(k))
-        if changed:
-            raise UserInputError(f"Output folder {out_dir} holds results of a run with different "
-                                 f"{', '.join(changed)}; choose another --out folder or delete it to start over.")
-        return
-    _write_json(run_file, wanted)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return f"an unreadable {RUN_FILE} ({error})"
+    if not isinstance(stored, dict):
+        return f"an unreadable {RUN_FILE}"
+    wanted = json_ready(asdict(plan))
+    changed = sorted(k for k in wanted if wanted.get(k) != stored.get(k))
+    if not changed:
+        return None
+    described = []
+    for key in changed:
+        if key == "model_fingerprint":  # name both models; the same name means its files were rewritten since
+            before, now = stored.get("model") or "an unrecorded model", model.name if model else "an unnamed scorer"
+            described.append(f"model (cached: {before}; this run: {now}"
+                             + (", whose files have changed since)" if before == now else ")"))
+        else:
+            described.append(key)
+    return "a different " + ", ".join(described)
+
+
+def check_cached_results(benchmark, out_dir: str | Path, config: EvaluationConfig,
+                         model: ModelIdentity | None) -> None:
+    """Raise ``UserInputError`` when ``out_dir`` holds results of another model or settings than a run of ``model``
+    with ``config`` would cache (never when ``config.restart``); ``evaluate_benchmark`` checks this itself, a caller
+    may check first to fail before loading the model."""
+    if not config.restart:
+        _refuse_conflict(Path(out_dir), _cache_conflict(Path(out_dir), _plan(benchmark, config, model), model))
+
+
+def _refuse_conflict(out_dir: Path, conflict: str | None) -> None:
+    if conflict is not None:
+        raise UserInputError(f"Output folder {out_dir} holds results of a run with {conflict}; choose another --out "
+                             "folder, or pass --restart to discard them and start over.")
+
+
+def _prepare_out_dir(out_dir: Path, plan: _RunPlan, model: ModelIdentity | None, restart: bool) -> None:
+    """Check the cached results against this run (or discard them when ``restart``), clean what a killed run left,
+    and record the run in run.json.
+
+    Raises:
+        UserInputError: the folder holds results of another model or settings, naming what differs.
+    """
+    conflict = _cache_conflict(out_dir, plan, model)
+    if not restart:
+        _refuse_conflict(out_dir, conflict)
+    if restart and any((out_dir / name).exists() for name in RUN_OUTPUTS):
+        logger.warning("Discarding the results cached in %s%s and starting over (--restart)", out_dir,
+                       f" (a run with {conflict})" if conflict else "")
+        for name in RUN_OUTPUTS:
+            path = out_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    for folder in (out_dir, out_dir / CACHE_DIR, out_dir / RESULTS_DIR, out_dir / PLOTS_DIR):
+        remove_stale_staging(folder)
+    if not (out_dir / RUN_FILE).is_file():
+        _write_json(out_dir / RUN_FILE, {**json_ready(asdict(plan)), "model": model.name if model else None})
 
 
 def compute_metrics(cached: list[dict[str, np.ndarray]], plan: _RunPlan, config: EvaluationConfig,
-                    num_videos_total: int) -> dict[str, Any]:
-    """Every metric from the per-video cached arrays (the same arrays give the same numbers)."""
+                    num_videos_total: int, model: ModelIdentity | None = None) -> dict[str, Any]:
+    """Every metric from the per-video cached arrays (the same arrays give the same numbers); ``model`` is recorded
+    as given."""
     labels, scores = (list(values) for values in zip(*map(_aligned, cached)))
     metrics: dict[str, Any] = {
         "benchmark": plan.benchmark,
+        "model": None if model is None else model.to_dict(),
         "num_videos": len(cached),
         "num_test_videos": num_videos_total,
         "stride": plan.stride,
@@ -451,12 +585,17 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
 
     Args:
         benchmark: a ``lavida.dataset_builders.benchmarks.Benchmark`` (or anything with the same members).
-        score_fn: ``score_fn(video, names, stride, return_masks) -> VideoDetection`` (see the module docstring).
+        score_fn: ``score_fn(video, names, stride, return_masks) -> VideoDetection`` (see the module docstring). Its
+            ``model_identity`` attribute (a ``ModelIdentity``; ``pipeline_score_fn`` sets it) keys the cache and is
+            recorded in run.json and metrics.json; a scorer without one is recorded as unknown.
         out_dir: the output folder (created; reused to resume).
         config: the run's settings (defaults: the benchmark's stride and names, masks when it has pixel labels).
 
     Returns:
         The content of metrics.json (with NaN where a metric is undefined).
+
+    Raises:
+        UserInputError: ``out_dir`` holds results of another model or settings (and ``config.restart`` is not set).
     """
     from tqdm.auto import tqdm
 
@@ -465,11 +604,12 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
     config = config or EvaluationConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan = _plan(benchmark, config)
-    _check_run_file(out_dir, plan)
+    model = getattr(score_fn, "model_identity", None)
+    plan = _plan(benchmark, config, model)
+    _prepare_out_dir(out_dir, plan, model, config.restart)
     videos = list(benchmark)[: config.max_videos] if config.max_videos else list(benchmark)
-    cache_dir = out_dir / "videos"
-    plot_dir = out_dir / "plots"
+    cache_dir = out_dir / CACHE_DIR
+    plot_dir = out_dir / PLOTS_DIR
     cached = []
     bar = tqdm(videos, desc=f"evaluate {plan.benchmark}", unit="video", disable=not config.progress)
     for video in bar:
@@ -491,7 +631,7 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
     for arrays in cached:
         write_result_folder(out_dir / RESULTS_DIR / safe_file_name(str(arrays["video_id"])),
                             video_result(arrays, plan, config), results)
-    metrics = compute_metrics(cached, plan, config, num_videos_total=len(benchmark))
+    metrics = compute_metrics(cached, plan, config, num_videos_total=len(benchmark), model=model)
     _write_json(out_dir / METRICS_JSON, metrics)
     write_bytes_atomic(out_dir / METRICS_MD, metrics_table(json_ready(metrics)).encode("utf-8"))
     return metrics
@@ -502,24 +642,44 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def pipeline_score_fn(pipe, llm_frame_pixels: tuple[int, int] | None = None) -> ScoreFn:
+def pipeline_model_identity(pipe) -> ModelIdentity:
+    """The ``ModelIdentity`` of a pipeline's model: its checkpoint folder's files, or its Hub id at the commit it was
+    downloaded from; recorded under the pipeline's ``model_id``."""
+    source = str(getattr(pipe.model, "name_or_path", "") or "")
+    name = str(getattr(pipe, "model_id", "") or source or type(pipe.model).__name__)
+    if source and os.path.isdir(source):
+        return model_identity(source, name=name)
+    revision = getattr(getattr(pipe.model, "config", None), "_commit_hash", None)
+    return model_identity(source or name, name=name, revision=revision)
+
+
+class PipelineScoreFn:
+    """A ``score_fn`` calling a ``video-anomaly-detection`` pipeline (with an MLLM pixel budget when given); its
+    ``model_identity`` keys the evaluation cache."""
+
+    def __init__(self, pipe, llm_frame_pixels: tuple[int, int] | None = None):
+        self.pipe = pipe
+        self.budget = {} if llm_frame_pixels is None else {"llm_frame_pixels": tuple(llm_frame_pixels)}
+        self.model_identity = pipeline_model_identity(pipe)
+
+    def __call__(self, video, names: list[str], stride: int, return_masks: bool) -> VideoDetection:
+        return self.pipe(video, anomalies=names, stride=stride, return_masks=return_masks, **self.budget)
+
+
+def pipeline_score_fn(pipe, llm_frame_pixels: tuple[int, int] | None = None) -> PipelineScoreFn:
     """A ``score_fn`` calling a ``video-anomaly-detection`` pipeline (with an MLLM pixel budget when given)."""
-    budget = {} if llm_frame_pixels is None else {"llm_frame_pixels": tuple(llm_frame_pixels)}
-
-    def score(video, names: list[str], stride: int, return_masks: bool) -> VideoDetection:
-        return pipe(video, anomalies=names, stride=stride, return_masks=return_masks, **budget)
-
-    return score
+    return PipelineScoreFn(pipe, llm_frame_pixels)
 
 
 def load_pipeline_score_fn(model: str | None = None, device: str | int | None = None,
-                           llm_frame_pixels: tuple[int, int] | None = None) -> ScoreFn:
+                           llm_frame_pixels: tuple[int, int] | None = None) -> PipelineScoreFn:
     """The ``score_fn`` of a checkpoint folder / Hub id (None = the embedded default model)."""
     from .processing.factories import load_detection_pipeline
 
     return pipeline_score_fn(load_detection_pipeline(model, device=device), llm_frame_pixels)
 
 
-__all__ = ["METRICS_JSON", "METRICS_MD", "RESULTS_DIR", "RUN_FILE", "EvaluationConfig", "ScoreFn", "compute_metrics",
-           "evaluate_benchmark", "json_ready", "load_pipeline_score_fn", "metrics_table", "pipeline_score_fn",
-           "plot_video", "safe_file_name", "score_video", "video_result"]
+__all__ = ["METRICS_JSON", "METRICS_MD", "RESULTS_DIR", "RUN_FILE", "EvaluationConfig", "ModelIdentity",
+           "PipelineScoreFn", "ScoreFn", "check_cached_results", "compute_metrics", "evaluate_benchmark", "json_ready",
+           "load_pipeline_score_fn", "metrics_table", "model_identity", "pipeline_model_identity",
+           "pipeline_score_fn", "plot_video", "safe_file_name", "score_video", "video_result"]

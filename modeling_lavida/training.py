@@ -20,12 +20,16 @@ DeepSpeed package and JSON, precision against this machine, the checkpoint to re
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
+import reprlib
 import shutil
 import tempfile
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 import yaml
@@ -118,6 +122,9 @@ class TrainConfig:
         """Read a config; every structural problem (YAML syntax, a section of the wrong kind, an unknown or mistyped
         field) is reported in one ``UserInputError``."""
         path = Path(path)
+        if path.is_dir():
+            raise UserInputError(f"Training config {path} is a folder; give a YAML file such as "
+                                 "configs/lavida-tiny.yaml.")
         if not path.is_file():
             raise UserInputError(f"Training config {path} does not exist; see configs/lavida-tiny.yaml for the format.")
         raw = _read_yaml_mapping(path, "Training config")
@@ -139,6 +146,8 @@ class TrainConfig:
         non_string = sorted(repr(key) for key in sections["training"] if not isinstance(key, str))
         if non_string:
             problems.append(f"training has keys that are not names: {non_string}")
+        else:
+            problems += _training_type_problems(sections["training"])
         export = raw.get("export")
         if export is not None and not isinstance(export, str):
             problems.append(f"export must be a folder path, got {export!r}")
@@ -207,9 +216,93 @@ def _mapping_or_empty(value: Any, name: str, problems: list[str]) -> dict[str, A
     return value
 
 
+# repr of a config value for a message: bounded in depth and length, since YAML aliases can make a small file hold
+# a value of billions of elements (all the same few objects) whose full repr would never finish.
+_BOUNDED_REPR = reprlib.Repr()
+_BOUNDED_REPR.maxlevel, _BOUNDED_REPR.maxstring, _BOUNDED_REPR.maxlong, _BOUNDED_REPR.maxother = 3, 60, 40, 60
+_BOUNDED_REPR.maxtuple = _BOUNDED_REPR.maxlist = _BOUNDED_REPR.maxdict = _BOUNDED_REPR.maxset = 6
+
+
 def _short(value: Any, limit: int = 60) -> str:
-    text = _one_line(repr(value))
+    text = _one_line(_BOUNDED_REPR.repr(value))
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _type_names(kinds: typing.Iterable[Any]) -> str:
+    """``"a str or null"``: the accepted kinds of a config value, as a problem message names them."""
+    names = []
+    for kind in kinds:
+        name = "null" if kind is type(None) else {"dict": "mapping"}.get(getattr(kind, "__name__", ""),
+                                                                             getattr(kind, "__name__", str(kind)))
+        if name not in names:
+            names.append(name)
+    text = " or ".join(names)
+    return f"{'an' if text[:1] in 'aeiou' else 'a'} {text}"
+
+
+def _accepted_kinds(annotation: Any) -> list[Any] | None:
+    """The plain kinds (bool, int, float, str, dict, list, NoneType) a value of ``annotation`` may have in YAML;
+    None when it cannot be told (a class the config cannot spell), so the value is left to its consumer."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, UnionType):
+        kinds: list[Any] = []
+        for member in typing.get_args(annotation):
+            member_kinds = _accepted_kinds(member)
+            if member_kinds is None:
+                return None
+            kinds += member_kinds
+        return kinds
+    if origin is typing.Literal:
+        return sorted({type(choice) for choice in typing.get_args(annotation)}, key=lambda kind: kind.__name__)
+    if annotation is Any:
+        return None
+    if origin in (list, dict):
+        return [origin]
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [str]  # the choice itself is checked by TrainingArguments
+    if annotation in (bool, int, float, str, list, dict, type(None)):
+        return [annotation]
+    return None
+
+
+def _has_kind(value: Any, kinds: list[Any]) -> bool:
+    if isinstance(value, bool):  # YAML true/false is no number
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, tuple(kinds))
+
+
+def _training_type_problems(training: dict[str, Any]) -> list[str]:
+    """The ``training`` values whose YAML type cannot be the ``TrainingArguments`` field's (``learning_rate: fast``);
+    TrainingArguments itself accepts them and the run would fail only once the model is built."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    annotations = {item.name: item.type for item in dataclasses.fields(TrainingArguments) if item.init}
+    problems = []
+    for key, value in training.items():
+        kinds = _accepted_kinds(annotations[key]) if key in annotations else None
+        if kinds is None or _has_kind(value, kinds):
+            continue
+        problem = f"training.{key} must be {_type_names(kinds)}, got {_short(value)}"
+        if float in kinds and isinstance(value, str) and _yaml_text_number(value):
+            problem += f" (YAML reads it as text: write {_yaml_text_number(value)})"
+        problems.append(problem)
+    return problems
+
+
+def _yaml_text_number(text: str) -> str | None:
+    """``"1e-5"`` -> ``"1.0e-5"``: how to write a number YAML 1.1 reads as text (an exponent without a dot)."""
+    mantissa, _, exponent = text.strip().lower().partition("e")
+    try:
+        float(text)
+    except ValueError:
+        return None
+    if not exponent or "." in mantissa:
+        return None
+    return f"{mantissa}.0e{exponent}"
 
 
 def _integer(value: Any, name: str, problems: list[str]) -> int:
@@ -241,10 +334,7 @@ def _field_type_problems(name: str, spec: Any) -> list[str]:
     for field_name, types in _FIELD_TYPES[type(spec)].items():
         value = getattr(spec, field_name)
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            expected = " or ".join("null" if kind is type(None) else {"dict": "mapping"}.get(kind.__name__,
-                                                                                            kind.__name__)
-                                   for kind in types)
-            problems.append(f"{name}.{field_name} must be a {expected}, got {_short(value)}")
+            problems.append(f"{name}.{field_name} must be {_type_names(types)}, got {_short(value)}")
         elif isinstance(value, list) and not all(isinstance(item, str) for item in value):
             problems.append(f"{name}.{field_name} must be a list of names, got {_short(value)}")
     return problems

@@ -89,6 +89,26 @@ def expand_video_inputs(inputs: Sequence[str]) -> list[str]:
     return videos
 
 
+# Missing videos named in full in the error before the rest are only counted.
+_MAX_NAMED_MISSING = 5
+
+
+def check_video_files(videos: Sequence[str]) -> None:
+    """Check that every video of an expanded input list exists, before any work (a stat per video).
+
+    Raises:
+        UserInputError: naming the missing videos (the first few, and how many in all).
+    """
+    missing = [video for video in videos if not Path(video).exists()]
+    if not missing:
+        return
+    if len(missing) == 1:
+        raise UserInputError(f"Video {missing[0]} does not exist: check the path.")
+    named = ", ".join(missing[:_MAX_NAMED_MISSING])
+    more = f" and {len(missing) - _MAX_NAMED_MISSING} more" if len(missing) > _MAX_NAMED_MISSING else ""
+    raise UserInputError(f"{len(missing)} videos do not exist: {named}{more}; check the paths.")
+
+
 # Characters kept in an output folder name; anything else (path separators, control characters, quotes) becomes "_".
 _UNSAFE_NAME_CHARACTERS = re.compile(r"[^\w.+=,@ -]")
 # Longest folder name, in characters (file systems allow 255 bytes; leave room for the "-N" suffix and UTF-8).
@@ -336,6 +356,6 @@ def write_index(out_dir: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     return write_json_atomic(Path(out_dir) / INDEX_JSON, dict(payload))
 
 
-__all__ = ["GATHER_TIMEOUT", "INDEX_JSON", "ProcessGroup", "ProcessInfo", "VideoOutcome",
+__all__ = ["GATHER_TIMEOUT", "INDEX_JSON", "ProcessGroup", "ProcessInfo", "VideoOutcome", "check_video_files",
            "expand_video_inputs", "index_dict", "merge_outcomes", "output_folder_names", "pick_device", "shard_indices",
            "threads_per_process", "video_cost", "write_index"]

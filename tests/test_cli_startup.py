@@ -193,3 +193,42 @@ def test_only_the_chosen_command_adds_its_arguments(monkeypatch):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert added == []
+
+
+def test_a_missing_video_is_refused_before_torch_is_imported(tmp_path):
+    video = tmp_path / "present.mp4"
+    video.write_bytes(b"checked later, when read")
+    missing = tmp_path / "missing.mp4"
+    result = _run_cli(["detect", str(video), str(missing), "--anomalies", "fire", "--out", str(tmp_path / "out")])
+    assert result["status"] == 2 and result["imported"] == []
+    assert not (tmp_path / "out").exists()  # no work, no index
+
+
+@pytest.mark.parametrize("command", [["detect", "{video}", "--anomalies", "fire"],
+                                     ["evaluate", "--benchmark", "ped2", "--data-root", "{root}"]],
+                         ids=lambda argv: argv[0])
+def test_out_naming_a_file_is_refused_before_torch_is_imported(tmp_path, command):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"x")
+    taken = tmp_path / "taken.txt"
+    taken.write_text("not a folder")
+    argv = [word.format(video=video, root=tmp_path) for word in command]
+    result = _run_cli([*argv, "--out", str(taken)])
+    assert result["status"] == 2 and result["imported"] == []
+    assert taken.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", [["detect", "{video}", "--anomalies", "fire"],
+                                     ["evaluate", "--benchmark", "ped2", "--data-root", "{root}"]],
+                         ids=lambda argv: argv[0])
+def test_out_errors_are_one_line_naming_the_path(tmp_path, capsys, command):
+    from lavida.cli import main
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"x")
+    (tmp_path / "taken.txt").write_text("not a folder")
+    argv = [word.format(video=video, root=tmp_path) for word in command]
+    for out in (tmp_path / "taken.txt", tmp_path / "taken.txt" / "below"):
+        assert main([*argv, "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and str(tmp_path / "taken.txt") in error and "--out" in error, error

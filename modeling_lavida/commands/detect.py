@@ -4,13 +4,17 @@ Examples:
     lavida detect street.mp4 --anomalies "fighting, fire, bicycle"
     lavida detect a.mp4 b.webm --anomalies "red circle" --model path/to/checkpoint --stride 2 --out results
     lavida detect videos/ @more.txt --anomalies "fighting"          # a folder of videos and a list file
+    lavida detect street.mp4 --anomalies "fighting" --calibration site.json   # the site's threshold (lavida calibrate)
     accelerate launch --num_processes 2 -m lavida.cli detect videos/ --anomalies "fighting"  # 2 processes
 
 Writes DIR/<video stem>/result.json, scores.csv, scores.png and overlay.mp4 (unless --no-overlay) and DIR/index.json
-(one entry per input video), and prints a one-line summary per video. A bad video is reported on one line and the
-others still run; the exit status is 2 if any input failed. Without --model the embedded default model (lavida-tiny)
-is used. Launched as several processes (accelerate launch, torchrun), each process scores a share of the videos and
-the output folder is the one a single process writes.
+(one entry per input video), and prints a one-line summary per video. Missing videos, an empty folder or list and an
+--out that is a file are refused before the model is loaded. A video that fails (not decodable, or its results
+cannot be written: disk full, device busy) is reported on one line, leaves no half-written folder, and the others
+still run; index.json records every outcome and the exit status is 2 if any input failed (1 if index.json itself
+cannot be written). A run killed outright leaves hidden temporary folders that the next run into DIR removes. Without
+--model the embedded default model (lavida-tiny) is used. Launched as several processes (accelerate launch, torchrun),
+each process scores a share of the videos and the output folder is the one a single process writes.
 
 Every video takes the route of the ``video-anomaly-detection`` pipeline (one decoding pass to score, a second one for
 the overlay) and ``write_result_folder``; the detection flags are the fields of ``DetectionOptions``.
@@ -22,10 +26,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from lavida.atomic_files import check_output_folder
 from lavida.errors import UserInputError
 from lavida.processing.options import DEFAULT_BATCH_SIZE, DetectionOptions, check_positive_int
 
-from .arguments import LLM_FRAME_PIXELS_HELP, add_dataclass_arguments, dataclass_from_args, pixel_budget
+from .arguments import LLM_FRAME_PIXELS_HELP, add_dataclass_arguments, pixel_budget
+from .calibrate import (add_calibration_argument, calibrated_flag_settings, calibrated_options, calibration_settings,
+                        calibration_warnings)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="checkpoint folder or Hub id (default: the embedded lavida-tiny)")
     parser.add_argument("--out", default="outputs", help="output folder (default: outputs)")
-    add_dataclass_arguments(parser, DetectionOptions, exclude=["return_masks"],
+    defaults, helps = calibrated_flag_settings()  # --threshold etc. default to the --calibration file's
+    add_dataclass_arguments(parser, DetectionOptions, exclude=["return_masks"], defaults=defaults,
                             aliases={"smoothing_sigma": ["--smoothing"]}, types={"llm_frame_pixels": pixel_budget},
-                            helps={"llm_frame_pixels": LLM_FRAME_PIXELS_HELP},
+                            helps={**helps, "llm_frame_pixels": LLM_FRAME_PIXELS_HELP},
                             metavars={"llm_frame_pixels": "MIN,MAX"})
+    add_calibration_argument(parser)
     parser.add_argument("--clip-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"clips per model call (the pipeline's batch_size; default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4 and the masks (faster)")
@@ -50,11 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def detection_options(args: argparse.Namespace) -> DetectionOptions:
     """The flags as ``DetectionOptions`` (masks only when the overlay is written); raises ``UserInputError``."""
-    return dataclass_from_args(DetectionOptions, args, return_masks=not args.no_overlay)
+    return calibrated_options(args, return_masks=not args.no_overlay)
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Validate the flags before anything heavy is imported."""
+    """Validate the flags, the videos (they exist) and --out (a folder, or creatable) before anything heavy is
+    imported."""
     detection_options(args)
     try:
         check_positive_int("--clip-batch-size", args.clip_batch_size)
@@ -62,15 +72,22 @@ def check_args(args: argparse.Namespace) -> None:
             check_positive_int("--threads", args.threads)
     except ValueError as error:
         raise UserInputError(str(error)) from None
+    from lavida.processing.distributed_detect import check_video_files, expand_video_inputs  # numpy, not torch
+
+    check_video_files(expand_video_inputs(args.videos))
+    check_output_folder(args.out, "--out")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from lavida.atomic_files import remove_stale_staging
+    from lavida.cli import describe_os_error
     from lavida.processing.anomaly_names import parse_anomaly_names
-    from lavida.processing.distributed_detect import (ProcessGroup, ProcessInfo, VideoOutcome, expand_video_inputs,
-                                                      index_dict, merge_outcomes, output_folder_names,
+    from lavida.processing.distributed_detect import (INDEX_JSON, ProcessGroup, ProcessInfo, VideoOutcome,
+                                                      expand_video_inputs, index_dict, merge_outcomes,
+                                                      output_folder_names,
                                                       pick_device, shard_indices,
                                                       threads_per_process, video_cost, write_index)
     from lavida.processing.factories import load_detection_pipeline
@@ -86,11 +103,21 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None or (process.distributed and device == "cpu"):
         torch.set_num_threads(args.threads or threads_per_process(process))
     group = ProcessGroup(process).open()
+    if process.is_main:  # the other processes' own temporary folders are alive, so they are kept
+        remove_stale_staging(args.out)
     detector = load_detection_pipeline(args.model, device=device, batch_size=args.clip_batch_size)
+    calibration = calibration_settings(args)  # recorded in result.json's settings
+    for warning in calibration_warnings(args, detector.model_id, names, options) if process.is_main else []:
+        print(f"lavida detect: {warning}", file=sys.stderr)
     outputs = OutputOptions(overlay=not args.no_overlay)
     outcomes = []
+
+    def failed(position: int, message: str) -> None:
+        outcomes.append(VideoOutcome(position, videos[position], folders[position], "error", error=message))
+        print(f"lavida detect: error: {message}", file=sys.stderr)
+
     for position in mine:
-        video, folder = videos[position], folders[position]
+        video, target = videos[position], Path(args.out) / folders[position]
         try:
             with tqdm(total=0, unit="frame", desc=Path(video).name, leave=False, disable=None) as bar:
                 def progress(done: int, expected: int | None) -> None:
@@ -99,17 +126,39 @@ def run(args: argparse.Namespace) -> int:
                     bar.refresh()
 
                 detection = detector(video, anomalies=names, progress=progress, **vars(options))
-            out_dir = write_result_folder(Path(args.out) / folder, detection, outputs)
-            print(f"{format_summary(detection)} -> {out_dir}")
-            outcomes.append(VideoOutcome(position, video, folder, "ok", num_frames=detection.video.num_frames,
-                                         num_events=len(detection.events),
-                                         max_score=round(float(detection.scores.max()), 6)))
-        except (UserInputError, FileNotFoundError) as error:
-            outcomes.append(VideoOutcome(position, video, folder, "error", error=str(error)))
-            print(f"lavida detect: error: {error}", file=sys.stderr)
+                detection.calibration = calibration
+        except UserInputError as error:
+            failed(position, str(error))
+            continue
+        except OSError as error:  # e.g. a video that cannot be read (permissions, a device error)
+            failed(position, f"{video}: {describe_os_error(error)}")
+            continue
+        try:
+            out_dir = write_result_folder(target, detection, outputs)
+        except UserInputError as error:
+            failed(position, str(error))
+            continue
+        except OSError as error:  # a full disk or a busy device fails this video only (nothing half-written stays)
+            failed(position, f"{video}: cannot write its results to {target}: "
+                             f"{describe_os_error(error, name_file=False)}")
+            continue
+        print(f"{format_summary(detection)} -> {out_dir}")
+        outcomes.append(VideoOutcome(position, video, folders[position], "ok",
+                                     num_frames=detection.video.num_frames, num_events=len(detection.events),
+                                     max_score=round(float(detection.scores.max()), 6)))
     merged = merge_outcomes(group.all_gather(outcomes))
-    if process.is_main:
-        write_index(args.out, index_dict(merged, names, detector.model_id,
-                                         {**options.settings(), "threshold": options.threshold}))
-    group.close()  # waits for every process, so none ends the launch before the index is written
-    return 2 if any(outcome.status != "ok" for outcome in merged) else 0
+    status = 2 if any(outcome.status != "ok" for outcome in merged) else 0
+    try:
+        if process.is_main:
+            try:
+                settings = {**options.settings(), "threshold": options.threshold}
+                if calibration is not None:
+                    settings["calibration"] = calibration
+                write_index(args.out, index_dict(merged, names, detector.model_id, settings))
+            except OSError as error:
+                print(f"lavida detect: error: cannot write {Path(args.out) / INDEX_JSON}: "
+                      f"{describe_os_error(error, name_file=False)}", file=sys.stderr)
+                status = 1
+    finally:
+        group.close()  # waits for every process, so none ends the launch before the index is written
+    return status

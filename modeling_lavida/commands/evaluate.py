@@ -5,14 +5,21 @@ Examples:
     lavida evaluate --benchmark ubnormal --data-root data/UBnormal --out outputs/eval/ubnormal --stride 4
     lavida evaluate --benchmark ucf-crime --data-root data/UCF_Crime --smoothing-sigma 15 --max-videos 20
 
-Benchmarks: ped1, ped2, shanghaitech, ubnormal, ucf-crime, xd-violence, avenue (official download layouts) and
-synthetic-vad. The model runs over every test video at the benchmark's stride with its standard prompt names (override
-with --stride / --anomalies), with a progress bar, through the ``video-anomaly-detection`` pipeline (masks are read
-one frame at a time). Results per video are cached in OUT/videos/, so an interrupted run continues where it stopped
-when started again with the same OUT. Writes OUT/metrics.json, OUT/metrics.md (a table), OUT/results/<video>/
-(result.json and scores.csv, as lavida detect writes them with the same settings) and OUT/plots/<video>.png (score
-against ground truth). Without --model the embedded default model (lavida-tiny) is used. The detection flags are the
-fields of ``DetectionOptions``, as for lavida detect.
+Benchmarks: ped1, ped2, shanghaitech, ubnormal, ucf-crime, xd-violence, avenue (official download layouts),
+synthetic-vad and synthetic-vad-near-miss (rendered into --data-root on first use). The model runs over every test video
+at the benchmark's stride with its standard prompt names (override with --stride / --anomalies), with a progress
+bar, through the ``video-anomaly-detection`` pipeline (masks are read one frame at a time). Results per video are
+cached in OUT/videos/, so an interrupted run continues where it stopped when started again with the same OUT. Writes
+OUT/run.json (the model and the settings the cache depends on), OUT/metrics.json and OUT/metrics.md (a table; both
+name the model), OUT/results/<video>/ (result.json and scores.csv, as lavida detect writes them with the same settings)
+and OUT/plots/<video>.png (score against ground truth). Without --model the embedded default model (lavida-tiny) is
+used. The detection flags are the fields of ``DetectionOptions``, as for lavida detect.
+
+The cache belongs to one model: an OUT holding results of another --model (or of the same checkpoint whose files
+have been rewritten since), another --stride, --anomalies, --masks or --llm-frame-pixels is refused before anything
+is scored, with one line naming what differs, so a run never reports another model's metrics. Choose another --out,
+or pass --restart to discard the cached results and score again. Settings that only enter the metrics (smoothing,
+threshold, event length) may change freely. A killed run's hidden temporary files are removed by the next run.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lavida.atomic_files import check_output_folder
 from lavida.processing.options import DetectionOptions
 
 from .arguments import LLM_FRAME_PIXELS_HELP, add_dataclass_arguments, pixel_budget
@@ -47,19 +55,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N test videos")
     parser.add_argument("--no-plots", action="store_true", help="skip the per-video plots")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the results cached in --out (from another model or settings) and score again")
     parser.add_argument("--synthetic-videos", type=int, default=None,
-                        help="synthetic-vad only: render this many test videos into --data-root when it is empty "
-                             "(default: 32)")
+                        help="synthetic-vad(-near-miss) only: render this many test videos into --data-root when it "
+                             "is empty (default: 32)")
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Validate the detection flags before anything heavy is imported (``DetectionOptions`` raises)."""
+    """Validate the detection flags and --out before anything heavy is imported (raises ``UserInputError``)."""
     DetectionOptions(stride=1 if args.stride is None else args.stride, threshold=args.threshold,
                      min_event_frames=args.min_event_frames, smoothing_sigma=args.smoothing_sigma,
                      llm_frame_pixels=args.llm_frame_pixels)
+    if args.out is not None:
+        check_output_folder(args.out, "--out")
 
 
-def _prepare_synthetic(args: argparse.Namespace) -> None:
+def _prepare_synthetic(args: argparse.Namespace, name: str) -> None:
     """Default the synthetic benchmark's folder and render its test split there when it is missing or empty."""
     import logging
 
@@ -67,23 +79,23 @@ def _prepare_synthetic(args: argparse.Namespace) -> None:
     from lavida.dataset_builders.benchmarks.synthetic import DEFAULT_NUM_VIDEOS
 
     if args.data_root is None:
-        args.data_root = str(Path("outputs") / "synthetic-vad" / "test")
+        args.data_root = str(Path("outputs") / name / "test")
     folder = Path(args.data_root)
     if not is_synthetic_vad_folder(folder):
         count = args.synthetic_videos or DEFAULT_NUM_VIDEOS
-        logging.getLogger(__name__).warning("rendering %d synthetic VAD test videos into %s", count, folder)
-        build_synthetic_vad_split(folder, num_videos=count)
+        logging.getLogger(__name__).warning("rendering %d %s test videos into %s", count, name, folder)
+        build_synthetic_vad_split(folder, num_videos=count, benchmark=name)
 
 
 def run(args: argparse.Namespace) -> int:
     from lavida import evaluation
-    from lavida.dataset_builders.benchmarks import canonical_name, get_benchmark
+    from lavida.dataset_builders.benchmarks import SYNTHETIC_BENCHMARKS, canonical_name, get_benchmark
     from lavida.errors import UserInputError
     from lavida.processing.anomaly_names import parse_anomaly_names
 
     name = canonical_name(args.benchmark)
-    if name == "synthetic-vad":
-        _prepare_synthetic(args)
+    if name in SYNTHETIC_BENCHMARKS:
+        _prepare_synthetic(args, name)
     elif args.data_root is None:
         raise UserInputError(f"--data-root is required for benchmark {name!r}: pass the folder holding its "
                              "official download.")
@@ -92,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride, anomaly_names=parse_anomaly_names(args.anomalies) if args.anomalies else None,
         return_masks=args.return_masks, threshold=args.threshold, min_event_frames=args.min_event_frames,
         smoothing_sigma=args.smoothing_sigma, plots=not args.no_plots, max_videos=args.max_videos,
-        llm_frame_pixels=args.llm_frame_pixels)
+        llm_frame_pixels=args.llm_frame_pixels, restart=args.restart)
     out_dir = Path(args.out) if args.out else Path("outputs") / "evaluate" / name
+    check_output_folder(out_dir, "--out")  # the default one too, before the model is loaded
+    if args.model is not None and Path(args.model).is_dir():  # a cache of another model is refused before loading
+        evaluation.check_cached_results(benchmark, out_dir, config, evaluation.model_identity(args.model))
     budget = {} if args.llm_frame_pixels is None else {"llm_frame_pixels": args.llm_frame_pixels}
     score_fn = evaluation.load_pipeline_score_fn(args.model, device=args.device, **budget)
     metrics = evaluation.evaluate_benchmark(benchmark, score_fn, out_dir, config)

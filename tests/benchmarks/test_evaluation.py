@@ -191,3 +191,136 @@ def test_detect_and_evaluate_give_a_video_the_same_smoothed_scores(varied_lavida
     raw = np.load(tmp_path / "evaluate" / "videos" / f"{video.stem}.npz")["scores"]  # cached unsmoothed
     assert np.ptp(raw) > 1e-4 and np.abs(raw - detected["scores"]).max() > 1e-5  # the smoothing shows
     np.testing.assert_allclose(detected["scores"], smooth_scores(raw, 5.0), atol=5e-7)  # the metrics' smoothing
+
+
+def test_the_next_run_removes_what_a_killed_run_left_in_out(tmp_path):
+    from tests.fixtures.killed_writes import leave_killed_write
+
+    bench = get_benchmark("ped2", BUILDERS["ped2"](tmp_path).root)
+    out = tmp_path / "out"
+    leftovers = (leave_killed_write(out / "videos" / "Test001.npz", "file")
+                 + leave_killed_write(out / "results" / "Test001", "folder")
+                 + leave_killed_write(out / "metrics.json", "file"))
+    assert len(leftovers) == 3
+    evaluate_benchmark(bench, OracleScorer(), out, EvaluationConfig(progress=False))
+    assert not [path for path in out.rglob(".*")]
+    assert (out / "results" / "Test001" / "result.json").is_file()
+
+
+def test_a_second_model_into_the_same_out_never_gets_the_first_ones_metrics(tiny_lavida_checkpoint,
+                                                                            varied_lavida_checkpoint, tmp_path,
+                                                                            capsys, monkeypatch):
+    from lavida import evaluation
+
+    root = BUILDERS["ped2"](tmp_path).root
+
+    def evaluate(model, out, *extra: str) -> int:
+        return main(["evaluate", "--benchmark", "ped2", "--data-root", str(root), "--model", str(model), "--out",
+                     str(out), "--no-plots", "--no-masks", "--device", "cpu", *extra])
+
+    shared = tmp_path / "shared"
+    assert evaluate(tiny_lavida_checkpoint, shared) == 0
+    first = json.loads((shared / "metrics.json").read_text())
+    first_scores = np.load(shared / "videos" / "Test001.npz")["scores"]
+    capsys.readouterr()
+
+    with monkeypatch.context() as patch:  # refused before the model is loaded: the cache holds the other one's
+        patch.setattr(evaluation, "load_pipeline_score_fn", lambda *args, **kwargs: pytest.fail("model loaded"))
+        assert evaluate(varied_lavida_checkpoint, shared) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(tiny_lavida_checkpoint) in error and str(varied_lavida_checkpoint) in error
+    assert "--restart" in error and "--out" in error
+    assert json.loads((shared / "metrics.json").read_text()) == first  # untouched
+
+    assert evaluate(varied_lavida_checkpoint, shared, "--restart") == 0
+    second = json.loads((shared / "metrics.json").read_text())
+    assert evaluate(varied_lavida_checkpoint, tmp_path / "alone") == 0
+    assert second == json.loads((tmp_path / "alone" / "metrics.json").read_text())  # as if evaluated alone
+    assert np.abs(np.load(shared / "videos" / "Test001.npz")["scores"] - first_scores).max() > 1e-4
+
+    assert first["model"]["name"] == str(tiny_lavida_checkpoint)
+    assert second["model"]["name"] == str(varied_lavida_checkpoint)
+    assert first["model"]["fingerprint"] != second["model"]["fingerprint"]
+    run = json.loads((shared / "run.json").read_text())
+    assert run["model"] == str(varied_lavida_checkpoint)
+    assert run["model_fingerprint"] == second["model"]["fingerprint"]
+    assert f"Model: {varied_lavida_checkpoint}" in (shared / "metrics.md").read_text()
+
+
+def test_rewritten_weights_change_the_model_fingerprint(tmp_path):
+    import os
+    import shutil
+
+    from lavida.evaluation import model_identity
+
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "lavida"}')
+    (folder / "model.safetensors").write_bytes(b"weights of run 1")
+    identity = model_identity(folder)
+    assert identity.name == str(folder) and len(identity.fingerprint) == 16
+    (folder / "README.md").write_text("a model card edit changes no score")
+    (folder / "__pycache__").mkdir()  # nor does importing its code
+    (folder / "__pycache__" / "modeling_lavida.cpython-311.pyc").write_bytes(b"compiled")
+    assert model_identity(folder) == identity
+    moved = shutil.move(folder, tmp_path / "moved")  # a move keeps the files, so the cached scores still apply
+    assert model_identity(moved).fingerprint == identity.fingerprint
+    stat = os.stat(tmp_path / "moved" / "model.safetensors")
+    (tmp_path / "moved" / "model.safetensors").write_bytes(b"weights of run 2")  # same size, trained further
+    os.utime(tmp_path / "moved" / "model.safetensors", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert model_identity(moved).fingerprint != identity.fingerprint
+    assert model_identity("org/lavida-7b", revision="abc").fingerprint != model_identity("org/lavida-7b").fingerprint
+
+
+def test_a_scorer_without_a_model_identity_is_recorded_as_unknown(tmp_path):
+    bench = get_benchmark("ped2", BUILDERS["ped2"](tmp_path).root)
+    metrics = evaluate_benchmark(bench, OracleScorer(), tmp_path / "out", EvaluationConfig(progress=False))
+    assert metrics["model"] is None
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["model"] is None
+    assert "Model: unknown" in (tmp_path / "out" / "metrics.md").read_text()
+
+
+def test_cache_writes_that_fail_on_a_full_disk_end_the_run_in_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from lavida import evaluation
+
+    layout = BUILDERS["ped2"](tmp_path)
+    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None: OracleScorer())
+
+    def disk_full(path, arrays):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(evaluation, "_save_arrays", disk_full)
+    status = main(["evaluate", "--benchmark", "ped2", "--data-root", str(layout.root), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err  # with the progress bar
+    lines = [line for line in error.replace("\r", "\n").splitlines() if line.startswith("lavida evaluate: error: ")]
+    assert status == 1 and "Traceback" not in error and len(lines) == 1, error
+    assert "No space left on device" in lines[0] and "Test001.npz" in lines[0]
+
+
+def test_evaluate_benchmark_keys_its_cache_on_the_scorers_model(tmp_path, caplog):
+    from lavida.evaluation import ModelIdentity
+
+    bench = get_benchmark("ped2", BUILDERS["ped2"](tmp_path).root)
+    out, config = tmp_path / "out", EvaluationConfig(progress=False, plots=False)
+    first = OracleScorer()
+    first.model_identity = ModelIdentity("org/model-a", "a" * 16)
+    evaluate_benchmark(bench, first, out, config)
+    second = OracleScorer()
+    second.model_identity = ModelIdentity("org/model-b", "b" * 16)
+    with pytest.raises(UserInputError, match=r"model \(cached: org/model-a; this run: org/model-b\)"):
+        evaluate_benchmark(bench, second, out, config)
+    assert second.calls == []
+    rewritten = OracleScorer()
+    rewritten.model_identity = ModelIdentity("org/model-a", "c" * 16)
+    with pytest.raises(UserInputError, match="whose files have changed since"):
+        evaluate_benchmark(bench, rewritten, out, config)
+    with caplog.at_level(logging.WARNING):
+        metrics = evaluate_benchmark(bench, second, out, EvaluationConfig(progress=False, plots=False, restart=True))
+    assert "Discarding the results cached in" in caplog.text and len(second.calls) == len(bench)
+    assert metrics["model"] == {"name": "org/model-b", "fingerprint": "b" * 16}
+    again = OracleScorer()
+    again.model_identity = second.model_identity
+    evaluate_benchmark(bench, again, out, config)
+    assert again.calls == []  # the same model reuses its cache

@@ -183,3 +183,29 @@ def test_a_video_named_dot_dot_mp4_leaves_the_rest_of_out_untouched(tiny_lavida_
     assert folders == ["video", "video-2"]
     assert all((out / folder / "result.json").is_file() for folder in folders)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["inputs", "out"]  # nothing written beside --out
+
+
+def test_the_next_run_removes_what_a_killed_run_left_in_out(tiny_lavida_checkpoint, video_folder, tmp_path):
+    from tests.fixtures.killed_writes import leave_killed_write
+
+    out = tmp_path / "out"
+    leftovers = leave_killed_write(out / "clip2", "folder") + leave_killed_write(out / INDEX_JSON, "file")
+    (out / ".clip2.partial-mine").mkdir()  # hidden, but not named like ours: never touched
+    assert len(leftovers) == 2 and all(path.exists() for path in leftovers)
+    status = lavida_main(["detect", str(video_folder / "clip2.mp4"), "--anomalies", "red square", "--model",
+                          str(tiny_lavida_checkpoint), "--no-overlay", "--out", str(out)])
+    assert status == 0
+    assert sorted(path.name for path in out.iterdir()) == [".clip2.partial-mine", "clip2", INDEX_JSON]
+
+
+def test_missing_videos_are_named_before_any_work(tmp_path):
+    from lavida.processing.distributed_detect import check_video_files
+
+    present = tmp_path / "present.mp4"
+    present.write_bytes(b"x")
+    check_video_files([str(present)])
+    with pytest.raises(UserInputError, match=r"^Video .*gone\.mp4 does not exist"):
+        check_video_files([str(present), str(tmp_path / "gone.mp4")])
+    missing = [str(tmp_path / f"gone{index}.mp4") for index in range(7)]
+    with pytest.raises(UserInputError, match=r"^7 videos do not exist: .*gone4\.mp4 and 2 more; check the paths"):
+        check_video_files(missing)

@@ -177,3 +177,39 @@ def test_complete_inputs_pass_and_check_builds_nothing(tmp_path, capsys, monkeyp
     monkeypatch.chdir(ROOT)
     code, out, err = _run_train(capsys, "--config", "configs/lavida-tiny.yaml", "--check")
     assert code == 0 and err == "" and "every input of the run is in place" in out
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model: !!python/object/apply:os.system [echo owned]\n", "is not valid YAML at line 1, column 8"),
+    ("model:\n  init: !!python/name:os.system\n", "is not valid YAML at line 2, column 9"),
+    ("training: {learning_rate: fast, max_steps: 1}\n", "training.learning_rate must be a float, got 'fast'"),
+    ("training: {max_steps: 2.5}\n", "training.max_steps must be an int, got 2.5"),
+    ("training: {use_cpu: 'no', max_steps: 1}\n", "training.use_cpu must be a bool, got 'no'"),
+    ("training: {logging_steps: [1]}\n", "training.logging_steps must be a float, got [1]"),
+    ("training: {output_dir: 7}\n", "training.output_dir must be a str or null, got 7"),
+    ("training: {learning_rate: 1e-5}\n", "got '1e-5' (YAML reads it as text: write 1.0e-5)"),
+])
+def test_hostile_tags_and_mistyped_training_values_give_one_line(tmp_path, capsys, no_model_build, text, expected):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    for extra in ([], ["--check"]):
+        code, _, err = _run_train(capsys, "--config", str(config), *extra)
+        assert code == 2
+        assert expected in _assert_one_line_error(err)
+
+
+def test_a_config_of_shared_aliases_is_reported_without_expanding_them(tmp_path, capsys, no_model_build):
+    # 10 ** 9 leaves reached through aliases: a message that printed the value whole would never finish
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    config = tmp_path / "bomb.yaml"
+    config.write_text("bombs:\n" + "\n".join(f"  {level}" for level in levels) + "\nseed: *a9\ntraining: *a9\n")
+    code, _, err = _run_train(capsys, "--config", str(config))
+    assert code == 2
+    message = _assert_one_line_error(err)
+    assert "seed must be an integer" in message and "training must be a mapping" in message and len(message) < 600
+
+
+def test_a_folder_given_as_config_is_named_as_a_folder(tmp_path, capsys, no_model_build):
+    code, _, err = _run_train(capsys, "--config", str(tmp_path))
+    assert code == 2 and "is a folder" in _assert_one_line_error(err)
