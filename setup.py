@@ -19,12 +19,21 @@ PACKAGE_ROOTS = {
 }
 
 
+# Folders of data files (no __init__.py) inside a package. Python can import such a folder as a namespace package, so
+# setuptools wants it declared as one; its files are then that package's data. (``lavida-tiny`` below
+# ``checkpoints`` is no Python name and stays a data folder of ``lavida.checkpoints``.)
+DATA_PACKAGES = {
+    "lavida.assets": ["*"],
+    "lavida.checkpoints": ["**/*"],
+}
+
+
 def _packages() -> list[str]:
     packages = []
     for import_name, folder in PACKAGE_ROOTS.items():
         packages.append(import_name)
         packages += [f"{import_name}.{sub}" for sub in find_packages(folder) if f"{import_name}.{sub}" not in PACKAGE_ROOTS]
-    return packages
+    return packages + list(DATA_PACKAGES)
 
 
 INSTALL_REQUIRES = [
@@ -70,14 +79,17 @@ setup(
     packages=_packages(),
     include_package_data=True,
     package_data={
-        "lavida": ["checkpoints/**/*", "assets/**/*", "configs/*.yaml", "metrics/**/*.py"],
+        "lavida": ["configs/*.yaml", "metrics/**/*.py"],
         "lavida.space": ["*.txt", "*.md", "examples/*"],
+        **DATA_PACKAGES,
     },
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "playwright==1.65.2"],
         # DeepSpeed ZeRO-2 for `training.deepspeed` (configs/lavida-7b.yaml): pip install "lavida-hf[train]"
         "train": TRAIN_REQUIRES,
+        # mutation testing of the core modules (`make mutants`); not needed to run or test the package
+        "dev": ["mutmut==3.8.1"],
     },
     entry_points={"console_scripts": ["lavida=lavida.cli:main"]},
 )

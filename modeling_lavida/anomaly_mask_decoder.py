@@ -3,7 +3,8 @@
 Section 1, step 6 of the method. The projected prompt is SAM2's sparse prompt (next to one "not-a-point" padding
 embedding, as SAM2 pads a single point), the dense prompt is the no-mask embedding, and every frame is decoded
 independently (no memory bank). The object-score logit is the frame's anomaly score; of the three candidate masks
-the one with the highest predicted IoU is the anomaly map.
+the one with the highest predicted IoU is the anomaly map (``LavidaConfig.frame_score`` and ``mask_source`` let a model
+with the name-grounding head take either from that head instead).
 
 ``Sam2Model.forward`` cannot take prompt embeddings, so the decoder is called directly with features prepared the
 way ``Sam2Model`` prepares them (``conv_s0``/``conv_s1`` on the two high-resolution levels, the no-memory embedding

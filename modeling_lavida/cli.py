@@ -158,18 +158,38 @@ def _prepare(command: str, module: ModuleType, args: argparse.Namespace) -> None
         register_with_transformers()
 
 
+# Libraries whose debug logging is about their own internals (matplotlib's font search lists every font file, PIL
+# every PNG chunk), not about the run: kept at WARNING even under -v.
+QUIET_LOGGERS = ("matplotlib", "PIL")
+
+
+def configure_logging(verbose: bool) -> None:
+    """The CLI's logging: warnings (``-v``: debug) as ``LEVEL name: message`` lines on stderr, with the libraries
+    of ``QUIET_LOGGERS`` at WARNING either way."""
+    level = logging.DEBUG if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when a handler was already there (basicConfig then does nothing)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``lavida`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _chosen_command(argv)
     parser, modules = build_parser(with_arguments=[command] if command else [])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     if args.command is None:
         parser.print_help()
         return USER_ERROR_EXIT
-    module = modules[args.command]
+    return run_command(args.command, modules[args.command], args)
+
+
+def run_command(command: str, module: ModuleType, args: argparse.Namespace) -> int:
+    """Prepare and run subcommand ``command`` (its ``module``) with parsed ``args``; returns the exit status, an
+    error the user or the system caused printed as one line."""
+    args.command = command
     try:
         _prepare(args.command, module, args)
         return int(module.run(args) or 0)

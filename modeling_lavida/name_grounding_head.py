@@ -9,6 +9,10 @@ name's logit at a pixel is their scaled dot product. A name is as present as its
 as its most present name. Because the pixel embeddings never see the names, the score cannot be met without reading
 them.
 
+The same maps can give the returned anomaly map (``LavidaConfig.mask_source``): ``name_anomaly_map`` is the best
+listed name at each pixel, and ``object_gated_logits`` gives each object the mask decoder outlines the best match found
+on it (the decoder outlines every object in view, named or not; the names decide which one is anomalous).
+
 Training gets a label per (frame, name, pixel): a name's map is its object's mask, a distractor's map is empty
 everywhere, near misses included (a listed "red circle" next to a visible red square); see ``name_grounding_loss``.
 The names are the prompt's (its true names get the target mask), or, when the corpus gives every object in view with
@@ -82,6 +86,55 @@ def name_presence_logits(name_logits: torch.Tensor) -> torch.Tensor:
     return name_logits.flatten(2).amax(dim=-1)
 
 
+def name_anomaly_map(name_logits: torch.Tensor, name_mask: torch.Tensor, size: tuple[int, int] | None = None
+                     ) -> torch.Tensor:
+    """The anomaly map of the listed names (``config.mask_source = "name_grounding"``).
+
+    Args:
+        name_logits: ``[BT, N, h, w]`` per-name pixel logits.
+        name_mask: ``[BT, N]`` bool, False for padding names (never counted).
+        size: ``(H, W)`` to resize the map to (bilinear, on logits), e.g. the decoder's mask size; None keeps ``h, w``.
+
+    Returns:
+        ``[BT, H, W]`` logits: at each pixel, the listed name it matches best. Its maximum over a frame is the frame
+        logit (``name_presence_logits``' best name), so the map and the frame score tell the same story.
+    """
+    lowest = torch.finfo(name_logits.dtype).min
+    best = name_logits.masked_fill(~name_mask[..., None, None], lowest).amax(dim=1)  # (BT, h, w)
+    if size is not None and tuple(best.shape[-2:]) != tuple(size):
+        best = F.interpolate(best[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return best
+
+
+def object_gated_logits(mask_logits: torch.Tensor, names_map: torch.Tensor, object_logit: float) -> torch.Tensor:
+    """The decoder's objects scored by the names (``config.mask_source = "gated"``).
+
+    The decoder outlines objects well but marks every object in view, named or not; the grounding map says which
+    listed name a pixel matches, but only a few cells of an object match strongly. Here each object the decoder
+    outlines (a connected region where its mask logit exceeds ``object_logit``, 8-connected) takes the best
+    name-map logit found inside it, so the whole object is as anomalous as its best match to a listed name. Outside
+    the objects a pixel keeps the lower of the two logits (both must call it anomalous).
+
+    Args:
+        mask_logits: ``[BT, h, w]`` the decoder's mask logits.
+        names_map: ``[BT, h, w]`` the name-grounding map (``name_anomaly_map``) at the same size.
+        object_logit: decoder logit above which a pixel belongs to an object.
+
+    Returns:
+        ``[BT, h, w]`` logits.
+    """
+    inside = mask_logits > object_logit
+    lowest = torch.finfo(names_map.dtype).min
+    best = names_map.masked_fill(~inside, lowest)
+    # spread each region's maximum across it: one 3x3 max-pool step per cell of its longest path (at most h * w)
+    for _ in range(inside.shape[-1] * inside.shape[-2]):
+        spread = F.max_pool2d(best[:, None], kernel_size=3, stride=1, padding=1)[:, 0].masked_fill(~inside, lowest)
+        if torch.equal(spread, best):
+            break
+        best = spread
+    return torch.where(inside, best, torch.minimum(mask_logits, names_map))
+
+
 def name_grounding_loss(name_logits: torch.Tensor, name_mask: torch.Tensor, name_targets: torch.Tensor,
                         positive_weight: float) -> torch.Tensor:
     """Per-pixel BCE plus presence BCE, each averaged over the real (frame, name) pairs.
@@ -113,5 +166,5 @@ def listed_name_targets(target_masks: torch.Tensor, name_labels: torch.Tensor) -
     return target_masks.float()[:, None] * name_labels.float()[..., None, None]
 
 
-__all__ = ["INITIAL_LOGIT_BIAS", "NameGroundingHead", "listed_name_targets", "name_grounding_loss",
-           "name_presence_logits"]
+__all__ = ["INITIAL_LOGIT_BIAS", "NameGroundingHead", "listed_name_targets", "name_anomaly_map", "name_grounding_loss",
+           "name_presence_logits", "object_gated_logits"]

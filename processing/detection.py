@@ -80,7 +80,8 @@ class FrameMasks:
 
     ``masks[i]`` is ``float16 [H, W]``: the low-resolution logits of frame ``i``'s nearest sampled frame, resized and
     passed through the sigmoid (``LavidaProcessor.post_process_masks``), stored as float16 (the pixel metrics count
-    float16 values exactly). Iterating yields the frames in order.
+    float16 values exactly). Iterating yields the frames in order; ``frame(i, size)`` gives one at another size (the
+    overlay's) without making the native-size one.
     """
 
     def __init__(self, lowres_logits: np.ndarray, sampled_frames: np.ndarray, num_frames: int,
@@ -118,12 +119,17 @@ class FrameMasks:
         return position
 
     def __getitem__(self, frame_index: int) -> np.ndarray:
+        return self.frame(frame_index)
+
+    def frame(self, frame_index: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Frame ``frame_index``'s mask, ``float16 [h, w]`` at ``size = (h, w)`` (default: the native size)."""
         if isinstance(frame_index, slice) or not 0 <= int(frame_index) < self.num_frames:
             raise IndexError(f"Frame index {frame_index!r} outside [0, {self.num_frames}): masks are read one frame "
                              "at a time.")
         logits = torch.from_numpy(np.asarray(self.lowres_logits[self.nearest_sample(int(frame_index))],
                                              dtype=np.float32))
-        return mask_probabilities(logits, self.size).numpy().astype(np.float16)  # (H, W)
+        size = self.size if size is None else (int(size[0]), int(size[1]))
+        return mask_probabilities(logits, size).numpy().astype(np.float16)  # (h, w)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for index in range(self.num_frames):
@@ -152,6 +158,10 @@ class VideoDetection:
         sampled_scores: ``float32 [S]`` their probabilities, before filling and smoothing.
         masks: the anomaly masks, one frame at a time (``FrameMasks``) when ``options.return_masks``, else None.
         source: what was read (a path, bytes or frames), for a second pass (the overlay video); None when unknown.
+        calibration: the site calibration the threshold, ``min_event_frames`` and smoothing came from (a record
+            naming its file, recorded in ``to_dict()["settings"]["calibration"]``), or None.
+        training_domain: the footage the model was trained on (its config's ``training_domain``), recorded as
+            ``model_training_domain`` so a result of a narrow model says so; None when the model does not say.
     """
 
     video: VideoInfo
@@ -165,6 +175,8 @@ class VideoDetection:
     sampled_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     masks: MaskFrames | None = None
     source: VideoSource | None = None
+    calibration: dict[str, Any] | None = None
+    training_domain: str | None = None
 
     def __post_init__(self) -> None:
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
@@ -177,6 +189,12 @@ class VideoDetection:
     @property
     def threshold(self) -> float:
         return self.options.threshold
+
+    @property
+    def frame_times_s(self) -> np.ndarray:
+        """``float64 [F]`` when each decoded frame is shown, in seconds: ``i / fps``, or the frames' own timestamps
+        at a variable frame rate (``VideoInfo.frame_times_s``); the ``time_s`` of ``scores.csv``."""
+        return self.video.frame_edges_s()[:-1]
 
     @classmethod
     def from_frame_scores(cls, scores: np.ndarray, fps: float, anomalies: list[str], *,
@@ -205,9 +223,9 @@ class VideoDetection:
         ``decimals``:
 
         ``{"format_version", "video": {"name", "num_frames", "fps", "width", "height", "duration_s", "codec",
-        "damaged"}, "anomalies", "model_id", "threshold", "settings": {"stride", "min_event_frames",
-        "smoothing_sigma"[, "llm_frame_pixels"]}, "num_events", "events": [{"start_frame", "end_frame", "start_s",
-        "end_s", "peak_score", "mean_score"}, ...], "scores": [F floats]}``
+        "damaged"}, "anomalies", "model_id", "model_training_domain", "threshold", "settings": {"stride", "min_event_frames",
+        "smoothing_sigma"[, "llm_frame_pixels"][, "calibration"]}, "num_events", "events": [{"start_frame",
+        "end_frame", "start_s", "end_s", "peak_score", "mean_score"}, ...], "scores": [F floats]}``
         """
         events = [{key: round(value, decimals) if isinstance(value, float) else value
                    for key, value in event.to_dict().items()} for event in self.events]
@@ -216,13 +234,23 @@ class VideoDetection:
             "video": {"name": self.name, **self.video.to_dict()},
             "anomalies": list(self.anomalies),
             "model_id": self.model_id,
+            "model_training_domain": self.training_domain,
             "threshold": self.options.threshold,
-            "settings": self.options.settings(),
+            "settings": {**self.options.settings(),
+                         **({"calibration": self.calibration} if self.calibration is not None else {})},
             "num_events": len(events),
             "events": events,
             "scores": [round(float(value), decimals) for value in self.scores],
         }
 
 
+def training_domain_notice(training_domain: str, model_flag: str = "--model") -> str:
+    """One plain sentence for the users of the default model, which knows only ``training_domain``: what it was
+    trained on, what that means on other footage, and how to use a real checkpoint (``model_flag``)."""
+    return (f"The default model (lavida-tiny) was trained on {training_domain}: on real footage it scores "
+            f"almost everything near 0 and reports no events. Use {model_flag} PATH_OR_HUB_ID for a checkpoint "
+            "trained on real video.")
+
+
 __all__ = ["RESULT_FORMAT_VERSION", "SCORE_DECIMALS", "DetectionOptions", "FrameMasks", "LowResMaskStore",
-           "MaskFrames", "VideoDetection"]
+           "MaskFrames", "VideoDetection", "training_domain_notice"]

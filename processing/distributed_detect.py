@@ -1,7 +1,14 @@
 """``lavida detect`` over many videos, split across processes launched by ``accelerate launch`` or ``torchrun``.
 
-    accelerate launch --num_processes 2 -m lavida.cli detect videos/ --anomalies "fighting" --out results
+    lavida detect videos/ --anomalies "fighting" --out results --processes 2
     torchrun --nproc_per_node 2 -m lavida.cli detect @videos.txt --anomalies "fighting" --out results
+    accelerate launch --multi_gpu --num_processes 2 -m lavida.cli detect videos/ --anomalies "fighting" --out results
+
+``--processes N`` starts the processes itself (``launch_processes``) and ends as a single process does: one line per
+failed video, exit status 2 if any failed. Both launchers take any non-zero exit of a process for a crash and print
+their own traceback, so under them only the main process returns the run's status (the others return 0 once the
+index is written). ``accelerate launch --num_processes 2`` without ``--multi_gpu`` (or a config) on a machine without
+GPUs starts one process only; the command's first line says how many processes it runs in.
 
 The inputs (files, folders of videos, ``@list.txt`` files) are expanded into one ordered list, and the command names
 every video's output folder from that full list, so names never depend on how the list is split. Each process scores
@@ -17,10 +24,14 @@ gets ``cores / processes`` torch threads.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import socket
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -309,6 +320,7 @@ class VideoOutcome:
         status: ``"ok"`` or ``"error"``.
         error: the one-line message of a failed video.
         num_frames, num_events, max_score: a summary of a scored video.
+        warnings: what went wrong without failing the video (a damaged stream), each message once.
     """
 
     position: int
@@ -319,6 +331,7 @@ class VideoOutcome:
     num_frames: int | None = None
     num_events: int | None = None
     max_score: float | None = None
+    warnings: list[str] | None = None
 
 
 def merge_outcomes(per_process: Iterable[Iterable[VideoOutcome]]) -> list[VideoOutcome]:
@@ -356,6 +369,89 @@ def write_index(out_dir: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     return write_json_atomic(Path(out_dir) / INDEX_JSON, dict(payload))
 
 
+class _OncePerVideo(logging.Filter):
+    """Passes each distinct warning once and keeps its text: the video is decoded more than once (to score, then
+    for the overlay) and each pass would repeat it."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        if message in self.messages:
+            return False
+        self.messages.append(message)
+        return True
+
+
+@contextlib.contextmanager
+def collect_warnings(logger_name: str = "lavida.processing.video_io") -> Iterator[list[str]]:
+    """Within the block, each distinct warning of logger ``logger_name`` (the video reader's: a damaged stream) is
+    logged once; yields the list of their messages, filled as they come, for the summary line and ``index.json``."""
+    once = _OncePerVideo()
+    logger = logging.getLogger(logger_name)
+    logger.addFilter(once)
+    try:
+        yield once.messages
+    finally:
+        logger.removeFilter(once)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _process_main(target: Callable[[Any], int], argument: Any, environ: dict[str, str]) -> None:
+    os.environ.update(environ)
+    sys.exit(target(argument))
+
+
+def launch_processes(target: Callable[[Any], int], argument: Any, num_processes: int) -> int:
+    """Run ``target(argument)`` in ``num_processes`` new processes on this machine, as ``torchrun`` would (the same
+    environment variables, a free local port), and return the main process's exit status.
+
+    A process that dies (a signal, an exit status other than 0 or 2) stops the others, which would otherwise wait
+    for it forever; its status is returned. ``target`` and ``argument`` must be picklable (processes are spawned).
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads or a CUDA context
+    port = str(_free_port())
+    workers = []
+    for rank in range(num_processes):
+        environ = {"RANK": str(rank), "WORLD_SIZE": str(num_processes), "LOCAL_RANK": str(rank),
+                   "LOCAL_WORLD_SIZE": str(num_processes), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+        workers.append(context.Process(target=_process_main, args=(target, argument, environ),
+                                       name=f"lavida-process-{rank}"))
+    try:
+        for worker in workers:
+            worker.start()
+        running = list(workers)
+        while running:
+            for sentinel in wait([worker.sentinel for worker in running]):
+                worker = next(worker for worker in running if worker.sentinel == sentinel)
+                running.remove(worker)
+                worker.join()  # the sentinel fires at exit; join reaps the process and sets its exitcode
+                if worker.exitcode not in (0, 2):
+                    for other in running:
+                        other.terminate()
+                    for other in running:
+                        other.join()
+                    return 1 if worker.exitcode is None or worker.exitcode < 0 else int(worker.exitcode)
+        return int(workers[0].exitcode or 0)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+
+
 __all__ = ["GATHER_TIMEOUT", "INDEX_JSON", "ProcessGroup", "ProcessInfo", "VideoOutcome", "check_video_files",
-           "expand_video_inputs", "index_dict", "merge_outcomes", "output_folder_names", "pick_device", "shard_indices",
+           "collect_warnings", "expand_video_inputs", "launch_processes", "index_dict", "merge_outcomes", "output_folder_names", "pick_device", "shard_indices",
            "threads_per_process", "video_cost", "write_index"]

@@ -39,8 +39,9 @@ class Event:
 
     Attributes:
         start_frame, end_frame: first and last frame of the run (inclusive), as decoded-frame indices.
-        start_s, end_s: the run's time span: ``start_frame / fps`` to ``(end_frame + 1) / fps`` (the end of the
-            last frame), so ``end_s - start_s`` is the event's duration.
+        start_s, end_s: the run's time span, from the start of its first frame to the end of its last:
+            ``start_frame / fps`` to ``(end_frame + 1) / fps`` at a constant frame rate, the frames' own times
+            otherwise (``VideoInfo.frame_edges_s``), so ``end_s - start_s`` is the event's duration.
         peak_score, mean_score: the highest and the mean frame score inside the run.
     """
 
@@ -135,7 +136,7 @@ def threshold_scores(scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -
 
 
 def find_events(scores: np.ndarray, fps: float, threshold: float = DEFAULT_THRESHOLD,
-                min_length: int = 1) -> list[Event]:
+                min_length: int = 1, frame_edges_s: np.ndarray | None = None) -> list[Event]:
     """Maximal runs of frames with ``score >= threshold`` lasting at least ``min_length`` frames.
 
     Args:
@@ -143,6 +144,8 @@ def find_events(scores: np.ndarray, fps: float, threshold: float = DEFAULT_THRES
         fps: frames per second, for the event times.
         threshold: score at or above which a frame is anomalous.
         min_length: shortest run kept, in frames (1 keeps every run).
+        frame_edges_s: ``[F + 1]`` frame ``i`` lasts from ``edges[i]`` to ``edges[i + 1]`` seconds (a variable frame
+            rate, ``VideoInfo.frame_edges_s()``); None: ``i / fps``.
 
     Returns:
         The events in time order.
@@ -152,6 +155,13 @@ def find_events(scores: np.ndarray, fps: float, threshold: float = DEFAULT_THRES
         raise ValueError(f"fps must be positive, got {fps!r}.")
     if min_length < 1:
         raise ValueError(f"min_length must be at least 1 frame, got {min_length}.")
+    if frame_edges_s is None:
+        times = np.arange(scores.size + 1) / fps
+    else:
+        times = np.asarray(frame_edges_s, dtype=np.float64).reshape(-1)
+        if times.size != scores.size + 1:
+            raise ValueError(f"frame_edges_s must hold {scores.size + 1} times (one more than the scores), got "
+                             f"{times.size}.")
     above = threshold_scores(scores, threshold).astype(np.int8)
     edges = np.diff(np.concatenate([[0], above, [0]]))  # +1 where a run starts, -1 one past where it ends
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
@@ -160,14 +170,15 @@ def find_events(scores: np.ndarray, fps: float, threshold: float = DEFAULT_THRES
         if stop - start < min_length:
             continue
         run = scores[start:stop]
-        events.append(Event(start_frame=start, end_frame=stop - 1, start_s=start / fps, end_s=stop / fps,
-                            peak_score=float(run.max()), mean_score=float(run.mean())))
+        events.append(Event(start_frame=start, end_frame=stop - 1, start_s=float(times[start]),
+                            end_s=float(times[stop]), peak_score=float(run.max()), mean_score=float(run.mean())))
     return events
 
 
 def postprocess_scores(sampled_indices: np.ndarray, sampled_scores: np.ndarray, num_frames: int, fps: float,
                        threshold: float = DEFAULT_THRESHOLD, min_event_frames: int = 1,
-                       smoothing_sigma: float = 0.0) -> tuple[np.ndarray, list[Event]]:
+                       smoothing_sigma: float = 0.0, frame_edges_s: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, list[Event]]:
     """Steps 2-5: fill the skipped frames, smooth (when ``smoothing_sigma`` > 0), find the events.
 
     Args:
@@ -175,6 +186,7 @@ def postprocess_scores(sampled_indices: np.ndarray, sampled_scores: np.ndarray, 
         num_frames: ``F``, decoded frames; fps: their rate.
         threshold, min_event_frames: what makes an event (see ``find_events``).
         smoothing_sigma: Gaussian sigma in frames (0: none).
+        frame_edges_s: ``[F + 1]`` the frames' time spans for the event times (see ``find_events``).
 
     Returns:
         ``(scores, events)``: ``float32 [F]`` one score per decoded frame, and the events found on them.
@@ -182,7 +194,7 @@ def postprocess_scores(sampled_indices: np.ndarray, sampled_scores: np.ndarray, 
     scores = fill_skipped_frames(sampled_indices, sampled_scores, num_frames)
     if smoothing_sigma:
         scores = smooth_scores(scores, smoothing_sigma).astype(np.float32)
-    return scores, find_events(scores, fps, threshold, min_event_frames)
+    return scores, find_events(scores, fps, threshold, min_event_frames, frame_edges_s)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -10,10 +10,12 @@ the Space all write through it. The folder holds:
   per-frame ``scores`` and ``events``);
 - ``scores.csv``: ``frame,time_s,score,is_anomaly``, one row per decoded frame (the same rounded scores as the JSON);
 - ``scores.png``: the score over time with the threshold line and the events shaded;
-- ``overlay.mp4``: H.264 at the original size and frame rate, the anomaly mask tinted over each frame and a score bar
-  along the bottom. The source is decoded a second time (the only second read) and masks are taken one frame at a
-  time, so memory stays flat for long videos. An odd-sized video keeps its size by being encoded 4:4:4 (see
-  ``write_video``).
+- ``overlay.mp4``: H.264 at the original frame rate (and frame times), upright, the anomaly mask tinted over each
+  frame and a score bar along the bottom; at the original size up to ``OutputOptions.overlay_max_side`` (1280) pixels
+  on the long side, larger videos scaled down to it (even sides, aspect ratio kept) while decoding. The source is
+  decoded a second time (the only second read) and masks are taken one frame at a time at the overlay's size, so
+  memory stays flat for long and for huge videos. An odd-sized video that is not scaled keeps its size by being
+  encoded 4:4:4 (see ``write_video``).
 
 Everything is written into a hidden temporary folder next to the target and renamed into place at the end: a failure
 leaves no half-written folder, and an existing folder is replaced only once the new one is complete.
@@ -35,7 +37,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .detection import SCORE_DECIMALS, VideoDetection
+from ..atomic_files import staging_path
+from .detection import SCORE_DECIMALS, FrameMasks, VideoDetection
 from .errors import UserInputError
 from .postprocessing import resize_masks, threshold_scores
 from .video_io import iter_frames, write_video
@@ -62,6 +65,7 @@ class OutputOptions:
     min_bar_px_for_text: int = 12  # the bar (5% of the height) carries the score as text from this height up
     overlay_crf: int = 20
     overlay_preset: str = "medium"
+    overlay_max_side: int = 1280  # longest overlay side in pixels; larger videos are scaled down (see overlay_size)
     progress: bool | None = None  # None: a progress bar only when writing to a terminal
     overwrite: bool = True
 
@@ -74,6 +78,10 @@ class OutputOptions:
 @contextmanager
 def atomic_directory(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``target`` when the block succeeds and is deleted when it fails.
+
+    The temporary folder is the hidden sibling ``lavida.atomic_files.staging_path`` names after this process, so a
+    run killed outright leaves something ``remove_stale_staging`` recognises and removes on the next run. A failure
+    anywhere (the block, a full disk, a busy folder during the renames) removes it and leaves ``target`` as it was.
 
     Raises:
         UserInputError: ``target`` exists and ``overwrite`` is False, or it exists and is not a folder.
@@ -88,15 +96,19 @@ def atomic_directory(target: str | Path, overwrite: bool = True) -> Iterator[Pat
         raise UserInputError(f"Output folder {target} already exists: remove it or choose another --out folder.")
     target.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:8]
-    staging = target.parent / f".{target.name}.partial-{token}"
+    staging = staging_path(target, "partial", token)
     staging.mkdir()
     try:
         yield staging
         if target.exists():
             # Swap rather than delete first, so the old results survive until the new ones are in place.
-            retired = target.parent / f".{target.name}.old-{token}"
+            retired = staging_path(target, "old", token)
             target.rename(retired)
-            staging.rename(target)
+            try:
+                staging.rename(target)
+            except BaseException:
+                retired.rename(target)  # the new results could not take its place: the old ones go back
+                raise
             shutil.rmtree(retired, ignore_errors=True)
         else:
             staging.rename(target)
@@ -145,11 +157,12 @@ def write_result_json(path: str | Path, detection: VideoDetection, decimals: int
 def write_scores_csv(path: str | Path, detection: VideoDetection, decimals: int = SCORE_DECIMALS) -> None:
     """``scores.csv``: ``frame,time_s,score,is_anomaly`` per decoded frame (``is_anomaly`` is 0 or 1)."""
     anomalous = threshold_scores(detection.scores, detection.threshold)
+    times = detection.frame_times_s.tolist()  # i / fps, or the frames' own times at a variable frame rate
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["frame", "time_s", "score", "is_anomaly"])
         for frame, (score, flag) in enumerate(zip(detection.scores.tolist(), anomalous.tolist())):
-            writer.writerow([frame, f"{frame / detection.video.fps:.{decimals}f}", f"{score:.{decimals}f}", int(flag)])
+            writer.writerow([frame, f"{times[frame]:.{decimals}f}", f"{score:.{decimals}f}", int(flag)])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -183,8 +196,9 @@ def plot_scores(path: str | Path, detection: VideoDetection) -> None:
     from matplotlib.patches import Patch
 
     fps = detection.video.fps
-    # Frame i covers [i / fps, (i + 1) / fps): repeat the last score so the last frame's step is drawn too.
-    times = np.arange(detection.scores.size + 1) / fps
+    # Frame i covers [times[i], times[i + 1]) (i / fps at a constant rate): repeat the last score so the last frame's
+    # step is drawn too.
+    times = detection.video.frame_edges_s()
     curve = np.append(detection.scores, detection.scores[-1])
     score_color, event_color, threshold_color = "#1f5fa8", "#e0483a", "#555555"
     with plt.rc_context({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False}):
@@ -199,15 +213,18 @@ def plot_scores(path: str | Path, detection: VideoDetection) -> None:
             for event in sorted(detection.events, key=lambda e: e.peak_score, reverse=True)[:MAX_PEAK_LABELS]:
                 peak = detection.scores[event.start_frame:event.end_frame + 1]
                 peak_frame = event.start_frame + int(np.argmax(peak))
-                axis.annotate(f"{event.peak_score:.2f}", (peak_frame / fps + 0.5 / fps, event.peak_score),
+                axis.annotate(f"{event.peak_score:.2f}", ((times[peak_frame] + times[peak_frame + 1]) / 2,
+                                                           event.peak_score),
                               xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8, color=event_color)
-            duration = detection.scores.size / fps
-            axis.set_xlim(0, duration)
+            axis.set_xlim(0, times[-1])
             axis.set_ylim(0, 1.08)
             axis.set_xlabel("time (s)")
             axis.set_ylabel("anomaly score")
             axis.grid(axis="y", alpha=0.25)
-            frames_axis = axis.secondary_xaxis("top", functions=(lambda t: t * fps, lambda f: f / fps))
+            frames = np.arange(times.size)
+            frames_axis = axis.secondary_xaxis("top", functions=(
+                (lambda t: t * fps, lambda f: f / fps) if detection.video.frame_times_s is None
+                else (lambda t: np.interp(t, times, frames), lambda f: np.interp(f, frames, times))))
             frames_axis.set_xlabel("frame", fontsize=9, color="#666666")
             frames_axis.tick_params(labelsize=8, colors="#666666")
             handles = [Line2D([], [], color=score_color, lw=1.6, label="score"),
@@ -226,6 +243,16 @@ def plot_scores(path: str | Path, detection: VideoDetection) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 # Overlay video
 # ---------------------------------------------------------------------------------------------------------------------
+
+
+def overlay_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """The overlay's ``(height, width)`` for a ``height x width`` video: its own size when the long side is at most
+    ``max_side``, else scaled down to that long side with the aspect ratio kept and even sides (H.264 4:2:0, which
+    browsers play)."""
+    if max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
 
 
 def _mask_at_frame_size(mask: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -298,52 +325,67 @@ def _label_bar(frame: np.ndarray, bar: int, text: str) -> None:
 
 
 def write_overlay(path: str | Path, detection: VideoDetection, options: OutputOptions | None = None) -> None:
-    """``overlay.mp4``: ``detection.source`` decoded again frame by frame, each frame rendered by
-    ``render_overlay_frame`` with ``detection.masks[i]`` (when kept).
+    """``overlay.mp4``: ``detection.source`` decoded again frame by frame (upright, at ``overlay_size``), each frame
+    rendered by ``render_overlay_frame`` with frame ``i``'s mask (when kept) at that size.
 
-    Same frame count, size and frame rate as the source. Raises ``ValueError`` (and writes nothing) if the source is
-    unknown or decodes to a different number of frames than ``detection.scores`` has.
+    Same frame count and frame rate as the source (and its frame times, ``VideoInfo.frame_times_s``, at a variable
+    rate); the source's size up to ``options.overlay_max_side`` on the long side. Raises ``ValueError`` (and writes
+    nothing) if the source is unknown or decodes to a different number of frames than ``detection.scores`` has.
     """
     options = options or OutputOptions()
     video, masks = detection.video, detection.masks
     if detection.source is None:
         raise ValueError(f"{detection.name}: the detection does not say which video it read; no overlay possible.")
 
+    def size(height: int, width: int) -> tuple[int, int]:
+        return overlay_size(height, width, options.overlay_max_side)
+
     def frames() -> Iterator[np.ndarray]:
         count = 0
         with tqdm(total=video.num_frames, desc=f"overlay {detection.name}", unit="frame", leave=False,
                   disable=None if options.progress is None else not options.progress) as bar:
-            for index, image in iter_frames(detection.source):
+            for index, image in iter_frames(detection.source, size=size):
                 if index >= video.num_frames:
                     raise ValueError(f"{detection.name} decodes to more frames than the {video.num_frames} scored.")
-                mask = masks[index] if masks is not None else None
+                mask = None
+                if masks is not None:  # at the overlay's size: a native-size mask of a huge video is never made
+                    mask = masks.frame(index, image.shape[:2]) if isinstance(masks, FrameMasks) else masks[index]
                 yield render_overlay_frame(image, float(detection.scores[index]), detection.threshold, mask, options)
                 count += 1
                 bar.update(1)
         if count != video.num_frames:
             raise ValueError(f"{detection.name} decoded to {count} frames but {video.num_frames} were scored.")
 
-    write_video(path, frames(), video.fps, crf=options.overlay_crf, preset=options.overlay_preset, odd_size="exact")
+    write_video(path, frames(), video.fps, crf=options.overlay_crf, preset=options.overlay_preset, odd_size="exact",
+                frame_times_s=video.frame_times_s)
 
 
 def format_summary(detection: VideoDetection, max_events: int = 5) -> str:
     """A one-line summary of the events, strongest (highest peak) first; past ``max_events`` only a count of the
     weaker ones, so a long video's main event is never cut off behind brief early ones.
 
-    Example: ``walk.mp4: 2 events (fighting, fire) at 1.2-3.4 s (peak 0.91), 5.0-5.6 s (peak 0.62)``.
+    Example: ``walk.mp4: 2 events (fighting, fire) at 1.2-3.4 s (peak 0.91), 5.0 s (peak 0.62)``; an event whose
+    start and end print alike (a single frame) prints one time. A damaged video (frames that did not decode) says so
+    at the end.
     """
     names = _names_line(detection.anomalies, width=60)
+    damaged = "; damaged video: some frames did not decode" if detection.video.damaged else ""
     if not detection.events:
         best = float(detection.scores.max()) if detection.scores.size else 0.0
-        return f"{detection.name}: no events ({names}); highest score {best:.2f} < threshold {detection.threshold:g}"
+        return (f"{detection.name}: no events ({names}); highest score {best:.2f} < threshold "
+                f"{detection.threshold:g}{damaged}")
     strongest = sorted(detection.events, key=lambda event: (-event.peak_score, event.start_frame))
-    spans = ", ".join(f"{event.start_s:.1f}-{event.end_s:.1f} s (peak {event.peak_score:.2f})"
-                      for event in strongest[:max_events])
+
+    def span(event) -> str:
+        start, end = f"{event.start_s:.1f}", f"{event.end_s:.1f}"
+        return f"{start} s" if start == end else f"{start}-{end} s"
+
+    spans = ", ".join(f"{span(event)} (peak {event.peak_score:.2f})" for event in strongest[:max_events])
     more = f" and {len(detection.events) - max_events} weaker" if len(detection.events) > max_events else ""
     plural = "event" if len(detection.events) == 1 else "events"
-    return f"{detection.name}: {len(detection.events)} {plural} ({names}) at {spans}{more}"
+    return f"{detection.name}: {len(detection.events)} {plural} ({names}) at {spans}{more}{damaged}"
 
 
 __all__ = ["OVERLAY_MP4", "RESULT_JSON", "SCORES_CSV", "SCORES_PNG", "OutputOptions", "atomic_directory",
-           "format_summary", "plot_scores", "render_overlay_frame", "write_overlay", "write_result_folder",
-           "write_result_json", "write_scores_csv"]
+           "format_summary", "overlay_size", "plot_scores", "render_overlay_frame", "write_overlay",
+           "write_result_folder", "write_result_json", "write_scores_csv"]

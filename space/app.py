@@ -9,11 +9,21 @@ Run it as a Space (``python app.py``), with ``lavida demo``, or from Python:
 The page is thin: every request goes through ``DetectionService`` (the ``video-anomaly-detection`` pipeline and
 ``write_result_folder``, the route ``lavida detect`` takes). The API endpoint ``/detect`` takes (video, anomaly names,
 stride, threshold) and returns (plot, overlay video, events table, [result.json, scores.csv], summary).
+
+The handler is a generator: the detection runs in a worker thread while the handler yields "no change" every
+``HEARTBEAT_S``, which is where Gradio stops iterating a request whose visitor has gone (page closed, client
+cancelled). The detection stops at its next batch of clips once the handler is closed or has not been asked for more
+for ``ABANDONED_AFTER_S`` (Gradio closes only its own wrapper around the handler, so the second sign is the one that
+does not depend on when the handler is garbage-collected): an abandoned request does not hold its place in the queue.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -21,46 +31,107 @@ import pandas as pd
 from lavida.errors import UserInputError
 from lavida.space.examples import ensure_examples
 from lavida.space.presets import CUSTOM_PRESET, PRESETS, SYNTHETIC_PRESET, matching_preset, preset_text
-from lavida.space.service import EVENT_COLUMNS, DetectionService
+from lavida.space.service import EVENT_COLUMNS, DetectionService, RequestCancelled, visitor_message
 from lavida.space.settings import SpaceSettings
 
 logger = logging.getLogger(__name__)
 
 TITLE = "LAVIDA: zero-shot video anomaly detection"
 API_NAME = "detect"
+HEARTBEAT_S = 0.5  # how often a running request gives Gradio the chance to stop it
+ABANDONED_AFTER_S = 4 * HEARTBEAT_S  # a request Gradio has not asked for more for this long has lost its visitor
+WORKER_THREAD_NAME = "lavida-space-detection"
+_OUTPUTS = 5  # plot, overlay, events, files, summary
 
 
-def _intro(settings: SpaceSettings, model_id: str) -> str:
+def _intro(settings: SpaceSettings, model_id: str, training_domain: str | None = None) -> str:
+    from lavida.processing.detection import training_domain_notice
+
+    notice = f"\n\n{training_domain_notice(training_domain)}" if settings.model is None and training_domain else ""
     return (
         f"# {TITLE}\n"
         "Name the anomalies in words, upload a video, and get a score per frame, the anomalous events and a mask of "
         "where they happen. The model never saw real anomaly videos in training; it learned from pseudo-anomalies "
         "cut from segmentation data.\n\n"
-        f"Videos up to **{settings.max_upload_mb:g} MB** and **{settings.max_duration_s:g} s** "
-        f"(mp4, webm, avi, mkv, mov, gif). Model: `{model_id}`."
+        f"Videos up to **{settings.max_upload_mb:g} MB**, **{settings.max_duration_s:g} s**, "
+        f"**{settings.max_frames} frames** and **{settings.max_megapixels:.1f} megapixels** a frame (e.g. 1920x1080) "
+        f"(mp4, webm, avi, mkv, mov, gif). Model: `{model_id}`.{notice}"
     )
 
 
-def _handler(service: DetectionService):
+def _visitor_error(error: BaseException, video: str | None, root: Path) -> gr.Error:
+    """What the page shows for a failed request: the message without server paths."""
+    if isinstance(error, UserInputError):
+        return gr.Error(visitor_message(str(error), video or "", root), duration=None,
+                        title="Cannot run the detection", print_exception=False)
+    if isinstance(error, RequestCancelled):  # stopped as abandoned; whoever is still there may run it again
+        return gr.Error(visitor_message(f"{error} Run it again.", video or "", root), duration=None,
+                        title="Detection stopped", print_exception=False)
+    # keep serving; the visitor sees what failed, the log has the traceback
+    logger.error("Detection failed for %s", video, exc_info=error)
+    return gr.Error(visitor_message(f"The detection failed ({type(error).__name__}: {error}). Try another video or "
+                                    "settings.", video or "", root),
+                    duration=None, title="Detection failed", print_exception=False)
+
+
+class _Visitor:
+    """Whether the visitor of a request still waits for it: Gradio asks the handler for more every ``HEARTBEAT_S``
+    while they do."""
+
+    def __init__(self) -> None:
+        self.last_asked = time.monotonic()
+        self.gone = threading.Event()
+
+    def asked(self) -> None:
+        self.last_asked = time.monotonic()
+
+    def has_left(self) -> bool:
+        return self.gone.is_set() or time.monotonic() - self.last_asked > ABANDONED_AFTER_S
+
+
+def _handler(service: DetectionService, root: Path):
+    unchanged = tuple(gr.skip() for _ in range(_OUTPUTS))
+
     def detect(video: str | None, anomalies: str, stride: float, threshold: float,
                progress: gr.Progress = gr.Progress()):
         """Detect the named anomalies (comma-separated) in the video, scoring every ``stride``-th frame."""
-        def report(fraction: float, text: str) -> None:
-            progress(fraction, desc=text)
+        messages: queue.SimpleQueue = queue.SimpleQueue()
+        visitor = _Visitor()
 
+        def work() -> None:
+            try:
+                result = service.run(video, anomalies, stride, threshold, cancelled=visitor.has_left,
+                                     progress=lambda fraction, text: messages.put(("progress", (fraction, text))))
+                messages.put(("result", result))
+            except BaseException as error:  # shown by the request below, if it is still there
+                if isinstance(error, RequestCancelled):
+                    logger.info("Stopped the detection of %s: its visitor has gone.", video)
+                messages.put(("error", error))
+
+        threading.Thread(target=work, name=WORKER_THREAD_NAME, daemon=True).start()
+        beat = time.monotonic()
         try:
-            result = service.run(video, anomalies, stride, threshold, progress=report)
-        except UserInputError as error:
-            raise gr.Error(str(error), duration=None, title="Cannot run the detection",
-                           print_exception=False) from None
-        except Exception as error:  # keep serving; the visitor sees what failed, the log has the traceback
-            logger.exception("Detection failed for %s", video)
-            raise gr.Error(f"The detection failed ({type(error).__name__}: {error}). Try another video or "
-                           "settings.", duration=None, title="Detection failed", print_exception=False) from None
-        table = pd.DataFrame(result.events, columns=EVENT_COLUMNS)
-        summary = f"**{result.summary}**" if result.events else result.summary
-        return (str(result.plot), str(result.overlay), table, [str(result.result_json), str(result.scores_csv)],
-                summary)
+            while True:
+                try:
+                    kind, value = messages.get(timeout=HEARTBEAT_S)
+                except queue.Empty:
+                    kind, value = None, None
+                if kind == "progress":
+                    progress(value[0], desc=value[1])
+                elif kind == "error":
+                    raise _visitor_error(value, video, root)
+                elif kind == "result":
+                    table = pd.DataFrame(value.events, columns=EVENT_COLUMNS)
+                    summary = f"**{value.summary}**" if value.events else value.summary
+                    yield (str(value.plot), str(value.overlay), table,
+                           [str(value.result_json), str(value.scores_csv)], summary)
+                    return
+                if time.monotonic() - beat >= HEARTBEAT_S:
+                    beat = time.monotonic()
+                    yield unchanged  # Gradio stops iterating here once the visitor has gone
+                    visitor.asked()
+        finally:
+            visitor.gone.set()  # the request is over (done, failed or abandoned): a detection still running stops
 
     return detect
 
@@ -72,10 +143,12 @@ def build_app(settings: SpaceSettings | None = None, service: DetectionService |
         UserInputError: the model cannot be loaded (missing embedded checkpoint, bad ``LAVIDA_MODEL``).
     """
     settings = settings or SpaceSettings.from_env()
+    root = settings.prepare_root()
     service = service or DetectionService(settings)
-    examples = ensure_examples(settings.root)
+    examples = ensure_examples(root)
     with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as app:
-        gr.Markdown(_intro(settings, service.model_id))
+        model = getattr(getattr(service, "detector", None), "model", None)
+        gr.Markdown(_intro(settings, service.model_id, getattr(getattr(model, "config", None), "training_domain", None)))
         with gr.Row():
             with gr.Column(scale=2):
                 video = gr.Video(label="Video", sources=["upload"], elem_id="input-video")
@@ -108,7 +181,7 @@ def build_app(settings: SpaceSettings | None = None, service: DetectionService |
         preset.change(lambda label: gr.update() if label == CUSTOM_PRESET else preset_text(label),
                       inputs=preset, outputs=names, api_visibility="private", queue=False)
         names.input(matching_preset, inputs=names, outputs=preset, api_visibility="private", queue=False)
-        run.click(_handler(service), inputs=[video, names, stride, threshold],
+        run.click(_handler(service, root), inputs=[video, names, stride, threshold],
                   outputs=[plot, overlay, events, files, summary], api_name=API_NAME,
                   concurrency_limit=settings.concurrency_limit)
     app.queue(max_size=settings.max_queue_size, default_concurrency_limit=settings.concurrency_limit)
@@ -125,9 +198,9 @@ def launch(settings: SpaceSettings | None = None, app: gr.Blocks | None = None, 
     """
     settings = settings or SpaceSettings.from_env()
     app = app or build_app(settings)
-    settings.root.mkdir(parents=True, exist_ok=True)
+    root = settings.prepare_root()
     launch_kwargs.setdefault("ssr_mode", False)
-    app.launch(max_file_size=settings.max_upload_bytes, allowed_paths=[str(settings.root)],
+    app.launch(max_file_size=settings.max_upload_bytes, allowed_paths=[str(root)],
                prevent_thread_lock=not block, **launch_kwargs)
     return app
 

@@ -3,12 +3,17 @@
 It takes the same route as ``lavida detect``: the ``video-anomaly-detection`` pipeline with the same
 ``DetectionOptions``, then ``write_result_folder``, so a video gives the same ``result.json`` and ``scores.csv`` in the
 page and on the command line for the same model and settings. The upload is opened once (its header gives the
-duration check) and that open reader is what the pipeline decodes; the overlay is the only second read.
+duration, frame-count and frame-size checks, before any decoding) and that open reader is what the pipeline decodes;
+the overlay is the only second read. A request stops at its next batch of clips once its caller says it is cancelled
+(the visitor left), and once it has decoded more frames than the limit (a container that declared fewer).
+
+Messages shown to visitors never carry server paths (``visitor_message``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 import uuid
@@ -22,7 +27,7 @@ from lavida.processing.anomaly_names import parse_anomaly_names
 from lavida.processing.options import DetectionOptions
 from lavida.processing.pipeline_lavida import TASK, VideoAnomalyDetectionPipeline
 from lavida.processing.result_writers import (OVERLAY_MP4, RESULT_JSON, SCORES_CSV, SCORES_PNG, OutputOptions,
-                                              format_summary, write_result_folder)
+                                              format_summary, overlay_size, write_result_folder)
 from lavida.processing.video_io import VideoInfo, VideoReader, iter_frames, write_video
 
 from .settings import SpaceSettings
@@ -30,9 +35,14 @@ from .settings import SpaceSettings
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
+CancelledFn = Callable[[], bool]  # True once the request's result is no longer wanted
 SCORING_SHARE = 0.8  # part of the progress bar given to scoring; writing the overlay takes the rest
 EVENT_COLUMNS = ["#", "start (s)", "end (s)", "start frame", "end frame", "peak score", "mean score"]
 BROWSER_OVERLAY = "overlay-browser.mp4"
+
+
+class RequestCancelled(Exception):
+    """The caller gave up on the request (the visitor closed the page or cancelled): the detection stopped early."""
 
 
 @dataclass
@@ -81,11 +91,13 @@ class DetectionService:
     # -- checks ---------------------------------------------------------------------------------------------------
 
     def check_video(self, video: str | Path | None) -> VideoReader:
-        """Size, readability and (declared) duration of an upload; returns it opened, not yet decoded.
+        """Size, readability and what the header declares (duration, frame count, frame size) of an upload; returns
+        it opened, not yet decoded.
 
         Raises:
             UserInputError: no video, a file over the upload limit, a file that is not a readable video, or a video
-                longer than the duration limit. Messages name the file by its name only (not the server path).
+                over the duration, frame or pixel limit. Messages name the file by its name only (not the server
+                path).
         """
         if video is None or str(video).strip() == "":
             raise UserInputError("No video: upload one (or click an example) before running the detection.")
@@ -99,12 +111,31 @@ class DetectionService:
                                  "locally.")
         with _named(path):
             reader = VideoReader(path)
+        header = reader.header
         try:
-            self.check_duration(path.name, reader.header.duration_s)
+            self.check_pixels(path.name, header.width, header.height)
+            self.check_duration(path.name, header.duration_s)
+            self.check_frames(path.name, header.num_frames)
         except UserInputError:
             reader.close()
             raise
         return reader
+
+    def check_pixels(self, name: str, width: int, height: int) -> None:
+        """UserInputError when a frame is larger (width x height) than the Space accepts."""
+        if width * height > self.settings.max_pixels:
+            raise UserInputError(f"{name} is {width}x{height} ({width * height / 1e6:.1f} megapixels a frame); this "
+                                 f"demo accepts frames up to {self.settings.max_megapixels:.1f} megapixels (e.g. "
+                                 "1920x1080): scale it down, or run `lavida detect` locally.")
+
+    def check_frames(self, name: str, num_frames: int | None, *, at_least: bool = False) -> None:
+        """UserInputError when a video has more frames than the Space accepts (None: not declared, checked while
+        decoding; ``at_least``: the count so far of a video still being decoded)."""
+        if num_frames is not None and num_frames > self.settings.max_frames:
+            count = f"more than {self.settings.max_frames}" if at_least else str(num_frames)
+            raise UserInputError(f"{name} has {count} frames; this demo accepts videos of up to "
+                                 f"{self.settings.max_frames} frames: trim it or lower its frame rate, or run "
+                                 "`lavida detect` locally.")
 
     def check_duration(self, name: str, duration_s: float | None) -> None:
         """UserInputError when a video is longer than the Space accepts (None: not declared, checked later)."""
@@ -124,14 +155,20 @@ class DetectionService:
     # -- the request ----------------------------------------------------------------------------------------------
 
     def run(self, video: str | Path | None, anomalies: str, stride: float, threshold: float,
-            progress: ProgressFn | None = None) -> SpaceResult:
+            progress: ProgressFn | None = None, cancelled: CancelledFn | None = None) -> SpaceResult:
         """Detect ``anomalies`` (comma-separated text) in ``video`` and write the four result files.
+
+        Args:
+            progress: called with (fraction done, what is happening) as the work goes on.
+            cancelled: asked after every batch of clips; once it returns True the request stops there.
 
         Raises:
             UserInputError: anything wrong with the inputs (see ``check_video``, ``detection_options``, and
                 ``parse_anomaly_names``).
+            RequestCancelled: ``cancelled`` said so (nothing is written).
         """
         report = progress or (lambda fraction, text: None)
+        is_cancelled = cancelled or (lambda: False)
         options = self.detection_options(stride, threshold)
         if not any(part.strip() for part in (anomalies or "").split(",")):
             raise UserInputError("No anomaly names: type at least one in the names box (comma separated, e.g. "
@@ -142,6 +179,10 @@ class DetectionService:
         report(0.0, "Reading the video")
 
         def scored(done: int, expected: int | None) -> None:
+            # Raising here stops the pipeline between two model calls: the decoder goes no further.
+            if is_cancelled():
+                raise RequestCancelled(f"{path.name}: the request was cancelled.")
+            self.check_frames(path.name, done, at_least=True)
             total = max(done, expected or 0)
             report(SCORING_SHARE * done / max(total, 1), f"Scoring frames ({done}/{total})")
 
@@ -150,10 +191,14 @@ class DetectionService:
             detection = self.detector(reader, anomalies=names, progress=scored, **vars(options))
         info = detection.video
         self.check_duration(path.name, info.duration_s)  # a container that declared no duration
+        self.check_frames(path.name, info.num_frames)
+        if is_cancelled():
+            raise RequestCancelled(f"{path.name}: the request was cancelled.")
         report(SCORING_SHARE, "Writing the plot and the overlay video")
         folder = self._new_request_folder() / (path.stem or "video")
-        write_result_folder(folder, detection, OutputOptions(progress=False))
-        overlay = browser_playable(folder / OVERLAY_MP4, info)
+        outputs = OutputOptions(progress=False)
+        write_result_folder(folder, detection, outputs)
+        overlay = browser_playable(folder / OVERLAY_MP4, info, outputs)
         report(1.0, "Done")
         logger.info("%s: %d frames in %.1f s", path.name, info.num_frames, time.perf_counter() - started)
         rows = [[number, round(event.start_s, 3), round(event.end_s, 3), event.start_frame, event.end_frame,
@@ -174,23 +219,41 @@ class DetectionService:
         return folder
 
 
+# An absolute path (POSIX, or Windows with a drive letter) up to its last component, which is kept.
+_ABSOLUTE_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/](?:[^\s'\"<>|:\\/]+[\\/])+")
+
+
+def visitor_message(text: str, *paths: str | Path) -> str:
+    """``text`` with every server path cut to its last component (a file's name), for messages shown in the page.
+
+    The given ``paths`` (an upload, the work folder) are replaced whole first, so a name with spaces stays whole;
+    any other absolute path (from a library's error, a temporary file) loses its folders."""
+    for path in sorted({str(path) for path in paths if str(path)}, key=len, reverse=True):
+        text = text.replace(path, Path(path).name)
+    return _ABSOLUTE_PATH.sub("", text)
+
+
 @contextmanager
 def _named(path: Path) -> Iterator[None]:
     """Show a user error about ``path`` with the file's name only (not its server path)."""
     try:
         yield
     except UserInputError as error:
-        raise UserInputError(str(error).replace(str(path), path.name)) from None
+        raise UserInputError(visitor_message(str(error), path)) from None
 
 
-def browser_playable(overlay: Path, info: VideoInfo) -> Path:
-    """``overlay`` itself when browsers can play it; for an odd-sized video (encoded 4:4:4 to keep its exact size,
-    which browsers do not play) a 4:2:0 copy padded by one row/column, written next to it."""
-    if info.width % 2 == 0 and info.height % 2 == 0:
+def browser_playable(overlay: Path, info: VideoInfo, options: OutputOptions) -> Path:
+    """``overlay`` (written with ``options`` for a video described by ``info``) itself when browsers can play it;
+    for an odd-sized overlay (encoded 4:4:4 to keep its exact size, which browsers do not play) a 4:2:0 copy padded
+    by one row/column, written next to it with the same frame times."""
+    height, width = overlay_size(info.height, info.width, options.overlay_max_side)
+    if width % 2 == 0 and height % 2 == 0:
         return overlay
     target = overlay.with_name(BROWSER_OVERLAY)
-    write_video(target, (frame for _, frame in iter_frames(overlay)), info.fps, odd_size="pad")
+    write_video(target, (frame for _, frame in iter_frames(overlay)), info.fps, odd_size="pad",
+                frame_times_s=info.frame_times_s)
     return target
 
 
-__all__ = ["EVENT_COLUMNS", "DetectionService", "SpaceResult", "browser_playable", "embedded_model_id"]
+__all__ = ["EVENT_COLUMNS", "DetectionService", "RequestCancelled", "SpaceResult", "browser_playable",
+           "embedded_model_id", "visitor_message"]

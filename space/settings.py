@@ -2,12 +2,17 @@
 
 Every field can be set from the environment (the way a Hugging Face Space is configured), for example
 ``LAVIDA_MODEL=path/or/hub-id LAVIDA_SPACE_MAX_DURATION_S=30 python app.py``; ``lavida demo`` flags override them.
+
+The limits bound the work one request can cause: bytes, seconds, frames and pixels per frame are all checked from the
+container's header before a frame is decoded (and the frame count again while decoding, for containers that declare
+none).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -29,12 +34,16 @@ class SpaceSettings:
         device: torch device; None = cuda if available, else cpu (as ``lavida detect``).
         max_upload_mb: largest accepted upload, in megabytes (enforced by the server and checked again per request).
         max_duration_s: longest accepted video, in seconds.
+        max_frames: most frames an accepted video may have (a short video at a huge frame rate costs as much work
+            as a long one).
+        max_pixels: largest accepted frame area, width x height (1920 x 1080 by default; either orientation).
         concurrency_limit: detections run at the same time; further requests wait in the queue.
         max_queue_size: requests allowed to wait; more are refused with a "queue full" message.
         default_stride, default_threshold: initial values of the controls (``lavida detect``'s defaults).
         max_stride: upper end of the stride slider (and of what the API accepts).
         clip_batch_size: clips per model call (``lavida detect --clip-batch-size``).
-        work_dir: where examples and results are written (default: ``<system temp>/lavida-space``).
+        work_dir: where examples and results are written (default: ``<system temp>/lavida-space-<user id>``, created
+            private to the user running the Space; see ``prepare_root``).
         keep_results: result folders kept on disk; older ones are deleted as new requests arrive.
     """
 
@@ -42,6 +51,8 @@ class SpaceSettings:
     device: str | None = None
     max_upload_mb: float = 100.0
     max_duration_s: float = 60.0
+    max_frames: int = 3600  # 60 s at 60 fps
+    max_pixels: int = 1920 * 1080
     concurrency_limit: int = 1
     max_queue_size: int = 20
     default_stride: int = DetectionOptions.stride
@@ -56,8 +67,8 @@ class SpaceSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise UserInputError(f"Space setting {name} must be a positive number, got {value!r}.")
-        for name in ("concurrency_limit", "max_queue_size", "default_stride", "max_stride", "clip_batch_size",
-                     "keep_results"):
+        for name in ("max_frames", "max_pixels", "concurrency_limit", "max_queue_size", "default_stride",
+                     "max_stride", "clip_batch_size", "keep_results"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"Space setting {name} must be at least 1, got {getattr(self, name)!r}.")
         if self.default_stride > self.max_stride:
@@ -76,9 +87,47 @@ class SpaceSettings:
         return int(self.max_upload_mb * 1024 * 1024)
 
     @property
+    def max_megapixels(self) -> float:
+        return self.max_pixels / 1e6
+
+    @property
     def root(self) -> Path:
-        """The working folder (examples and results live below it)."""
-        return Path(self.work_dir) if self.work_dir else Path(tempfile.gettempdir()) / "lavida-space"
+        """The working folder (examples and results live below it): ``work_dir``, else a folder of this user's own
+        in the system temp folder (``lavida-space-<user id>``)."""
+        if self.work_dir:
+            return Path(self.work_dir)
+        return Path(tempfile.gettempdir()) / f"lavida-space-{_user_id()}"
+
+    def prepare_root(self) -> Path:
+        """Create ``root`` (mode 0700) unless it exists, and check it is safe to write uploads and results into.
+
+        The folder must be a real folder (not a link) owned by the user running the Space; the default one, in the
+        shared temp folder, must also be closed to other users (mode 0700), and a chosen ``work_dir`` must not be
+        writable by them (another user could swap the files the Space serves).
+
+        Raises:
+            UserInputError: naming the folder and what is wrong with it.
+        """
+        root = self.root
+        try:
+            root.mkdir(mode=0o700, parents=bool(self.work_dir))
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise UserInputError(f"Cannot create the Space's work folder {root} ({error.strerror}): set "
+                                 f"{ENV_PREFIX}WORK_DIR to a folder you can write.") from None
+        info = root.lstat()
+        others = stat.S_IRWXG | stat.S_IRWXO if not self.work_dir else stat.S_IWGRP | stat.S_IWOTH
+        if not stat.S_ISDIR(info.st_mode):
+            problem = "is not a folder (a link or a file)"
+        elif hasattr(os, "getuid") and info.st_uid != os.getuid():
+            problem = f"belongs to another user (uid {info.st_uid})"
+        elif info.st_mode & others:
+            problem = f"is open to other users (mode {stat.S_IMODE(info.st_mode):o})"
+        else:
+            return root
+        raise UserInputError(f"The Space's work folder {root} {problem}: remove it, or set {ENV_PREFIX}WORK_DIR to a "
+                             "folder of your own that other users cannot write to.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> SpaceSettings:
@@ -99,6 +148,15 @@ class SpaceSettings:
             values[spec.name] = _parse(key, environ[key].strip(), spec.type)
         values.update({key: value for key, value in overrides.items() if value is not None})
         return replace(cls(), **values)
+
+
+def _user_id() -> str:
+    """This user's id for per-user folder names (the login name where there are no numeric ids)."""
+    if hasattr(os, "getuid"):
+        return str(os.getuid())
+    import getpass
+
+    return getpass.getuser()
 
 
 def _parse(key: str, text: str, annotation: str) -> object:

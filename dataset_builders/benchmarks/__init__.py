@@ -20,17 +20,20 @@ from .base import (Benchmark, BenchmarkVideo, EmptyMasks, FolderMasks, MaskSourc
                    list_frame_files, read_frame_folder)
 from .dataset_view import open_mask_source
 from .shanghaitech import SHANGHAITECH_ANOMALY_NAMES, ShanghaiTech
-from .synthetic import SyntheticVAD, build_synthetic_vad_split, is_synthetic_vad_folder
+from .synthetic import (SYNTHETIC_BENCHMARKS, SyntheticVAD, SyntheticVADNearMiss, build_synthetic_vad_split,
+                        is_synthetic_vad_folder)
 from .ubnormal import UBNORMAL_ANOMALY_NAMES, UBnormal, UBnormalMasks
 from .ucf_crime import UCF_CRIME_ANOMALY_NAMES, UCFCrime
 from .ucsd_ped import UCSD_ANOMALY_NAMES, UCSDPed1, UCSDPed2
 from .xd_violence import XD_VIOLENCE_ANOMALY_NAMES, XDViolence
 
 BENCHMARKS: dict[str, type[Benchmark]] = {cls.name: cls for cls in (UCSDPed1, UCSDPed2, ShanghaiTech, UBnormal,
-                                                                    UCFCrime, XDViolence, Avenue, SyntheticVAD)}
+                                                                    UCFCrime, XDViolence, Avenue, SyntheticVAD,
+                                                                    SyntheticVADNearMiss)}
 _ALIASES = {"ucsd-ped1": "ped1", "ucsd-ped2": "ped2", "shanghaitech-campus": "shanghaitech", "ucf": "ucf-crime",
             "ucfcrime": "ucf-crime", "xd": "xd-violence", "xdviolence": "xd-violence", "cuhk-avenue": "avenue",
-            "synthetic": "synthetic-vad"}
+            "synthetic": "synthetic-vad", "synthetic-near-miss": "synthetic-vad-near-miss",
+            "near-miss": "synthetic-vad-near-miss"}
 
 
 def benchmark_names() -> list[str]:
@@ -57,8 +60,9 @@ def get_benchmark(name: str, data_root: str | Path) -> Benchmark:
 
 
 __all__ = ["AVENUE_ANOMALY_NAMES", "BENCHMARKS", "Avenue", "Benchmark", "BenchmarkVideo", "EmptyMasks", "FolderMasks",
-           "MaskSource", "MatVolumeMasks", "NpyMasks", "SHANGHAITECH_ANOMALY_NAMES", "ShanghaiTech", "SyntheticVAD",
-           "UBNORMAL_ANOMALY_NAMES", "UBnormal", "UBnormalMasks", "UCFCrime", "UCF_CRIME_ANOMALY_NAMES",
+           "MaskSource", "MatVolumeMasks", "NpyMasks", "SHANGHAITECH_ANOMALY_NAMES", "SYNTHETIC_BENCHMARKS",
+           "ShanghaiTech", "SyntheticVAD", "SyntheticVADNearMiss", "UBNORMAL_ANOMALY_NAMES", "UBnormal", "UBnormalMasks",
+           "UCFCrime", "UCF_CRIME_ANOMALY_NAMES",
            "UCSDPed1", "UCSDPed2", "UCSD_ANOMALY_NAMES", "XDViolence", "XD_VIOLENCE_ANOMALY_NAMES", "benchmark_names",
            "build_synthetic_vad_split", "canonical_name", "get_benchmark", "is_synthetic_vad_folder",
            "list_frame_files", "open_mask_source", "read_frame_folder"]

@@ -9,6 +9,10 @@ Layout (what ``lavida.dataset_builders.synthetic_vad.write_vad_video`` writes, o
 ``build_synthetic_vad_split`` renders a split deterministically into such a folder (atomically: a temporary folder
 renamed into place). The prompt list is the 16 held-out composition names. The stride is 2: anomalous objects stay in
 view for at least a fifth of a video (12 frames or more), so every other frame keeps each crossing well sampled.
+
+Two benchmarks share this layout, prompt and stride: ``synthetic-vad`` (normal objects: any training compositions)
+and ``synthetic-vad-near-miss`` (normal objects sharing the colour or the shape of a listed name, next to it or in its
+place; see ``synthetic_near_miss``).
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def is_synthetic_vad_folder(folder: str | Path) -> bool:
 
 
 def build_synthetic_vad_split(folder: str | Path, num_videos: int = DEFAULT_NUM_VIDEOS, split: str = "test",
-                              config=None) -> Path:
+                              config=None, benchmark: str = "synthetic-vad") -> Path:
     """Render ``num_videos`` videos of ``split`` into ``folder`` (which must not exist or be empty).
 
     Args:
@@ -75,12 +79,19 @@ def build_synthetic_vad_split(folder: str | Path, num_videos: int = DEFAULT_NUM_
         num_videos: how many videos (video ``i`` is the same whatever the count).
         split: the split name, which fixes the seed (``"test"`` for the benchmark).
         config: a ``SyntheticVADConfig`` (default: the specification).
+        benchmark: ``"synthetic-vad"`` or ``"synthetic-vad-near-miss"`` (``SYNTHETIC_BENCHMARKS``).
 
     Returns:
         ``folder``.
     """
     from lavida.dataset_builders.synthetic_vad import render_vad_video, write_vad_video
 
+    from .synthetic_near_miss import render_near_miss_video
+
+    renderers = {SyntheticVAD.name: render_vad_video, SyntheticVADNearMiss.name: render_near_miss_video}
+    if benchmark not in renderers:
+        raise UserInputError(f"Unknown synthetic benchmark {benchmark!r}: choose one of {', '.join(renderers)}.")
+    render = renderers[benchmark]
     folder = Path(folder)
     if num_videos < 1:
         raise UserInputError(f"The synthetic VAD split needs at least one video, got {num_videos}.")
@@ -89,13 +100,13 @@ def build_synthetic_vad_split(folder: str | Path, num_videos: int = DEFAULT_NUM_
     staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
         for index in range(num_videos):
-            write_vad_video(render_vad_video(index, split, config), staging)
+            write_vad_video(render(index, split, config), staging)
         if folder.exists():
             folder.rmdir()
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("Rendered %d synthetic VAD %s videos into %s", num_videos, split, folder)
+    logger.info("Rendered %d %s %s videos into %s", num_videos, benchmark, split, folder)
     return folder
 
 
@@ -123,5 +134,15 @@ class SyntheticVAD(Benchmark):
         return videos
 
 
-__all__ = ["DEFAULT_NUM_VIDEOS", "SyntheticVAD", "SyntheticVADMasks", "build_synthetic_vad_split",
-           "is_synthetic_vad_folder"]
+class SyntheticVADNearMiss(SyntheticVAD):
+    """The near-miss split of the synthetic VAD benchmark (``synthetic_near_miss``): the same layout, prompt and stride;
+    its normal objects share the colour or the shape of a listed name."""
+
+    name = "synthetic-vad-near-miss"
+
+
+# the benchmarks ``build_synthetic_vad_split`` renders (``lavida evaluate`` renders them on first use)
+SYNTHETIC_BENCHMARKS = (SyntheticVAD.name, SyntheticVADNearMiss.name)
+
+__all__ = ["DEFAULT_NUM_VIDEOS", "SYNTHETIC_BENCHMARKS", "SyntheticVAD", "SyntheticVADMasks", "SyntheticVADNearMiss",
+           "build_synthetic_vad_split", "is_synthetic_vad_folder"]

@@ -191,3 +191,53 @@ def test_same_generator_seed_same_sample():
         b = sampler.sample(item, pool, np.random.default_rng([3, index]))
         assert a.names == b.names and a.name_labels == b.name_labels
         np.testing.assert_array_equal(a.masks, b.masks)
+
+
+def test_anomaly_probability_outside_zero_one_is_refused():
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="anomaly_probability"):
+            AnomalyExposureSampler(anomaly_probability=bad)
+
+
+def test_hard_negative_share_sets_how_many_distractors_are_related():
+    """share 0.5 of 4 distractors: 2 are drawn from the hard negatives (6 on offer), 2 from all absent names."""
+    item = _one_object_item()
+    related = [f"related {i}" for i in range(6)]
+    pool = ["object 0"] + related + [f"name {i}" for i in range(20)]
+    sampler = AnomalyExposureSampler(max_names=30, hard_negatives=lambda present, absent: related,
+                                     hard_negative_share=0.5)
+    for index in range(20):
+        names = sampler._distractors(item, sampler._absent(item, pool), 4, np.random.default_rng([4, index]))
+        assert len(names) == len(set(names)) == 4 and sum(name in related for name in names) >= 2
+
+
+def test_a_sample_carries_its_items_id_and_source():
+    sample = AnomalyExposureSampler(anomaly_probability=1.0).sample(_one_object_item(), ["object 0", "name 0"],
+                                                                     np.random.default_rng(5))
+    assert (sample.sample_id, sample.source, sample.is_anomalous) == ("x", "test", True)
+
+
+def test_contrast_twin_names_the_other_object_keeps_a_full_list_and_fills_an_empty_one():
+    item = _one_object_item(objects=2)
+    item.objects[1].masks = np.roll(item.objects[1].masks, 1, axis=-1)  # the two objects cover different pixels
+    full = AnomalyExposureSampler(max_names=4, anomaly_probability=1.0)
+    rng = np.random.default_rng(6)
+    pool = ["object 0", "object 1"] + [f"name {i}" for i in range(10)]
+    sample = full.sample(item, pool, rng)
+    while len(sample.names) != 4:  # a list at max_names: the target and 3 distractors
+        sample = full.sample(item, pool, rng)
+    twin = full.contrast_twin(sample, item, pool, rng)
+    target = next(name for name, label in zip(sample.names, sample.name_labels) if label)
+    other = next(obj for obj in item.objects if target not in obj.names)
+    assert twin.is_anomalous and twin.frame_labels == [1]
+    assert sorted(twin.names) == sorted(other.names + [n for n in sample.names if n != target])  # nothing dropped
+    np.testing.assert_array_equal(twin.masks, other.masks)
+    # a list holding only its target (no distractor) and no other visible object: the twin gets one distractor
+    alone = _one_object_item()
+    bare = AnomalyExposureSampler(max_names=1, min_distractors=0, anomaly_probability=1.0,
+                                  hard_negatives=lambda present, absent: [n for n in absent if n not in present],
+                                  hard_negative_share=1.0)
+    only_target = bare.sample(alone, ["object 0", "name 0"], np.random.default_rng(7))
+    assert only_target.names == ["object 0"]
+    empty_twin = bare.contrast_twin(only_target, alone, ["object 0", "name 0"], np.random.default_rng(8))
+    assert empty_twin.names == ["name 0"] and empty_twin.name_labels == [0] and not empty_twin.is_anomalous

@@ -107,3 +107,34 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="sigma"):
         smooth_scores(np.zeros(3), -1.0)
     assert math.isnan(micro_auc([np.zeros(4, int)], [np.arange(4.0)]))
+
+
+def test_frame_metrics_reports_each_metric_under_its_own_name():
+    """Every key of ``frame_metrics`` against sklearn on the pooled frames; the two APs differ here, so a swap shows."""
+    labels, scores = _random_videos(6, num_videos=3)
+    labels.append(np.zeros(12, np.int64))  # an all-normal video: padded into the macro AUC, skipped by "skip"
+    scores.append(np.random.default_rng(7).random(12))
+    y, s = np.concatenate(labels), np.concatenate(scores)
+    precision, recall, _ = precision_recall_curve(y, s)
+    result = frame_metrics(labels, scores)
+    assert result["ap"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert result["pr_auc_trapezoid"] == pytest.approx(auc(recall, precision), abs=1e-12)
+    assert abs(result["ap"] - result["pr_auc_trapezoid"]) > 1e-3
+    assert result["micro_auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert result["macro_auc"] == pytest.approx(macro_auc(labels, scores, "pad").value, abs=1e-12)
+    assert result["macro_auc_skip"] == pytest.approx(np.mean([roc_auc_score(a, b) for a, b in
+                                                              zip(labels[:3], scores[:3])]), abs=1e-12)
+    assert result["macro_auc"] != pytest.approx(result["macro_auc_skip"], abs=1e-6)
+    assert (result["eer"], result["eer_threshold"]) == equal_error_rate(labels, scores)
+    assert (result["num_videos"], result["macro_videos_skip"], result["num_frames"],
+            result["num_anomalous_frames"]) == (4, 3, len(y), int(y.sum()))
+
+
+@pytest.mark.parametrize("labels,scores,threshold", [
+    ([0, 1, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.5, 0.6, 0.9], 0.5),  # the crossing sits on the ROC point of 0.5
+    ([0, 0, 1, 0, 1], [0.1, 0.3, 0.35, 0.4, 0.9], 0.4),        # a third of the way from the point of 0.4 to 0.35
+])
+def test_eer_threshold_is_the_roc_point_nearest_to_the_crossing(labels, scores, threshold):
+    """Every threshold is on the ROC (none dropped), and the nearer of the two bracketing points gives it."""
+    eer, found = equal_error_rate([np.array(labels)], [np.array(scores)])
+    assert eer == pytest.approx(1 / 3, abs=1e-12) and found == threshold

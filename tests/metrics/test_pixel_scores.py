@@ -113,3 +113,20 @@ def test_criterion_auc_matches_brute_force_sweep(seed):
     assert result["num_frames"] == 14 and result["num_anomalous_frames"] == 7
     assert result["auc"] == pytest.approx(_brute_force_criterion_auc(frames, masks), abs=1e-9)
     assert 0 <= result["eer"] <= 1
+
+
+def test_criterion_needs_the_ceiling_of_coverage_times_the_anomalous_pixels():
+    """6 anomalous pixels at coverage 0.4: ceil(2.4) = 3 must reach the threshold, so the frame scores its 3rd best."""
+    scores = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    assert criterion_frame_score(scores, np.ones((2, 3)), coverage=0.4) == (0.4, True)
+
+
+def test_pixel_criterion_takes_zero_one_labels_and_gives_nan_for_one_class():
+    from lavida.metrics.vad_metrics.pixel_scores import pixel_criterion_metrics
+
+    scores = np.array([0.9, 0.2, 0.7, 0.4])
+    as_ints = pixel_criterion_metrics(scores, np.array([1, 0, 0, 1]))
+    assert as_ints == pixel_criterion_metrics(scores, np.array([True, False, False, True]))
+    assert as_ints["auc"] == pytest.approx(roc_auc_score([1, 0, 0, 1], scores)) and as_ints["num_anomalous_frames"] == 2
+    single = pixel_criterion_metrics(scores, np.ones(4, dtype=bool))
+    assert math.isnan(single["auc"]) and math.isnan(single["eer"]) and single["num_frames"] == 4

@@ -78,3 +78,27 @@ def test_regions_from_map_and_largest_component():
     np.testing.assert_allclose(region_scores[order], [0.7, 0.95])
     assert largest_component_box(scores > 0.5) == (20, 10, 22, 18)  # 2x8 box beats 5x3
     assert largest_component_box(np.zeros((3, 3))) is None
+
+
+def test_box_iou_of_boxes_that_are_not_square():
+    iou = box_iou(np.array([[0, 0, 4, 2]]), np.array([[0, 0, 2, 2], [0, 1, 4, 3]]))
+    np.testing.assert_allclose(iou, [[4 / 8, 4 / 12]])
+
+
+def test_regions_from_map_joins_diagonal_neighbours():
+    scores = np.zeros((4, 4))
+    scores[0, 0] = scores[1, 1] = 0.9  # touching at a corner: one 8-connected region
+    boxes, region_scores = regions_from_map(scores, level=0.5)
+    np.testing.assert_array_equal(boxes, [[0, 0, 2, 2]])
+    np.testing.assert_allclose(region_scores, [0.9])
+
+
+def test_a_track_without_regions_does_not_hide_the_next_one():
+    from lavida.metrics.vad_metrics.region_scores import VideoRegionMatch, rbdc_tbdc
+
+    match = VideoRegionMatch(region_scores=np.array([0.9, 0.8]), region_tracks=np.array([1, 1]),
+                             false_positive_scores=np.array([0.5]), num_tracks=2)
+    result = rbdc_tbdc([match], num_frames=10)
+    assert {key: result[key] for key in ("num_regions", "num_tracks", "num_detections")} == {
+        "num_regions": 2, "num_tracks": 1, "num_detections": 3}
+    assert result["rbdc"] == result["tbdc"] > 0

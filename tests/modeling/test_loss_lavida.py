@@ -161,6 +161,27 @@ def test_candidate_choice_weighs_focal_and_dice_when_their_rankings_disagree():
     assert out.dice_loss.item() == pytest.approx(dice_by_hand[2], rel=1e-5)
 
 
+def test_candidate_choice_puts_the_focal_weight_on_focal_and_the_dice_weight_on_dice():
+    """Candidate 0 is best under 20 * focal + 2 * dice, candidate 1 under the swapped 2 * focal + 20 * dice; the
+    configured weights decide which one is trained."""
+    t = [1.0, 1.0, 0.0, 0.0]
+    candidates = [[-3.0, -3.0, 1.0, 1.0], [2.0, 3.0, 3.0, 3.0], [-3.0, -3.0, 3.0, 3.0]]
+    focal_by_hand = [sum(focal(x, y) for x, y in zip(c, t)) / 4 for c in candidates]
+    dice_by_hand = [dice(c, t) for c in candidates]
+    paper = [20 * f + 2 * d for f, d in zip(focal_by_hand, dice_by_hand)]
+    swapped = [2 * f + 20 * d for f, d in zip(focal_by_hand, dice_by_hand)]
+    assert min(range(3), key=paper.__getitem__) == 0 and sorted(paper)[1] - paper[0] > 1.0
+    assert min(range(3), key=swapped.__getitem__) == 1 and sorted(swapped)[1] - swapped[1] > 1.0
+
+    logits = torch.tensor(candidates).reshape(1, 3, 2, 2)
+    target = torch.tensor(t).reshape(1, 2, 2)
+    for weights, best in (({}, 0), ({"focal_loss_weight": 2.0, "dice_loss_weight": 20.0}, 1)):
+        out = LavidaLoss(LavidaConfig.tiny(**weights))(logits, torch.full((1, 3), 0.5), torch.zeros(1), target)
+        assert out.chosen_mask.tolist() == [best], weights
+        assert out.focal_loss.item() == pytest.approx(focal_by_hand[best], rel=1e-5)
+        assert out.dice_loss.item() == pytest.approx(dice_by_hand[best], rel=1e-5)
+
+
 def test_focal_alpha_weights_the_positive_pixels():
     """The same mistake costs alpha (0.25) on a target pixel and 1 - alpha (0.75) on a background pixel."""
     missed_target = sigmoid_focal_loss(torch.tensor([[-1.5]]), torch.tensor([[1.0]]), alpha=0.25, gamma=2.0)
@@ -256,3 +277,57 @@ def test_name_grounding_loss_rewards_the_right_name_at_the_right_pixels():
     assert loss[0] < 0.01
     assert loss[1] > 1.0 and loss[2] > 5.0
     assert torch.isclose(loss[3], loss[0])
+
+
+def test_focal_alpha_zero_leaves_only_the_background_pixels():
+    """alpha = 0 weights the target's pixels by 0 (and the background by 1); a negative alpha turns weighting off."""
+    logits, targets = torch.tensor([[-1.5, 1.5]]), torch.tensor([[1.0, 0.0]])
+    per_pixel = [focal(-1.5, 1.0, alpha=0.0), focal(1.5, 0.0, alpha=0.0)]
+    assert per_pixel[0] == 0.0 and per_pixel[1] > 0.1
+    loss = sigmoid_focal_loss(logits, targets, alpha=0.0, gamma=2.0)
+    assert loss.item() == pytest.approx(sum(per_pixel) / 2, rel=1e-6)
+
+
+def test_mask_iou_on_single_pixels():
+    """IoU of logit > 0 with the target: 0 for one wrong pixel, 1 for one right pixel, 1 when both are empty."""
+    from lavida.loss_lavida import mask_iou
+
+    target = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
+    wrong_pixel = torch.tensor([[2.0, -2.0], [-2.0, -2.0]])
+    right_pixel = torch.tensor([[-2.0, 2.0], [-2.0, -2.0]])
+    false_alarm = torch.tensor([[2.0, -2.0], [-2.0, -2.0]])
+    ious = mask_iou(torch.stack([wrong_pixel, right_pixel, false_alarm, -right_pixel.abs()]),
+                    torch.stack([target, target, torch.zeros(2, 2), torch.zeros(2, 2)]))
+    assert ious.tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_low_resolution_masks_are_upsampled_as_resize_masks_does():
+    """A 2x2 mask against an 8x8 target costs what the mask resized with the package's one resize costs."""
+    from lavida.processing.postprocessing import resize_masks
+
+    logits = torch.tensor([[4.0, -4.0], [-1.0, 2.0]]).expand(1, 3, 2, 2).clone()
+    target = torch.zeros(1, 8, 8)
+    target[0, :4, :4] = 1.0
+    loss = LavidaLoss(LavidaConfig.tiny())
+    upsampled = loss(logits, torch.full((1, 3), 0.5), torch.zeros(1), target)
+    full_size = loss(resize_masks(logits, (8, 8)), torch.full((1, 3), 0.5), torch.zeros(1), target)
+    for name in ("focal_loss", "dice_loss", "iou_loss"):
+        assert getattr(upsampled, name).item() == pytest.approx(getattr(full_size, name).item(), rel=1e-6), name
+
+
+def test_all_candidates_mode_averages_each_frames_candidates():
+    """With mask_candidate_training="all", each frame's term is the mean of its three candidates; two positive frames
+    with different candidates, one normal frame."""
+    target = torch.zeros(3, 2, 2)
+    target[0, 0] = 1.0
+    target[2, :, 1] = 1.0
+    logits = torch.randn(3, 3, 2, 2, generator=torch.Generator().manual_seed(3)) * 3
+    out = LavidaLoss(LavidaConfig.tiny(mask_candidate_training="all"))(logits, torch.full((3, 3), 0.5),
+                                                                         torch.zeros(3), target)
+    per_frame_dice = [sum(dice(c.flatten().tolist(), target[f].flatten().tolist()) for c in logits[f]) / 3
+                      for f in (0, 2)]
+    per_frame_focal = [sum(sum(focal(x, y) for x, y in zip(c.flatten().tolist(), target[f].flatten().tolist())) / 4
+                           for c in logits[f]) / 3 for f in (0, 2)]
+    assert abs(per_frame_dice[0] - per_frame_dice[1]) > 0.01
+    assert out.dice_loss.item() == pytest.approx(sum(per_frame_dice) / 3, rel=1e-5)  # "all_frames": divided by 3
+    assert out.focal_loss.item() == pytest.approx(sum(per_frame_focal) / 3, rel=1e-5)

@@ -421,6 +421,25 @@ def test_output_hidden_states_returns_the_mllms_hidden_states(tiny_model, tiny_b
     torch.testing.assert_close(out.frame_logits, plain.frame_logits, rtol=0, atol=0)
 
 
+def test_seg_hidden_state_is_read_at_the_seg_position_of_the_compressed_sequence(tiny_model, tiny_batch):
+    """f_sem is the last layer's state at <SEG> itself: only video tokens are dropped by compression, so <SEG> moves
+    left by the number of video tokens removed, and its neighbours hold different states."""
+    tiny_model.eval()
+    batch = _inference_batch(tiny_batch)
+    with torch.no_grad():
+        out = tiny_model(**batch, output_hidden_states=True)
+    last = out.hidden_states[-1]  # (B, S', D)
+    video_id = tiny_model.config.mllm_config.video_token_id
+    for row, ids in enumerate(batch["input_ids"]):
+        seg = int((ids == tiny_model.config.seg_token_id).nonzero().max())
+        removed = int((ids == video_id).sum()) - int(out.num_visual_tokens[row])
+        assert removed > 0
+        position = seg - removed
+        torch.testing.assert_close(out.seg_hidden_state[row], last[row, position], rtol=0, atol=0)
+        for neighbour in (position - 1, position + 1):
+            assert not torch.allclose(last[row, neighbour], last[row, position])
+
+
 def test_output_attentions_returns_the_mllms_attention_weights_with_eager_attention(tiny_model, tiny_batch):
     tiny_model.set_attn_implementation("eager")
     tiny_model.eval()
@@ -458,3 +477,85 @@ def test_grounding_labels_must_be_a_complete_dict_of_matching_shapes(tiny_batch)
     labels["name_mask"] = torch.ones(names.shape[:2], dtype=torch.bool)
     with pytest.raises(ValueError, match=r"grounding_labels\['targets'\] must be \[B, M, T, H, W\]"):
         model(**tiny_batch, grounding_labels={**labels, "targets": labels["targets"][:, :, :4]})
+
+
+def test_an_all_real_frame_mask_changes_nothing_and_a_mask_with_gaps_is_refused(tiny_model, tiny_batch):
+    tiny_model.eval()
+    batch = _inference_batch(tiny_batch)
+    frames = batch["sam_pixel_values"].shape[1]
+    with torch.no_grad():
+        plain = tiny_model(**batch)
+        masked = tiny_model(**batch, frame_mask=torch.ones(2, frames, dtype=torch.bool))
+    for name in ("frame_logits", "mask_logits", "iou_scores"):
+        torch.testing.assert_close(getattr(masked, name), getattr(plain, name), rtol=0, atol=0)
+    gap = torch.ones(2, frames, dtype=torch.bool)
+    gap[1, 2] = False  # real frames must come first
+    with pytest.raises(ValueError, match="frame_mask must be"):
+        tiny_model(**batch, frame_mask=gap)
+
+
+def test_mm_token_type_ids_default_to_the_types_read_from_input_ids(tiny_model, tiny_batch):
+    tiny_model.eval()
+    batch = _inference_batch(tiny_batch)
+    with torch.no_grad():
+        given = tiny_model(**batch)
+        read = tiny_model(**{k: v for k, v in batch.items() if k != "mm_token_type_ids"})
+    torch.testing.assert_close(read.seg_hidden_state, given.seg_hidden_state, rtol=0, atol=0)
+
+
+def test_the_llm_runs_on_the_rotary_positions_of_the_compressed_sequence(tiny_model, tiny_batch):
+    """f_sem is what the language model gives with the 3-D positions the uncompressed prompt had; the 1-D positions
+    the model would otherwise make up give another state."""
+    from lavida.token_compressor import compress_sequence
+
+    tiny_model.eval()
+    batch = _inference_batch(tiny_batch)
+    with torch.no_grad():
+        out = tiny_model(**batch)
+        sequence = compress_sequence(tiny_model.mllm, tiny_model.token_compressor, batch["input_ids"],
+                                     batch["attention_mask"], batch["mm_token_type_ids"],
+                                     batch["pixel_values_videos"], batch["video_grid_thw"])
+        inputs = {"inputs_embeds": sequence.inputs_embeds, "attention_mask": sequence.attention_mask,
+                  "use_cache": False}
+        rotary = tiny_model.mllm.model(**inputs, position_ids=sequence.position_ids).last_hidden_state
+        flat = tiny_model.mllm.model(**inputs,
+                                     position_ids=torch.arange(sequence.input_ids.shape[1])[None].expand(2, -1))
+    seg = (sequence.input_ids == tiny_model.config.seg_token_id).int().argmax(dim=1)
+    rows = torch.arange(2)
+    torch.testing.assert_close(out.seg_hidden_state, rotary[rows, seg], rtol=0, atol=0)
+    assert not torch.allclose(out.seg_hidden_state, flat.last_hidden_state[rows, seg], atol=1e-4)
+
+
+def test_output_attentions_can_come_from_the_config(tiny_batch):
+    torch.manual_seed(0)
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(attn_implementation="eager", output_attentions=True))
+    with torch.no_grad():
+        out = model.eval()(**_inference_batch(tiny_batch))
+    assert len(out.attentions) == model.config.mllm_config.text_config.num_hidden_layers
+
+
+def test_a_patch_grid_taller_than_its_temporal_groups_passes_the_frame_check(tiny_model, byte_tokenizer):
+    """8 frames at 112x112: 4 temporal groups of 8x8 patches; the frame check compares frames with the 4 groups."""
+    from transformers import Qwen2VLVideoProcessor
+
+    from tests.conftest import build_tiny_batch
+
+    processor = Qwen2VLVideoProcessor(size={"shortest_edge": 112 * 112, "longest_edge": 112 * 112},
+                                      cap_pixels_per_frame=False)
+    batch = build_tiny_batch(byte_tokenizer, processor, batch=1, with_targets=False)
+    assert batch["video_grid_thw"].tolist() == [[4, 8, 8]]
+    tiny_model.eval()
+    with torch.no_grad():
+        out = tiny_model(**batch)
+    assert out.frame_logits.shape == (1, 8)
+    with pytest.raises(ValueError, match="Frame count mismatch"):
+        tiny_model(**{**batch, "sam_pixel_values": batch["sam_pixel_values"][:, :6]})
+
+
+def test_a_model_with_bfloat16_towers_runs_under_autocast(tiny_model, tiny_batch):
+    """Mixed parameter dtypes (a frozen bf16 MLLM beside fp32 heads) run under autocast to the lower precision."""
+    tiny_model.eval()
+    tiny_model.mllm.to(torch.bfloat16)
+    with torch.no_grad():
+        out = tiny_model(**_inference_batch(tiny_batch))
+    assert torch.isfinite(out.frame_logits.float()).all() and out.seg_hidden_state.dtype == torch.bfloat16

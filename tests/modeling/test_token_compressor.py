@@ -316,3 +316,55 @@ def test_partly_static_clip_keeps_the_rotary_positions_of_the_merged_centres(tin
     new_columns = ((sequence.input_ids[0] == video_id) & sequence.attention_mask[0].bool()).nonzero().squeeze(-1)
     assert torch.equal(sequence.position_ids[:, 0, new_columns], full_positions[:, 0, video_columns[kept]])
     torch.testing.assert_close(sequence.inputs_embeds[0, new_columns], compressed.tokens[0][compressed.valid[0]])
+
+
+def test_density_merge_with_one_neighbour_matches_the_reference():
+    """k = 1: each token's density comes from its nearest neighbour alone (still a real LOF density, not a constant)."""
+    rng = np.random.default_rng(13)
+    z = rng.normal(size=(15, 4))
+    centres, merged, _ = reference_merge(z, 0.4, 1)
+    out = density_merge(torch.tensor(z)[None], torch.ones(1, 15, dtype=torch.bool), 0.4, 1)
+    assert out.kept_index[0].tolist() == centres and centres != list(range(len(centres)))
+    np.testing.assert_allclose(out.tokens[0].numpy(), merged, atol=1e-6)
+
+
+def test_density_merge_gives_a_video_without_tokens_no_centre():
+    """A row with no valid token gets no merged token, beside a real video and when the whole batch is empty."""
+    tokens = torch.tensor(np.random.default_rng(14).normal(size=(2, 6, 3)), dtype=torch.float32)
+    valid = torch.tensor([[True] * 6, [False] * 6])
+    out = density_merge(tokens, valid, 0.5, 2)
+    assert out.valid.tolist() == [[True] * 3, [False] * 3] and out.kept_index[1].tolist() == [-1] * 3
+    assert (out.tokens[1] == 0).all()
+    none = density_merge(tokens, torch.zeros(2, 6, dtype=torch.bool), 0.5, 2)
+    assert none.tokens.shape == (2, 0, 3) and none.tokens.dtype == tokens.dtype
+    assert none.kept_index.shape == none.valid.shape == (2, 0)
+    assert none.kept_index.dtype == torch.long and none.valid.dtype == torch.bool
+    assert none.lengths().tolist() == [0, 0]
+
+
+def test_compress_sequence_keeps_the_labels_of_the_kept_positions(tiny_model, byte_tokenizer, tiny_video_processor):
+    """LM labels follow their tokens through compression (text labels kept in order, -100 on the padding of the row
+    that keeps fewer visual tokens), and no labels stay None."""
+    from tests.conftest import build_tiny_batch
+
+    model = tiny_model.eval()
+    moving = build_tiny_batch(byte_tokenizer, tiny_video_processor, batch=1)
+    still = build_tiny_batch(byte_tokenizer, tiny_video_processor, batch=1, moving=False)  # pruned to its first group
+    keys = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values_videos", "video_grid_thw", "labels")
+    batch = {key: torch.cat([moving[key], still[key]]) for key in keys}
+    inputs = (model.mllm, model.token_compressor, batch["input_ids"], batch["attention_mask"],
+              batch["mm_token_type_ids"], batch["pixel_values_videos"], batch["video_grid_thw"])
+    with torch.no_grad():
+        sequence = compress_sequence(*inputs, labels=batch["labels"])
+        unlabelled = compress_sequence(*inputs)
+    assert unlabelled.labels is None
+    video_id = model.config.mllm_config.video_token_id
+    assert sequence.labels.shape == sequence.input_ids.shape
+    for row in range(batch["input_ids"].shape[0]):
+        ids, labels = batch["input_ids"][row], batch["labels"][row]
+        new_len = int(sequence.attention_mask[row].sum())
+        new_ids, new_labels = sequence.input_ids[row, :new_len], sequence.labels[row, :new_len]
+        assert torch.equal(new_labels[new_ids != video_id], labels[ids != video_id])
+        assert (new_labels[new_ids == video_id] == -100).all() and (labels >= 0).sum() > 5
+        assert (sequence.labels[row, new_len:] == -100).all()
+    assert int(sequence.attention_mask.sum(dim=1).min()) < sequence.labels.shape[1]  # one row is padded

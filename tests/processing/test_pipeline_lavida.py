@@ -188,3 +188,157 @@ def test_a_saved_checkpoint_runs_the_pipeline_without_the_package(tiny_lavida_ch
     assert remote["result"].pop("model_id") and expected.pop("model_id")
     assert remote["result"] == expected
     np.testing.assert_allclose(remote["mask"], local.masks[4], atol=1e-6)
+
+
+def test_smoothing_sigma_smooths_the_pipelines_scores_before_the_events(detector, frames, monkeypatch):
+    """The model's frame logits get a shape in each clip (high on frames 2-5 and on frame 7, a one-frame flicker);
+    ``smoothing_sigma`` must smooth that curve and the events must be cut from the smoothed one."""
+    from lavida.processing.postprocessing import find_events, smooth_scores
+
+    forward = detector.model.forward
+
+    def blocky(*args, **kwargs):
+        output = forward(*args, **kwargs)
+        pattern = torch.full_like(output.frame_logits, -3.0)
+        pattern[:, 2:6] = 3.0
+        pattern[:, 7] = 3.0
+        output.frame_logits = output.frame_logits + pattern  # (b, T)
+        return output
+
+    monkeypatch.setattr(detector.model, "forward", blocky)
+    video = FrameArray(frames, fps=10.0)
+    plain = detector(video, anomalies=NAMES)
+    smoothed = detector(video, anomalies=NAMES, smoothing_sigma=1.5)
+    assert np.ptp(plain.scores) > 0.8  # the blocks show
+    np.testing.assert_allclose(smoothed.scores, smooth_scores(plain.scores, 1.5), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(smoothed.sampled_scores, plain.sampled_scores)
+    spans = [(event.start_frame, event.end_frame) for event in smoothed.events]
+    assert spans == [(event.start_frame, event.end_frame) for event in find_events(smoothed.scores, 10.0)]
+    assert spans != [(event.start_frame, event.end_frame) for event in plain.events]
+    assert smoothed.to_dict()["settings"]["smoothing_sigma"] == 1.5
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Video geometry and time: huge, rotated and variable-frame-rate videos
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _spy_on_clip_sizes(monkeypatch) -> list[tuple[int, ...]]:
+    """The shapes of the clips the pipeline hands to the processor."""
+    from lavida.processing import pipeline_lavida
+
+    shapes: list[tuple[int, ...]] = []
+    original = pipeline_lavida.iter_clips
+
+    def spying(*args, **kwargs):
+        for clip in original(*args, **kwargs):
+            shapes.append(clip.frames.shape)
+            yield clip
+
+    monkeypatch.setattr(pipeline_lavida, "iter_clips", spying)
+    return shapes
+
+
+def test_a_huge_video_is_decoded_at_the_size_the_processor_needs(detector, tmp_path, monkeypatch):
+    """Memory must not grow with resolution: frames reach the processor at ``decoding_size``, results keep the
+    video's own size."""
+    side = 1100
+    video = np.random.default_rng(1).integers(0, 255, (9, side, side, 3), dtype=np.uint8)
+    path = tmp_path / "huge.mp4"
+    write_video(path, video, fps=10.0, preset="ultrafast")
+    expected = detector.processor.decoding_size(side, side)
+    assert max(expected) < side // 2  # the tiny processor needs 128 px for SAM2, 56 x 56 px for the MLLM
+    shapes = _spy_on_clip_sizes(monkeypatch)
+    result = detector(str(path), anomalies=NAMES, return_masks=True)
+    assert set(shapes) == {(8, *expected, 3)}
+    assert (result.video.width, result.video.height, result.video.num_frames) == (side, side, 9)
+    assert result.masks.shape == (9, side, side)  # masks map back to the video's own size
+    assert result.masks.frame(3, (40, 30)).shape == (40, 30)  # ... or to any other (the overlay's)
+    shapes.clear()
+    detector(FrameArray(video[:, ::8, ::8].copy()), anomalies=NAMES)  # 138 px: below the margin, untouched
+    assert set(shapes) == {(8, 138, 138, 3)}
+
+
+def test_decoding_size_keeps_normal_videos_and_the_mllm_grid():
+    from lavida.processing.factories import build_tiny_processor
+    from lavida.processing.processing_lavida import DECODING_MARGIN
+
+    processor = build_tiny_processor(llm_frame_pixels=112 * 112, sam_size=128)
+    for size in [(64, 80), (256, 256), (480, 640), (511, 300), (1, 64)]:
+        assert processor.decoding_size(*size) == size  # nothing to gain: decoded as they are
+    for height, width in [(8000, 8000), (2160, 3840), (3000, 1000), (1080, 1920)]:
+        small = processor.decoding_size(height, width)
+        assert small[0] < height and small[1] < width
+        assert min(small) >= DECODING_MARGIN * 128 - 1  # still at least twice SAM2's input
+        assert abs(small[0] / small[1] - height / width) < 0.02 * height / width  # aspect ratio kept
+        patches = processor.video_processor.get_num_of_video_patches
+        assert patches(8, *small, {}) == patches(8, height, width, {})  # the MLLM sees the same grid
+    wide_budget = processor.decoding_size(2160, 3840, llm_frame_pixels=[300 * 28 * 28, 400 * 28 * 28])
+    assert wide_budget > processor.decoding_size(2160, 3840)  # a larger MLLM budget keeps more pixels
+
+
+def _rotated_video(path: Path, rotation: int, height: int, width: int, frames: int = 10) -> Path:
+    import av
+    from fractions import Fraction
+
+    rng = np.random.default_rng(2)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(10))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.set_display_rotation(rotation)
+        for _ in range(frames):
+            image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_a_phone_video_is_scored_and_overlaid_upright(detector, tmp_path, monkeypatch):
+    from lavida.processing.result_writers import OutputOptions, write_result_folder
+    from lavida.processing.video_io import probe_video
+
+    path = _rotated_video(tmp_path / "portrait.mp4", -90, height=48, width=80)  # stored landscape, shown portrait
+    shapes = _spy_on_clip_sizes(monkeypatch)
+    result = detector(str(path), anomalies=NAMES, return_masks=True)
+    assert set(shapes) == {(8, 80, 48, 3)}  # the model sees the picture upright
+    assert (result.video.height, result.video.width) == (80, 48) and result.masks.shape == (10, 80, 48)
+    folder = write_result_folder(tmp_path / "out", result, OutputOptions(plot=False, progress=False))
+    overlay = probe_video(folder / "overlay.mp4")
+    assert (overlay.height, overlay.width, overlay.num_frames) == (80, 48, 10)
+    assert json.loads((folder / "result.json").read_text())["video"]["height"] == 80
+
+
+VFR_TIMES = [0.0, 0.05, 0.1, 0.15, 1.0, 1.05, 1.1, 2.4, 2.45, 2.5, 2.55]  # bursts and pauses, in seconds
+
+
+def test_variable_frame_rate_times_come_from_the_frames(detector, frames, tmp_path):
+    """Event, scores.csv and overlay times follow the frames' timestamps, not ``index / average fps``."""
+    import csv
+
+    import av
+    from fractions import Fraction
+
+    from lavida.processing.result_writers import OutputOptions, write_result_folder
+    from lavida.processing.video_io import probe_video
+
+    path = tmp_path / "screen.mkv"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(10))
+        stream.width, stream.height, stream.pix_fmt = 80, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index, time in enumerate(VFR_TIMES):
+            frame = av.VideoFrame.from_ndarray(frames[index], format="rgb24")
+            frame.pts, frame.time_base = round(time * 1000), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = detector(str(path), anomalies=NAMES, threshold=0.0, stride=2)  # every frame anomalous: one event
+    np.testing.assert_allclose(result.frame_times_s, VFR_TIMES, atol=1e-6)
+    (event,) = result.events
+    assert (event.start_frame, event.end_frame) == (0, len(VFR_TIMES) - 1)
+    assert event.start_s == 0.0 and event.end_s == pytest.approx(VFR_TIMES[-1] + 1 / result.video.fps)
+    assert result.video.duration_s == pytest.approx(event.end_s)
+    folder = write_result_folder(tmp_path / "out", result, OutputOptions(progress=False))
+    with open(folder / "scores.csv", newline="") as handle:
+        times = [float(row["time_s"]) for row in csv.DictReader(handle)]
+    np.testing.assert_allclose(times, VFR_TIMES, atol=1e-6)
+    np.testing.assert_allclose(probe_video(folder / "overlay.mp4").frame_times_s, VFR_TIMES, atol=1e-4)

@@ -118,3 +118,34 @@ def test_resize_masks_is_bilinear_to_native_size():
         resize_masks(np.zeros(5), (4, 4))
     probabilities = mask_probabilities(torch.from_numpy(masks), (97, 161))
     torch.testing.assert_close(probabilities, torch.sigmoid(torch.from_numpy(expected)))
+
+
+def test_a_detection_from_frame_scores_is_smoothed_with_its_options():
+    """``VideoDetection.from_frame_scores`` applies the options' smoothing before cutting events."""
+    from lavida.processing.detection import VideoDetection
+    from lavida.processing.options import DetectionOptions
+
+    raw = np.zeros(20, np.float32)
+    raw[[4, 12, 13, 14, 15]] = 0.9  # a one-frame flicker and a four-frame event
+    plain = VideoDetection.from_frame_scores(raw, 10.0, ["fire"])
+    smoothed = VideoDetection.from_frame_scores(raw, 10.0, ["fire"], options=DetectionOptions(smoothing_sigma=1.0))
+    np.testing.assert_array_equal(plain.scores, raw)
+    np.testing.assert_array_equal(smoothed.scores, smooth_scores(raw, 1.0).astype(np.float32))
+    np.testing.assert_array_equal(smoothed.sampled_scores, raw)  # the probabilities as scored, before smoothing
+    assert [(e.start_frame, e.end_frame) for e in plain.events] == [(4, 4), (12, 15)]
+    assert [(e.start_frame, e.end_frame) for e in smoothed.events] == [(12, 15)]  # the flicker is smoothed away
+    assert smoothed.to_dict()["settings"]["smoothing_sigma"] == 1.0
+
+
+def test_fill_keeps_every_frame_when_every_frame_was_scored():
+    """Stride 1 (consecutive indices) and a one-frame video are valid inputs, returned as they are."""
+    scores = np.array([0.1, 0.7, 0.4, 0.9], np.float32)
+    np.testing.assert_array_equal(fill_skipped_frames(np.arange(4), scores, 4), scores)
+    np.testing.assert_array_equal(fill_skipped_frames(np.array([0]), np.array([0.3]), 1), np.array([0.3], np.float32))
+
+
+def test_resize_masks_to_a_single_row_or_column():
+    """A one-pixel-high (or wide) target size is a size like any other: each output pixel averages its source span."""
+    masks = np.array([[[1.0, 3.0], [5.0, 7.0]]], np.float32)  # (1, 2, 2)
+    np.testing.assert_allclose(resize_masks(masks, (1, 2)), [[[3.0, 5.0]]])
+    np.testing.assert_allclose(resize_masks(masks, (2, 1)), [[[2.0], [6.0]]])

@@ -217,3 +217,63 @@ def test_result_folder_must_be_a_plain_child(video, tmp_path, name):
         with atomic_directory(Path(str(tmp_path / "out") + "/" + name)):
             pass
     assert (tmp_path / "out" / "keep").is_dir()
+
+
+def test_stale_staging_of_killed_runs_is_removed_and_nothing_else(tmp_path):
+    import os
+
+    from lavida.atomic_files import remove_stale_staging, staging_path
+    from tests.fixtures.killed_writes import leave_killed_write
+
+    out = tmp_path / "out"
+    killed_folder = leave_killed_write(out / "walk", "folder")
+    killed_file = leave_killed_write(out / "index.json", "file")
+    assert len(killed_folder) == len(killed_file) == 1 and killed_folder[0].name.startswith(".walk.partial-")
+    dead_pid = int(killed_folder[0].name.split("-")[-2])
+    kept = [staging_path(out / "run", "partial"),  # this process is alive
+            out / f".walk.partial-00000000-{dead_pid}-0123abcd",  # another machine's process
+            out / ".walk.partial-0123abcd",  # not our naming
+            out / ".notes.txt", out / "walk-results"]
+    for path in kept:
+        path.mkdir()
+    removed = remove_stale_staging(out)
+    assert sorted(removed) == sorted(killed_folder + killed_file)
+    assert sorted(out.iterdir()) == sorted(kept)
+    assert remove_stale_staging(tmp_path / "nowhere") == []
+    assert os.getpid() != dead_pid
+
+
+def test_a_replacement_killed_between_its_renames_gets_its_old_results_back(tmp_path):
+    from lavida.atomic_files import remove_stale_staging
+    from tests.fixtures.killed_writes import leave_killed_write
+
+    out = tmp_path / "out"
+    (out / "walk").mkdir(parents=True)
+    (out / "walk" / "result.json").write_text("complete")
+    staging = leave_killed_write(out / "walk", "folder")[0]
+    # as if killed after the old folder was moved aside: only the retired copy holds the results
+    retired = staging.with_name(staging.name.replace(".partial-", ".old-"))
+    (out / "walk").rename(retired)
+    remove_stale_staging(out)
+    assert sorted(path.name for path in out.iterdir()) == ["walk"]
+    assert (out / "walk" / "result.json").read_text() == "complete"
+
+
+def test_a_failed_swap_keeps_the_old_results_in_place(video, tmp_path, monkeypatch):
+    import errno
+
+    first = write_result_folder(tmp_path / "walk", make_record(video),
+                                OutputOptions(progress=False, plot=False, overlay=False))
+    real_rename = Path.rename
+
+    def busy(self, target):
+        if self.name.startswith(".walk.partial-"):
+            raise OSError(errno.EBUSY, "Device or resource busy", str(self))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", busy)
+    with pytest.raises(OSError, match="busy"):
+        write_result_folder(tmp_path / "walk", make_record(video, np.zeros(NUM_FRAMES, np.float32)),
+                            OutputOptions(progress=False, plot=False, overlay=False))
+    assert [path.name for path in tmp_path.iterdir()] == ["walk"]
+    assert sorted(path.name for path in first.iterdir()) == ["result.json", "scores.csv"]

@@ -12,7 +12,7 @@ import pytest
 
 from lavida.errors import UserInputError
 from lavida.processing.postprocessing import fill_skipped_frames
-from lavida.processing.video_io import FrameArray, iter_clips, iter_frames, probe_video, write_video
+from lavida.processing.video_io import FrameArray, VideoReader, iter_clips, iter_frames, probe_video, write_video
 
 HEIGHT, WIDTH, NUM_FRAMES, FPS = 97, 161, 100, 25
 
@@ -30,9 +30,11 @@ def frame_image(index: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndar
     return image
 
 
-def decoded_index(image: np.ndarray) -> int:
-    band = image.shape[1] // BITS
-    bits = [image[:, bit * band + band // 4:(bit + 1) * band - band // 4].mean() > 128 for bit in range(BITS)]
+def decoded_index(image: np.ndarray, band: float | None = None) -> int:
+    """The index ``frame_image`` drew; ``band``: the band width in pixels when the frame was scaled."""
+    band = band or image.shape[1] // BITS
+    bits = [image[:, round(bit * band + band / 4):round((bit + 1) * band - band / 4)].mean() > 128
+            for bit in range(BITS)]
     return sum(int(value) << bit for bit, value in enumerate(bits))
 
 
@@ -246,3 +248,180 @@ def test_write_video_is_atomic_on_failure(tmp_path):
         write_video(tmp_path / "out.mp4", [], fps=FPS)
     assert list(tmp_path.iterdir()) == []
 
+
+def test_an_ntsc_frame_rate_is_read_exactly(tmp_path):
+    """29.97 fps (30000/1001) stays 29.97: a rounded rate would put every event time 0.1 % off."""
+    path = encode(tmp_path / "ntsc.mp4", 12, fps=Fraction(30000, 1001))
+    ntsc = 30000 / 1001
+    info = probe_video(path)
+    assert info.fps == pytest.approx(ntsc, rel=1e-9) and info.duration_s == pytest.approx(12 / ntsc, rel=1e-9)
+    reader = VideoReader(path)
+    assert reader.header.fps == pytest.approx(ntsc, rel=1e-9)
+    assert len(list(reader.frames())) == 12 and reader.info.fps == pytest.approx(ntsc, rel=1e-9)
+    assert probe_video(path.read_bytes()).fps == pytest.approx(ntsc, rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Size, rotation and frame times
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_frames_come_out_at_the_size_asked_while_info_keeps_the_video_size(h264_video):
+    """A ``size`` function shrinks frames in the decoder's scaler; the metadata still describes the video."""
+    from lavida.processing.video_io import VideoReader
+
+    asked = []
+
+    def quarter(height, width):
+        asked.append((height, width))
+        return height // 4, width // 4
+
+    reader = VideoReader(h264_video)
+    frames = list(reader.frames(stride=9, size=quarter))
+    assert asked == [(HEIGHT, WIDTH)]  # decided once, from the upright size of the video
+    assert {frame.image.shape for frame in frames} == {(HEIGHT // 4, WIDTH // 4, 3)}
+    band = (WIDTH // BITS) * (WIDTH // 4) / WIDTH  # the bands, scaled with the frame
+    assert [decoded_index(frame.image, band) for frame in frames] == [frame.index for frame in frames]  # same pictures
+    assert (reader.info.width, reader.info.height, reader.info.num_frames) == (WIDTH, HEIGHT, NUM_FRAMES)
+    array = np.stack([frame_image(index) for index in range(4)])  # in-memory frames go through the same scaler
+    assert {frame.image.shape for frame in iter_frames(array, size=quarter)} == {(HEIGHT // 4, WIDTH // 4, 3)}
+    with pytest.raises(ValueError, match="positive"):
+        next(iter_frames(h264_video, size=lambda height, width: (0, width)))
+
+
+def _arrow(height: int, width: int) -> np.ndarray:
+    """An asymmetric picture: a white top row, a red left column, a green block in the bottom-right corner."""
+    image = np.full((height, width, 3), 90, dtype=np.uint8)
+    image[: height // 8] = 255
+    image[:, : width // 8] = (255, 0, 0)
+    image[-height // 4:, -width // 4:] = (0, 255, 0)
+    return image
+
+
+def encode_rotated(path: Path, rotation: int, height: int = 48, width: int = 80, num_frames: int = 4) -> Path:
+    """A video whose container asks players to rotate it (``rotation`` degrees counter-clockwise, as a phone's)."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(FPS))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv444p"
+        stream.options = {"qp": "0"}  # lossless: the test compares pixels
+        stream.set_display_rotation(rotation)
+        for _ in range(num_frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(_arrow(height, width), format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("rotation, turns", [(-90, -1), (90, 1), (180, 2)])
+def test_rotated_video_is_read_upright(tmp_path, rotation, turns):
+    path = encode_rotated(tmp_path / "phone.mp4", rotation)
+    upright = np.rot90(_arrow(48, 80), turns)  # what a player shows
+    frames = list(iter_frames(path))
+    assert len(frames) == 4
+    for frame in frames:
+        assert frame.image.shape == upright.shape
+        assert np.abs(frame.image.astype(int) - upright).max() <= 2
+    info = probe_video(path)
+    assert (info.height, info.width) == upright.shape[:2]
+    small = next(iter_frames(path, size=lambda height, width: (height // 2, width // 2))).image
+    assert small.shape == (upright.shape[0] // 2, upright.shape[1] // 2, 3)  # scaled, then turned: still upright
+    for row, column in [(0, 0), (0, -1), (-1, 0), (-1, -1)]:  # each corner as the upright picture has it
+        assert np.abs(small[row, column].astype(int) - upright[row, column]).max() <= 8
+
+
+VFR_TIMES = [0.0, 0.04, 0.08, 0.5, 0.54, 1.3, 1.34, 2.0, 2.04, 2.8]  # seconds: bursts and pauses
+
+
+def encode_vfr(path: Path, times: list[float], container_format: str = "matroska") -> Path:
+    """Frames with explicit presentation times (a variable frame rate), as screen recorders and phones write."""
+    with av.open(str(path), mode="w", format=container_format) as container:
+        stream = container.add_stream("libx264", rate=Fraction(FPS))
+        stream.width, stream.height, stream.pix_fmt = WIDTH + 1, HEIGHT + 1, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index, time in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(frame_image(index, HEIGHT + 1, WIDTH + 1), format="rgb24")
+            frame.pts, frame.time_base = round(time * 1000), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("container_format, suffix", [("matroska", ".mkv"), ("mp4", ".mp4")])
+def test_variable_frame_rate_video_keeps_its_frame_times(tmp_path, container_format, suffix):
+    from lavida.processing.video_io import VideoReader
+
+    path = encode_vfr(tmp_path / f"vfr{suffix}", VFR_TIMES, container_format)
+    info = probe_video(path)
+    assert info.num_frames == len(VFR_TIMES)
+    np.testing.assert_allclose(info.frame_times_s, VFR_TIMES, atol=1e-6)
+    assert info.duration_s == pytest.approx(VFR_TIMES[-1] + 1 / info.fps)
+    np.testing.assert_allclose(info.frame_edges_s(), [*VFR_TIMES, info.duration_s])
+    reader = VideoReader(path)
+    assert [decoded_index(frame.image) for frame in reader.frames()] == list(range(len(VFR_TIMES)))
+    np.testing.assert_allclose(reader.info.frame_times_s, VFR_TIMES, atol=1e-6)  # the decoding pass agrees
+
+
+def test_constant_frame_rate_video_has_no_separate_frame_times(h264_video, tmp_path):
+    info = probe_video(h264_video)
+    assert info.frame_times_s is None
+    np.testing.assert_array_equal(info.frame_edges_s(), np.arange(NUM_FRAMES + 1) / FPS)
+    mkv = encode(tmp_path / "ms.mkv", 30, width=48, height=32, fps=30, container_format="matroska")
+    assert probe_video(mkv).frame_times_s is None  # millisecond timestamps of 30 fps are still a constant rate
+
+
+def test_write_video_keeps_given_frame_times(tmp_path):
+    path = tmp_path / "timed.mp4"
+    write_video(path, _frames(len(VFR_TIMES), 32, 48), fps=FPS, frame_times_s=VFR_TIMES)
+    np.testing.assert_allclose(probe_video(path).frame_times_s, VFR_TIMES, atol=1e-4)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        write_video(tmp_path / "bad.mp4", _frames(3, 32, 48), fps=FPS, frame_times_s=[0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="frame times"):
+        write_video(tmp_path / "short.mp4", _frames(3, 32, 48), fps=FPS, frame_times_s=[0.0, 1.0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["timed.mp4"]
+
+
+def test_a_list_of_frames_is_read_and_checked_frame_by_frame():
+    from lavida.processing.video_io import describe_source
+
+    frames = [frame_image(index, 12, 14) for index in range(3)]
+    assert describe_source(frames) == "the list of 3 frames [12, 14, 3]"
+    read = list(iter_frames(frames))
+    assert [frame.index for frame in read] == [0, 1, 2]
+    assert all(np.array_equal(frame.image, image) for frame, image in zip(read, frames))
+    with pytest.raises(UserInputError, match=r"uint8 RGB \[height, width, 3\] each"):  # refused before any reading
+        VideoReader([frames[0].astype(np.float32)] + frames[1:])
+    with pytest.raises(UserInputError, match="Frame 2 of the list"):
+        list(iter_frames(frames[:2] + [frames[2][:, :10]]))
+    with pytest.raises(UserInputError, match="fps"):
+        VideoReader(FrameArray(np.stack(frames), fps=0))
+
+
+def test_an_odd_height_alone_is_padded_too(tmp_path):
+    path = tmp_path / "odd-height.mp4"
+    write_video(path, _frames(4, height=9, width=16), fps=FPS)
+    assert _read_back(path)[1:4] == (16, 10, "yuv420p")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_mp4_and_mov_files_put_their_index_first_for_streaming(tmp_path, suffix):
+    """``+faststart``: the moov index precedes the media data, so a browser can play while downloading."""
+    path = tmp_path / f"stream{suffix}"
+    write_video(path, _frames(4, height=16, width=16), fps=FPS)
+    data = path.read_bytes()
+    assert 0 <= data.find(b"moov") < data.find(b"mdat")
+
+
+def test_the_header_estimates_the_frame_count_when_the_container_stores_none(tmp_path):
+    """Matroska stores a duration but no frame count: the header estimates it from duration x fps (the Space's
+    duration check and the progress bar read it before decoding); mp4 declares its count."""
+    from lavida.processing.video_io import read_header
+
+    mkv = encode(tmp_path / "clip.mkv", 20, container_format="matroska")
+    mp4 = encode(tmp_path / "clip.mp4", 20)
+    for path in (mkv, mp4):
+        header = read_header(path)
+        assert header.num_frames == 20 and header.duration_s == pytest.approx(20 / FPS, abs=1.5 / FPS), path.suffix
+
+
+def test_an_empty_frame_array_is_refused_as_too_short():
+    with pytest.raises(UserInputError, match="frame"):
+        list(iter_frames(np.zeros((0, 8, 8, 3), np.uint8)))

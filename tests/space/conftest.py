@@ -11,6 +11,7 @@ import pytest
 
 MAX_DURATION_S = 3.0
 MAX_UPLOAD_MB = 1.0
+MAX_FRAMES = 400
 
 
 def free_port() -> int:
@@ -94,7 +95,8 @@ def live_app(tiny_checkpoint, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LAVIDA_MODEL", str(tiny_checkpoint))
         settings = SpaceSettings.from_env(work_dir=str(work_dir), concurrency_limit=2, max_queue_size=16,
-                                          max_duration_s=MAX_DURATION_S, max_upload_mb=MAX_UPLOAD_MB)
+                                          max_duration_s=MAX_DURATION_S, max_upload_mb=MAX_UPLOAD_MB,
+                                          max_frames=MAX_FRAMES)
         assert settings.model == str(tiny_checkpoint)
         port = free_port()
         app = launch(settings, block=False, server_name="127.0.0.1", server_port=port, quiet=True)

@@ -112,3 +112,50 @@ def test_eight_concurrent_requests_complete_with_correct_results(live_app, video
                                                                                                  stride)
         assert result["scores"] == reference
         assert Path(plot).stat().st_size > 0 and Path(overlay).stat().st_size > 0
+
+
+def test_a_frame_bomb_is_refused_from_its_header_and_the_app_keeps_serving(live_app, tmp_path):
+    """A short video at a huge frame rate passes the duration limit but not the frame limit, before decoding."""
+    from .conftest import MAX_FRAMES, moving_square_video
+
+    bomb = moving_square_video(tmp_path / "bomb.mp4", MAX_FRAMES + 100, 16, 16, 200.0, seed=6)  # 2.5 s
+    client = _client(live_app, tmp_path)
+    with pytest.raises(AppError, match=rf"bomb\.mp4 has {MAX_FRAMES + 100} frames; this demo accepts videos of up "
+                                       rf"to {MAX_FRAMES} frames"):
+        _detect(client, bomb, "fire", 1, 0.5)
+
+
+def test_a_request_whose_client_cancels_stops_running(live_app, videos, tmp_path, monkeypatch):
+    """An abandoned request must not hold its worker: the detection stops within a batch or two of clips."""
+    import math
+    import time
+
+    from lavida.processing.pipeline_lavida import VideoAnomalyDetectionPipeline
+
+    from .conftest import moving_square_video
+
+    calls: list[float] = []
+    original = VideoAnomalyDetectionPipeline._forward
+
+    def slow_forward(self, *args, **kwargs):  # the app runs in this process: every model call is seen here
+        calls.append(time.monotonic())
+        time.sleep(0.25)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VideoAnomalyDetectionPipeline, "_forward", slow_forward)
+    frames = 290  # 2.9 s at 100 fps: within the limits
+    video = moving_square_video(tmp_path / "busy.mp4", frames, 16, 16, 100.0, seed=5)
+    total_calls = math.ceil(math.ceil(frames / 8) / live_app.settings.clip_batch_size)
+    job = _client(live_app, tmp_path).submit(handle_file(str(video)), "fire", 1, 0.5, api_name="/detect")
+    deadline = time.monotonic() + 120
+    while len(calls) < 2:
+        assert time.monotonic() < deadline, "the request never started"
+        time.sleep(0.05)
+    job.cancel()
+    while not calls or time.monotonic() - calls[-1] < 3.0:  # until no model call for 3 s
+        assert time.monotonic() < deadline, "the detection kept running"
+        time.sleep(0.1)
+    assert len(calls) < total_calls / 2, f"{len(calls)} of the {total_calls} model calls ran despite the cancel"
+    monkeypatch.undo()
+    plot, overlay, table, files, summary = _detect(_client(live_app, tmp_path), videos["walk"], "fire", 4, 0.5)
+    assert Path(plot).stat().st_size > 0  # the next request is served

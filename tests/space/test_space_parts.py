@@ -204,3 +204,200 @@ def test_demo_command_reports_a_missing_model_on_one_line(tmp_path, capsys):
     assert cli.main(["demo", "--model", str(tmp_path / "nowhere"), "--work-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("lavida demo: error: Cannot load checkpoint") and "\n" not in error
+
+
+def test_the_app_queue_takes_its_size_and_concurrency_from_the_settings(tmp_path):
+    """A Space left with an unbounded queue would pile up requests instead of answering "queue full"."""
+    from lavida.space.app import build_app
+
+    class NoModel:  # build_app only needs the service's model id and request handler
+        model_id = "no-model"
+
+        def run(self, *args, **kwargs):
+            raise AssertionError("no request is made")
+
+    settings = SpaceSettings(work_dir=str(tmp_path), max_queue_size=5, concurrency_limit=3, keep_results=3)
+    app = build_app(settings, service=NoModel())
+    queue = app._queue  # gradio keeps the queue's settings on it
+    assert (queue.max_size, queue.default_concurrency_limit) == (5, 3)
+    detect = next(fn for fn in app.fns.values() if fn.api_name == "detect")
+    assert detect.concurrency_limit == 3
+
+
+# -- limits on the work a request causes ----------------------------------------------------------------------------
+
+
+def test_frame_and_pixel_limits_come_from_the_environment_and_show_in_the_page():
+    from lavida.space.app import _intro
+
+    settings = SpaceSettings.from_env({"LAVIDA_SPACE_MAX_FRAMES": "900", "LAVIDA_SPACE_MAX_PIXELS": "921600"})
+    assert (settings.max_frames, settings.max_pixels) == (900, 1280 * 720)
+    assert (SpaceSettings().max_frames, SpaceSettings().max_pixels) == (3600, 1920 * 1080)
+    intro = _intro(SpaceSettings(), "some/model")
+    assert "**3600 frames**" in intro and "**2.1 megapixels** a frame" in intro
+    with pytest.raises(UserInputError, match="max_frames must be at least 1"):
+        SpaceSettings.from_env({"LAVIDA_SPACE_MAX_FRAMES": "0"})
+
+
+def _limited_service(reference_model, tmp_path, **limits):
+    from lavida.space.service import DetectionService
+
+    settings = SpaceSettings(model="tiny-test", work_dir=str(tmp_path), max_duration_s=3.0, max_upload_mb=1.0,
+                             **limits)
+    return DetectionService(settings, *reference_model)
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"max_frames": 10}, "walk.mp4 has 16 frames; this demo accepts videos of up to 10 frames"),
+    ({"max_pixels": 64 * 80 - 1}, "walk.mp4 is 80x64 (0.0 megapixels a frame); this demo accepts frames up to"),
+])
+def test_too_many_frames_or_pixels_are_refused_before_decoding(reference_model, videos, tmp_path, limits, message):
+    service = _limited_service(reference_model, tmp_path, **limits)
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("the video was decoded")
+
+    service.detector = no_detection
+    with pytest.raises(UserInputError, match=re.escape(message)):
+        service.run(videos["walk"], "fire", 1, 0.5)
+    assert not (tmp_path / "results").exists()
+
+
+def test_frames_beyond_the_limit_stop_a_video_that_declares_no_count(reference_model, tmp_path):
+    """A raw H.264 stream declares neither frames nor duration: the limit is enforced while decoding."""
+    import av
+    import numpy as np
+
+    from lavida.processing.video_io import read_header
+
+    path = tmp_path / "stream.h264"
+    with av.open(str(path), mode="w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for index in range(48):
+            image = np.full((32, 32, 3), index * 5, dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    assert read_header(path).num_frames is None
+    service = _limited_service(reference_model, tmp_path / "work", max_frames=20)
+    scored = []
+    with pytest.raises(UserInputError, match=r"stream\.h264 has more than 20 frames"):
+        service.run(path, "fire", 1, 0.5, progress=lambda fraction, text: scored.append(text))
+    assert len(scored) < 4  # stopped after the batch that crossed the limit, not at the end (48 frames)
+    assert not (tmp_path / "work" / "results").exists() or not any((tmp_path / "work" / "results").iterdir())
+
+
+def test_a_cancelled_request_stops_at_its_next_batch(reference_model, videos, tmp_path):
+    from lavida.space.service import RequestCancelled
+
+    service = _limited_service(reference_model, tmp_path, clip_batch_size=1)
+    scored = []
+
+    def progress(fraction, text):
+        if text.startswith("Scoring"):
+            scored.append(text)
+
+    with pytest.raises(RequestCancelled):
+        service.run(videos["walk"], "fire", 1, 0.5, progress=progress, cancelled=lambda: bool(scored))
+    assert scored == ["Scoring frames (8/16)"]  # the second clip was never scored
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+# -- what visitors see, and where files go ----------------------------------------------------------------------------
+
+
+def test_visitor_messages_carry_no_server_paths():
+    from lavida.space.service import visitor_message
+
+    upload = "/srv/uploads/0a1b2c/odd size.mp4"
+    assert visitor_message(f"Video {upload} is damaged", upload) == "Video odd size.mp4 is damaged"
+    text = "FileNotFoundError: [Errno 2] No such file or directory: '/srv/space/results/x-1/overlay.mp4'"
+    assert visitor_message(text) == "FileNotFoundError: [Errno 2] No such file or directory: 'overlay.mp4'"
+    assert visitor_message(r"cannot read C:\Users\me\clip.mp4") == "cannot read clip.mp4"
+    assert visitor_message("threshold must be in [0, 1]; rate 30000/1001") == \
+        "threshold must be in [0, 1]; rate 30000/1001"
+
+
+def test_a_failed_request_shows_no_server_path(tmp_path):
+    import gradio as gr
+
+    from lavida.space.app import _handler
+
+    upload = tmp_path / "uploads" / "clip.mp4"
+
+    class FailingService:
+        def run(self, video, *args, **kwargs):
+            raise RuntimeError(f"decoder crashed on {video} while writing {tmp_path}/results/x/overlay.mp4")
+
+    with pytest.raises(gr.Error) as caught:
+        list(_handler(FailingService(), tmp_path)(str(upload), "fire", 1, 0.5))
+    shown = caught.value.message
+    assert "decoder crashed on clip.mp4" in shown and "overlay.mp4" in shown
+    assert str(tmp_path) not in shown and "/" not in shown.split("(", 1)[1]
+
+
+def test_the_default_work_dir_is_private_to_the_user(tmp_path, monkeypatch):
+    import os
+    import stat
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    settings = SpaceSettings()
+    root = settings.prepare_root()
+    assert root.parent == tmp_path and root.name == f"lavida-space-{os.getuid()}"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert settings.prepare_root() == root  # reused as it is
+
+    root.chmod(0o755)  # readable by others: uploads and results would be
+    with pytest.raises(UserInputError, match=r"is open to other users \(mode 755\).*LAVIDA_SPACE_WORK_DIR"):
+        settings.prepare_root()
+    root.chmod(0o700)
+    monkeypatch.setattr(os, "getuid", lambda: os.geteuid() + 1)  # as if another user had made it first
+    with pytest.raises(UserInputError, match="belongs to another user"):
+        SpaceSettings().prepare_root()
+    monkeypatch.undo()
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / f"lavida-space-{os.getuid()}").symlink_to(root)  # planted link
+    with pytest.raises(UserInputError, match="is not a folder"):
+        SpaceSettings().prepare_root()
+
+
+def test_a_chosen_work_dir_must_not_be_writable_by_others(tmp_path):
+    chosen = tmp_path / "space"
+    assert SpaceSettings(work_dir=str(chosen)).prepare_root() == chosen  # created
+    chosen.chmod(0o755)
+    assert SpaceSettings(work_dir=str(chosen)).prepare_root() == chosen  # readable is the owner's choice
+    chosen.chmod(0o777)
+    with pytest.raises(UserInputError, match="is open to other users"):
+        SpaceSettings(work_dir=str(chosen)).prepare_root()
+
+
+@pytest.mark.parametrize("leave", ["close", "stop asking"])
+def test_the_detection_stops_when_the_page_stops_asking_for_the_request(tmp_path, leave):
+    """Gradio closes (or simply stops iterating) a request whose visitor has gone; the detection must then stop."""
+    import threading
+    import time
+
+    from lavida.space.app import ABANDONED_AFTER_S, _handler
+    from lavida.space.service import RequestCancelled
+
+    stopped = threading.Event()
+
+    class EndlessService:
+        def run(self, video, anomalies, stride, threshold, progress=None, cancelled=None):
+            while not cancelled():
+                progress(0.5, "Scoring frames")
+                time.sleep(0.01)
+            stopped.set()
+            raise RequestCancelled("gone")
+
+    request = _handler(EndlessService(), tmp_path)("clip.mp4", "fire", 1, 0.5)
+    next(request)  # the first "no change" update: the detection is running
+    assert not stopped.wait(0.2)
+    if leave == "close":
+        request.close()
+        assert stopped.wait(5.0)
+    else:  # the generator is neither asked for more nor closed
+        assert stopped.wait(ABANDONED_AFTER_S + 5.0)

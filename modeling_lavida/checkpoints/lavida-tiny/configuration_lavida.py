@@ -30,6 +30,7 @@ MASK_CANDIDATE_TRAINING_MODES = ("lowest_loss", "all")
 MASK_LOSS_NORMALIZATION_MODES = ("all_frames", "positive_frames")
 QFORMER_ACTIVATIONS = ("relu", "gelu")
 FRAME_SCORE_MODES = ("object_score", "name_grounding")
+MASK_SOURCE_MODES = ("decoder", "name_grounding", "gated")
 MODULE_DTYPE_NAMES = ("float32", "bfloat16", "float16", "float64")
 
 # Qwen2-VL-7B-Instruct (text side) and SAM 2.1 Hiera-Small, the paper's towers.
@@ -110,12 +111,27 @@ class LavidaConfig(PreTrainedConfig):
     grounding_hidden_size (`int`, defaults to 64), grounding_embedding_size (`int`, defaults to 32): widths of the
         name-grounding head's pixel encoder and of the space names and pixels are matched in.
     grounding_positive_weight (`float`, defaults to 10.0): weight of the positive pixels in its per-pixel BCE.
+    mask_source (`str`, defaults to `"decoder"`): where the returned anomaly map (``mask_logits``) comes from; an
+        inference-time choice (training always trains SAM2's candidate masks). ``"decoder"`` is the paper's: the mask
+        decoder's candidate with the highest predicted IoU. With the name-grounding head (``frame_score=
+        "name_grounding"``) two more: ``"name_grounding"``, the head's per-pixel name logits, highest over the listed
+        names (the map's maximum is the frame logit, but only a few cells of an object match strongly), and
+        ``"gated"``: each object the decoder outlines (its mask above ``mask_object_threshold``) takes the best
+        name-map logit found on it, so an object is as anomalous as its best match to a listed name and the whole
+        object is covered. A decoder that learnt to outline whatever is in view marks normal objects as strongly as
+        the named one; ``"gated"`` keeps its outlines and takes the choice of object from the names.
+    mask_object_threshold (`float`, defaults to 0.12): with ``mask_source="gated"``, the decoder mask probability
+        above which a pixel belongs to an object (low: the decoder's probability on a held-out object is often
+        modest, and the name map decides which object is anomalous).
     module_dtypes (`dict[str, str]`, *optional*): the parameter dtype of each part of a model whose parts do not share
         one dtype (a bfloat16 MLLM next to a float32 projector and SAM2, float32 trainable weights inside a bfloat16
         tower), written by ``save_pretrained``: ``{"": root dtype, "module.or.parameter.name": dtype, ...}``, a deeper
         name overriding a shallower one. The model is built with these dtypes, so ``from_pretrained`` without an
         explicit ``dtype`` restores each part in the dtype it was saved with; ``None`` when all parameters share one
         dtype (``dtype`` then says which).
+    training_domain (`str`, *optional*): in a few words, the footage the weights were trained on (e.g. "synthetic
+        videos of coloured shapes only"), shown to users of a model that only knows a narrow world (``lavida detect``,
+        ``result.json``, the Space); ``None`` (the default, for user checkpoints) says nothing.
     """
 
     model_type = "lavida"
@@ -163,9 +179,12 @@ class LavidaConfig(PreTrainedConfig):
     grounding_hidden_size: int = 64
     grounding_embedding_size: int = 32
     grounding_positive_weight: float = 10.0
+    mask_source: str = "decoder"
+    mask_object_threshold: float = 0.12
 
     initializer_range: float = 0.02
     module_dtypes: dict[str, str] | None = None
+    training_domain: str | None = None
 
     def __post_init__(self, **kwargs):
         # Paper defaults for the towers when none is given (the library defaults are other sizes).
@@ -201,6 +220,13 @@ class LavidaConfig(PreTrainedConfig):
                              f"got {self.qformer_activation!r}.")
         if self.frame_score not in FRAME_SCORE_MODES:
             raise ValueError(f"frame_score must be one of {FRAME_SCORE_MODES}, got {self.frame_score!r}.")
+        if self.mask_source not in MASK_SOURCE_MODES:
+            raise ValueError(f"mask_source must be one of {MASK_SOURCE_MODES}, got {self.mask_source!r}.")
+        if not 0.0 < self.mask_object_threshold < 1.0:
+            raise ValueError(f"mask_object_threshold must be in (0, 1), got {self.mask_object_threshold}.")
+        if self.mask_source != "decoder" and self.frame_score != "name_grounding":
+            raise ValueError(f"mask_source {self.mask_source!r} reads the name-grounding head's maps, which only a "
+                             "model with frame_score='name_grounding' has; use mask_source='decoder'.")
         if self.text_pooling not in TEXT_POOLING_MODES:
             raise ValueError(f"text_pooling must be one of {TEXT_POOLING_MODES}, got {self.text_pooling!r}.")
         for name in ("projector_hidden_size", "num_queries", "qformer_layers", "qformer_heads", "grounding_hidden_size",

@@ -3,7 +3,8 @@
 A video MLLM (Qwen2-VL / Qwen2.5-VL / Qwen3-VL) reads the clip and the list of anomaly names in one forward pass;
 the last-layer hidden state at ``<SEG>`` (``f_sem``), the class-name embeddings and SAM2's frame features go through
 the semantic projector, which yields one sparse prompt per frame for SAM2's mask decoder: its object-score logit is
-the frame's anomaly score and its best mask the pixel-level anomaly map.
+the frame's anomaly score and its best mask the pixel-level anomaly map (``config.frame_score`` and
+``config.mask_source`` take them from the name-grounding head instead, for models that have one).
 
 Departures from the authors' code (see the method page): visual token compression keeps the multimodal (3-D) rotary
 positions of the surviving tokens and runs in training as well as inference.
@@ -18,6 +19,7 @@ import contextlib
 import copy
 import difflib
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypedDict
@@ -31,8 +33,8 @@ from transformers.utils import logging as hf_logging
 from .anomaly_mask_decoder import AnomalyMaskPrediction, SamFrameFeatures, decode_anomaly_masks, encode_frames
 from .configuration_lavida import LavidaConfig
 from .loss_lavida import LavidaLoss, LavidaLossTerms
-from .name_grounding_head import (INITIAL_LOGIT_BIAS, NameGroundingHead, listed_name_targets, name_grounding_loss,
-                                  name_presence_logits)
+from .name_grounding_head import (INITIAL_LOGIT_BIAS, NameGroundingHead, listed_name_targets, name_anomaly_map,
+                                  name_grounding_loss, name_presence_logits, object_gated_logits)
 from .semantic_projector import NamePromptEncoder, SemanticProjector
 from .token_compressor import TokenCompressor, compress_sequence
 
@@ -182,9 +184,12 @@ class LavidaOutput(ModelOutput):
             ``config.frame_score="name_grounding"`` the largest of ``name_logits``).
         name_logits: ``[B, T, N]`` with ``frame_score="name_grounding"``: each name's presence logit per frame
             (padding names hold the dtype's minimum).
-        mask_logits: ``[B, T, h, w]`` anomaly map logits (best of 3 by predicted IoU), low resolution.
-        iou_scores: ``[B, T, 3]`` predicted IoU of the three candidate masks.
-        candidate_mask_logits: ``[B, T, 3, h, w]`` all three candidates.
+        mask_logits: ``[B, T, h, w]`` anomaly map logits, low resolution, from ``config.mask_source``: the decoder's
+            candidate with the highest predicted IoU (``"decoder"``, the paper's), the name-grounding head's map of
+            the listed names (``"name_grounding"``), or the decoder's objects each scored by its best match to a listed
+            name (``"gated"``).
+        iou_scores: ``[B, T, 3]`` predicted IoU of the decoder's three candidate masks.
+        candidate_mask_logits: ``[B, T, 3, h, w]`` the decoder's three candidates (whatever ``mask_source``).
         seg_hidden_state: ``[B, D]`` the MLLM's last-layer hidden state at ``<SEG>``.
         num_visual_tokens: ``[B]`` visual tokens the LLM saw after compression.
         hidden_states: with ``output_hidden_states=True``, the MLLM's language model hidden states: a tuple of
@@ -229,6 +234,7 @@ class _FramePredictions:
     """Per real frame (``BT`` = the batch's real frames, sample-major) predictions of the decoder and heads."""
 
     decoded: AnomalyMaskPrediction  # mask_logits (BT, 3, h, w), iou_scores (BT, 3), object_logits (BT,)
+    mask_logits: torch.Tensor  # (BT, h, w) the returned anomaly map (config.mask_source)
     frame_logits: torch.Tensor  # (BT,)
     name_logits: torch.Tensor | None  # (BT, N), with the name-grounding head
     pixel_embeddings: torch.Tensor | None  # (BT, D, h, w), with the name-grounding head
@@ -545,7 +551,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                 frame_logits=_per_frame(predictions.frame_logits, frame_mask, batch, frames, lowest),
                 name_logits=(None if predictions.name_logits is None
                              else _per_frame(predictions.name_logits, frame_mask, batch, frames, lowest)),
-                mask_logits=_per_frame(decoded.best_by_predicted_iou(), frame_mask, batch, frames),
+                mask_logits=_per_frame(predictions.mask_logits, frame_mask, batch, frames),
                 iou_scores=_per_frame(decoded.iou_scores, frame_mask, batch, frames),
                 candidate_mask_logits=_per_frame(decoded.mask_logits, frame_mask, batch, frames),
                 seg_hidden_state=prompts.seg_hidden_state,
@@ -605,13 +611,38 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             name_mask = real_names
         decoded = decode_anomaly_masks(self.sam, features, prompts, name_prompts, name_mask)
         if self.name_grounding_head is None:
-            return _FramePredictions(decoded, decoded.object_logits, None, None, None)
+            return _FramePredictions(decoded, self._anomaly_map(decoded, None, real_names), decoded.object_logits,
+                                     None, None, None)
         pixels = self.name_grounding_head.pixel_embeddings(features.feature_maps)  # (BT, D, h, w)
         grounding_maps = self.name_grounding_head(pixels, class_embeddings, per_sample)  # (BT, N, h, w)
         # a padding name is never the most present one
         presence = name_presence_logits(grounding_maps).masked_fill(
             ~real_names, torch.finfo(grounding_maps.dtype).min)  # (BT, N)
-        return _FramePredictions(decoded, presence.amax(dim=-1), presence, pixels, grounding_maps)
+        return _FramePredictions(decoded, self._anomaly_map(decoded, grounding_maps, real_names),
+                                 presence.amax(dim=-1), presence, pixels, grounding_maps)
+
+    def _anomaly_map(self, decoded: AnomalyMaskPrediction, grounding_maps: torch.Tensor | None,
+                     real_names: torch.Tensor) -> torch.Tensor:
+        """``[BT, h, w]`` logits of the anomaly map ``forward`` returns, as ``config.mask_source`` says (at the
+        decoder's mask size).
+
+        Args:
+            decoded: the mask decoder's output.
+            grounding_maps: ``[BT, N, h', w']`` the name-grounding head's per-name pixel logits (None without it).
+            real_names: ``[BT, N]`` bool, False for padding names.
+        """
+        decoder_map = decoded.best_by_predicted_iou()  # (BT, h, w)
+        source = self.config.mask_source
+        if source == "decoder":
+            return decoder_map
+        if grounding_maps is None:
+            raise ValueError(f"config.mask_source {source!r} needs the name-grounding head "
+                             "(frame_score='name_grounding'); this model has none: use mask_source='decoder'.")
+        names_map = name_anomaly_map(grounding_maps, real_names, tuple(decoder_map.shape[-2:]))  # (BT, h, w)
+        if source == "name_grounding":
+            return names_map
+        object_logit = math.log(self.config.mask_object_threshold / (1.0 - self.config.mask_object_threshold))
+        return object_gated_logits(decoder_map, names_map, object_logit)
 
     def _loss_terms(self, predictions: _FramePredictions, class_mask: torch.Tensor, per_sample: int | torch.Tensor,
                     frame_mask: torch.Tensor | None, target_masks: torch.Tensor, lm_loss: torch.Tensor | None,

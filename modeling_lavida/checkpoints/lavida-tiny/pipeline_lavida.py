@@ -19,11 +19,13 @@ call) and transformers' ``batch_size`` (clips per model call, ``DEFAULT_BATCH_SI
 videos share calls) and ``num_workers``. Anything else raises ``TypeError`` naming the allowed arguments.
 
 It is a chunk pipeline, as transformers' mask-generation pipeline: ``preprocess`` decodes the video once, streaming,
-and yields one clip of ``clip_length`` sampled frames at a time as model tensors (``LavidaProcessor``); ``_forward``
+at the size the processor needs (``LavidaProcessor.decoding_size``: a huge video is scaled by the decoder, so memory
+does not grow with resolution) and upright, and yields one clip of ``clip_length`` sampled frames at a time as model
+tensors (``LavidaProcessor``); ``_forward``
 is the model's forward on a batch of clips (the anomaly names are encoded once per name list), which appends the
 clips' low-resolution mask logits to a memory-mapped store when masks are asked for; ``postprocess`` fills the skipped
-frames, smooths and finds the events through the processor's ``post_process_*`` methods and returns a
-``VideoDetection`` whose ``masks`` are read one frame at a time.
+frames, smooths and finds the events (timed by the frames' own timestamps) through the processor's ``post_process_*``
+methods and returns a ``VideoDetection`` whose ``masks`` are read one frame at a time at the video's upright size.
 
 This file and its siblings (``detection``, ``options``, ``video_io``, ``postprocessing``, ``anomaly_names``,
 ``processing_lavida``, ``errors``) are copied next to saved checkpoints (``declare_pipeline``): they import only
@@ -36,8 +38,9 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +56,7 @@ from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineItera
 from .anomaly_names import parse_anomaly_names
 from .detection import FrameMasks, LowResMaskStore, VideoDetection
 from .options import DEFAULT_BATCH_SIZE, DetectionOptions
-from .video_io import FrameArray, VideoInfo, VideoReader, VideoSource, is_frame_list, iter_clips
+from .video_io import Clip, FrameArray, VideoInfo, VideoReader, VideoSource, is_frame_list, iter_clips
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,24 @@ class ClipInfo:
     name: str
     video: VideoInfo | None = None
     source: VideoSource | None = None
+
+
+@dataclass
+class ClipScores:
+    """One clip's scores from ``score_clips``, before any video-level post-processing.
+
+    Attributes:
+        clip: the clip as given.
+        frame_indices: ``int64 [n]`` the decoded-frame indices of its real frames (padding left out).
+        probabilities: ``float32 [n]`` their anomaly probabilities.
+        name_probabilities: ``float32 [n, N]`` each anomaly name's probability per frame when the model grounds the
+            names (``frame_score="name_grounding"``; ``probabilities`` is then their maximum), else None.
+    """
+
+    clip: Clip
+    frame_indices: np.ndarray
+    probabilities: np.ndarray
+    name_probabilities: np.ndarray | None = None
 
 
 class VideoAnomalyDetectionPipeline(ChunkPipeline):
@@ -162,12 +183,11 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         name = Path(reader.source).name if isinstance(reader.source, (str, os.PathLike)) else reader.name
         key = uuid.uuid4().hex
         budget = {} if settings.llm_frame_pixels is None else {"llm_frame_pixels": list(settings.llm_frame_pixels)}
+        size = partial(self.processor.decoding_size, llm_frame_pixels=settings.llm_frame_pixels)
         held: dict[str, Any] | None = None
         try:
-            for clip in iter_clips(reader, settings.stride, self.processor.clip_length):
-                inputs = self.processor([clip.frames], [list(names)], **budget)
-                # the names are encoded once per name list in _forward, not per clip
-                item = {field: value for field, value in inputs.items() if not field.startswith("class_")}
+            for clip in iter_clips(reader, settings.stride, self.processor.clip_length, size=size):
+                item = self._clip_inputs(clip, names, budget)
                 item["clip"] = ClipInfo(video_key=key, names=names, frame_indices=clip.frame_indices, real=clip.real,
                                         return_masks=settings.return_masks,
                                         expected_frames=reader.header.num_frames, name=name)
@@ -182,6 +202,41 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         held["clip"].source = reader.source
         held["is_last"] = True
         yield held
+
+    def _clip_inputs(self, clip: Clip, names: tuple[str, ...], budget: dict[str, Any]) -> dict[str, Any]:
+        """The processor's tensors for one clip, without the names' (they are encoded once per name list in
+        ``_forward``, not per clip)."""
+        inputs = self.processor([clip.frames], [list(names)], **budget)
+        return {field: value for field, value in inputs.items() if not field.startswith("class_")}
+
+    def score_clips(self, clips: Iterable[Clip], anomalies: list[str] | str, **options) -> Iterator[ClipScores]:
+        """Score clips one at a time as they come (a live stream: ``lavida watch``), with the processor and model
+        calls ``preprocess`` and ``_forward`` make for each clip of a video, and none of the video-level
+        post-processing (filling, smoothing, events), which the caller does as the scores come.
+
+        Args:
+            clips: ``Clip``s of ``processor.clip_length`` frames, decoded at ``processor.decoding_size`` (as
+                ``iter_clips`` gives them in ``preprocess``).
+            anomalies: the names.
+            options: ``DetectionOptions`` fields; ``llm_frame_pixels`` is the one that changes the scores.
+
+        Yields:
+            One ``ClipScores`` per clip, in order.
+        """
+        settings = DetectionOptions(**options)
+        names = tuple(parse_anomaly_names(anomalies))
+        budget = {} if settings.llm_frame_pixels is None else {"llm_frame_pixels": list(settings.llm_frame_pixels)}
+        for clip in clips:
+            item = self._clip_inputs(clip, names, budget)
+            item["clip"] = ClipInfo(video_key="", names=names, frame_indices=clip.frame_indices, real=clip.real,
+                                    return_masks=False, expected_frames=None, name="")
+            item["is_last"] = False
+            output = self.forward(item)
+            real = np.asarray(clip.real, dtype=bool)
+            named = output.get("name_probabilities")
+            yield ClipScores(clip=clip, frame_indices=np.asarray(clip.frame_indices)[real],
+                             probabilities=output["frame_probabilities"].reshape(-1).numpy()[real],
+                             name_probabilities=None if named is None else named[0, :, :len(names)].numpy()[real])
 
     def _forward(self, model_inputs: dict[str, Any], progress: ProgressFn | None = None) -> dict[str, Any]:
         """The model on a batch of clips: ``frame_probabilities [b, T]``; masks go to the video's store."""
@@ -201,7 +256,10 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         if progress is not None:
             last = infos[-1]
             progress(int(last.frame_indices[last.real].max()) + 1, last.expected_frames)
-        return {"frame_probabilities": probabilities, "clip": clips, "is_last": is_last}
+        outputs = {"frame_probabilities": probabilities, "clip": clips, "is_last": is_last}
+        if output.name_logits is not None:  # a name-grounding model: each name's probability per frame (b, T, N)
+            outputs["name_probabilities"] = self.processor.post_process_frame_scores(output.name_logits)
+        return outputs
 
     def postprocess(self, model_outputs: list[dict[str, Any]], **options) -> VideoDetection:
         """One video's clips -> its ``VideoDetection`` (scores for every decoded frame, events, lazy masks)."""
@@ -214,7 +272,8 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         video = last.video
         scores, events = self.processor.post_process_video_scores(
             sampled_frames, sampled_scores, video.num_frames, video.fps, threshold=settings.threshold,
-            min_event_frames=settings.min_event_frames, smoothing_sigma=settings.smoothing_sigma)
+            min_event_frames=settings.min_event_frames, smoothing_sigma=settings.smoothing_sigma,
+            frame_edges_s=video.frame_edges_s())
         store = self._mask_stores.pop(last.video_key, None)
         masks = None
         if settings.return_masks and store is not None:
@@ -315,5 +374,5 @@ def register_pipeline() -> None:
                                         type="multimodal")
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "TASK", "ClipInfo", "VideoAnomalyDetectionPipeline", "declare_pipeline",
+__all__ = ["DEFAULT_BATCH_SIZE", "TASK", "ClipInfo", "ClipScores", "VideoAnomalyDetectionPipeline", "declare_pipeline",
            "register_pipeline"]

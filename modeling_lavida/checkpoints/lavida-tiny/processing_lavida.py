@@ -19,6 +19,7 @@ points of the post-processing steps every route takes); saving also writes the p
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -47,6 +48,12 @@ TRAINING_ANSWERS = (
 )
 MAX_NAMES = 256
 MAX_NAME_CHARS = 200
+# Frames are decoded at least this many times larger (per side) than the largest size a sub-processor resizes them to,
+# so their own antialiased resize still does the final reduction (see ``LavidaProcessor.decoding_size``); and only
+# frames that this at least halves (per side) are scaled at all: a frame slightly above the margin is left as it is.
+DECODING_MARGIN = 2.0
+DECODING_MIN_REDUCTION = 0.5
+_DECODING_SIZE_TRIES = 32  # slightly larger sizes tried until the MLLM's patch grid is the native size's
 
 
 class LavidaProcessor(ProcessorMixin):
@@ -104,6 +111,50 @@ class LavidaProcessor(ProcessorMixin):
         if training and self.llm_train_frame_pixels is not None:
             return self.llm_train_frame_pixels
         return self.llm_frame_pixels
+
+    def decoding_size(self, height: int, width: int,
+                      llm_frame_pixels: list[int] | tuple[int, int] | None = None) -> tuple[int, int]:
+        """The ``(height, width)`` to decode a ``height x width`` video's frames at: what the model needs, so memory
+        does not grow with the video's resolution.
+
+        The sub-processors shrink every frame anyway: SAM2 to its input size, the MLLM to its pixel budget per frame
+        (``llm_frame_pixels`` overrides it, as in ``__call__``). A frame more than twice ``DECODING_MARGIN`` (2)
+        times larger per side than both is scaled down, keeping its aspect ratio, to that margin, at a size where
+        the MLLM gets the same patch grid as at the native size; any other frame keeps its size, so what the model
+        sees changes only for such large frames, and only by the decoder's scaler going first.
+        """
+        native = (int(height), int(width))
+        sam = self.sam_image_processor.size
+        sam_height = _size_entry(sam, "height") or _size_entry(sam, "longest_edge")
+        sam_width = _size_entry(sam, "width") or _size_entry(sam, "longest_edge")
+        budget = self.llm_pixel_budget(self.clip_length, override=llm_frame_pixels)
+        llm_max = budget[1] if budget is not None else _size_entry(self.video_processor.size, "longest_edge")
+        if not (sam_height and sam_width and llm_max) or min(native) < 1:
+            return native  # a sub-processor whose sizes are unknown: nothing is safe to drop
+        scale = DECODING_MARGIN * max(sam_height / native[0], sam_width / native[1],
+                                      math.sqrt(llm_max / (native[0] * native[1])))
+        if scale > DECODING_MIN_REDUCTION:
+            return native
+        grid = self._llm_patches(*native, budget)
+        for attempt in range(_DECODING_SIZE_TRIES):
+            factor = scale * (1.0 + 0.01 * attempt)
+            if factor > DECODING_MIN_REDUCTION:
+                break
+            size = (max(1, math.ceil(native[0] * factor)), max(1, math.ceil(native[1] * factor)))
+            if grid is None or self._llm_patches(*size, budget) == grid:
+                return size
+        return native
+
+    def _llm_patches(self, height: int, width: int, budget: list[int] | None) -> int | None:
+        """MLLM patches of one clip of ``height x width`` frames (None when the video processor cannot say)."""
+        count = getattr(self.video_processor, "get_num_of_video_patches", None)
+        if count is None:
+            return None
+        size = {} if budget is None else {"size": {"shortest_edge": budget[0], "longest_edge": budget[1]}}
+        try:
+            return int(count(self.clip_length, height, width, size))
+        except (ValueError, TypeError, KeyError):  # e.g. an aspect ratio the MLLM rejects: the call will say so
+            return None
 
     # ------------------------------------------------------------------------------------------------ prompt
     def build_prompt(self, names: list[str], phrasing: str | int = "inference", rng: random.Random | None = None
@@ -190,7 +241,9 @@ class LavidaProcessor(ProcessorMixin):
         mm_token_type_ids = torch.zeros_like(input_ids, dtype=torch.int)
         mm_token_type_ids[input_ids == self.video_token_id] = 2
 
-        sam = self.sam_image_processor(images=[f for clip in videos for f in clip], return_tensors="pt")
+        # Frames are always [H, W, 3]: saying so keeps a 1- or 3-pixel-high frame from being read as channels-first.
+        sam = self.sam_image_processor(images=[f for clip in videos for f in clip], return_tensors="pt",
+                                       input_data_format="channels_last")
         sam_frames = sam["pixel_values"]  # (sum T_i, 3, S, S)
         sam_pixel_values = sam_frames.new_zeros(len(videos), frames, *sam_frames.shape[1:])
         for row, chunk in enumerate(sam_frames.split(counts)):
@@ -234,7 +287,14 @@ class LavidaProcessor(ProcessorMixin):
         for count, indices in by_count.items():
             budget = self.llm_pixel_budget(count, training=training, override=llm_frame_pixels)
             size = {} if budget is None else {"size": {"shortest_edge": budget[0], "longest_edge": budget[1]}}
-            out = self.video_processor(videos=[videos[i] for i in indices], return_tensors="pt", **size)
+            clips = [videos[i] for i in indices]
+            # The layout and the frame size are given rather than guessed from the shape (which reads a 1- or
+            # 3-pixel-high frame as channels-first, with a warning per clip).
+            metadata = [{"total_num_frames": len(clip), "fps": None, "duration": None,
+                         "frames_indices": list(range(len(clip))), "height": clip.shape[1], "width": clip.shape[2]}
+                        for clip in clips]
+            out = self.video_processor(videos=clips, return_tensors="pt", input_data_format="channels_last",
+                                       video_metadata=metadata, **size)
             grids = out["video_grid_thw"]
             for index, grid, patches in zip(indices, grids, out["pixel_values_videos"].split(grids.prod(-1).tolist())):
                 pieces[index] = (patches, grid)
@@ -299,12 +359,15 @@ class LavidaProcessor(ProcessorMixin):
     @staticmethod
     def post_process_video_scores(sampled_indices: np.ndarray, sampled_scores: np.ndarray, num_frames: int,
                                   fps: float, threshold: float = DEFAULT_THRESHOLD, min_event_frames: int = 1,
-                                  smoothing_sigma: float = 0.0) -> tuple[np.ndarray, list[Event]]:
+                                  smoothing_sigma: float = 0.0, frame_edges_s: np.ndarray | None = None
+                                  ) -> tuple[np.ndarray, list[Event]]:
         """One video's sampled-frame probabilities ``[S]`` -> ``(float32 [F] scores, events)``: every decoded frame
         takes its nearest sampled frame's score, the curve is smoothed (``smoothing_sigma`` frames, 0 = off) and the
-        runs at or above ``threshold`` lasting ``min_event_frames`` frames become events (see ``postprocessing``)."""
+        runs at or above ``threshold`` lasting ``min_event_frames`` frames become events, timed by
+        ``frame_edges_s`` (``[F + 1]``, a variable frame rate) or ``i / fps`` (see ``postprocessing``)."""
         return postprocess_scores(sampled_indices, sampled_scores, num_frames, fps, threshold=threshold,
-                                  min_event_frames=min_event_frames, smoothing_sigma=smoothing_sigma)
+                                  min_event_frames=min_event_frames, smoothing_sigma=smoothing_sigma,
+                                  frame_edges_s=frame_edges_s)
 
     # ------------------------------------------------------------------------------------------------ saving
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
@@ -319,6 +382,12 @@ class LavidaProcessor(ProcessorMixin):
 
             declare_pipeline(save_directory)
         return saved
+
+
+def _size_entry(size, key: str) -> int | None:
+    """``size[key]`` of an image processor's ``size`` (a dict or transformers' ``SizeDict``), None when absent."""
+    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+    return int(value) if value else None
 
 
 def _pixel_budget(value: list[int] | tuple[int, int] | None, name: str) -> list[int] | None:

@@ -7,7 +7,7 @@ long the video is, and the exact frame count is known when the pass ends (no cou
     reader.header.num_frames        # the container's estimate (progress bars); None when it declares none
     for index, image in reader.frames(stride=2):   # uint8 [H, W, 3] RGB, every 2nd decoded frame
         ...
-    reader.info                     # exact VideoInfo (decoded count, fps, size, damaged), after the pass
+    reader.info                     # exact VideoInfo (decoded count, fps, size, frame times...), after the pass
 
     for clip in iter_clips("clip.mp4", stride=2):   # 8 sampled frames at a time (one reader underneath)
         clip.frames        # uint8 [8, H, W, 3]
@@ -19,17 +19,26 @@ A source is a path, the bytes of a video file, a ``uint8 [F, H, W, 3]`` array or
 can get wrong (a missing or empty file, a file that is not a video, a video with fewer than two frames) raises
 ``UserInputError`` naming the input.
 
+Frames come out upright and timed as the file says: a rotation the container asks for (the display matrix phones
+write, in quarter turns; mirroring is not applied) is applied to every frame, and a stream whose presentation
+timestamps are not evenly spaced (a variable frame rate) keeps its real frame times in ``VideoInfo.frame_times_s``.
+
+Size: a reader hands frames out at their upright size, or at the size a ``size`` function picks from it (``frames``,
+``iter_frames`` and ``iter_clips`` take one): FFmpeg's scaler then shrinks each frame as it is converted to RGB, so a
+huge video never exists at full size in numpy (the pipeline asks for what its processor needs,
+``LavidaProcessor.decoding_size``; the overlay for at most ``OutputOptions.overlay_max_side`` pixels).
+
 Damaged videos: a file whose container cannot be opened (for instance an mp4 cut before its index) is an error. A file
 that opens but has packets that do not decode (an mp4 cut after its index, a damaged stream) is read with those
 packets skipped and a warning; ``probe_video`` and the readers use the same decoder, so their frame counts always
-agree. Frame indices count decoded frames, so frames lost in the middle of a damaged file shift the indices (and
-times) of the frames after them.
+agree. Frame indices count decoded frames, so frames lost in the middle of a damaged file shift the indices of the
+frames after them (not their times, which come from their timestamps).
 
 Writing: ``write_video`` encodes H.264 into a temporary file and renames it into place, so a failed write leaves
-nothing behind.
+nothing behind; given frame times it keeps them (a variable-frame-rate overlay stays in step with its source).
 
 This file is copied next to saved checkpoints with the pipeline: its top-level imports are numpy and its siblings;
-PyAV is imported when a file or bytes are read or a video is written (frame arrays need no decoder).
+PyAV is imported when a file or bytes are read, a video is written or frame arrays are scaled.
 """
 
 from __future__ import annotations
@@ -39,8 +48,9 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -61,6 +71,12 @@ SUPPORTED_FORMATS_HINT = "mp4 (H.264), webm, avi, mkv, mov or gif"
 # File suffixes taken for videos when a folder is searched (any file given by name is simply tried with FFmpeg).
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".wmv",
                                    ".flv", ".ts")
+# FFmpeg's scaler when frames are shrunk while decoding: area averaging keeps every source pixel's weight (no aliasing
+# however large the reduction), as the processors' own antialiased resizes do.
+DOWNSCALE_INTERPOLATION = "AREA"
+TIMESTAMP_CLOCK = Fraction(1, 90000)  # time base of videos written with explicit frame times (MPEG's 90 kHz clock)
+
+SizeFn = Callable[[int, int], tuple[int, int]]  # upright (height, width) -> (height, width) to hand frames out at
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -83,7 +99,8 @@ def _frame_rate(fps: float) -> Fraction:
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, *, crf: int = 18,
-                preset: str = "medium", odd_size: Literal["pad", "exact"] = "pad") -> None:
+                preset: str = "medium", odd_size: Literal["pad", "exact"] = "pad",
+                frame_times_s: Sequence[float] | np.ndarray | None = None) -> None:
     """Encode RGB frames into an H.264 video, atomically (temporary file, then rename).
 
     Args:
@@ -95,9 +112,12 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         odd_size: H.264 in 4:2:0 (``yuv420p``, the format every player and browser accepts) needs an even width and
             height. ``"pad"`` (default) repeats the last row/column to reach an even size; ``"exact"`` keeps an odd
             size by encoding 4:4:4 (``yuv444p``), which many browsers do not play. Even sizes are always ``yuv420p``.
+        frame_times_s: ``[F]`` strictly increasing presentation time of each frame in seconds (a variable frame
+            rate, e.g. ``VideoInfo.frame_times_s``), kept to 1/90000 s; None: frame ``i`` at ``i / fps``.
 
     Raises:
-        ValueError: no frames, frames of different sizes, or frames that are not ``uint8 [H, W, 3]``.
+        ValueError: no frames, frames of different sizes, frames that are not ``uint8 [H, W, 3]``, or frame times
+            that are not increasing or not one per frame.
     """
     path = Path(path)
     if path.suffix.lower() not in _FORMAT_BY_SUFFIX:
@@ -105,15 +125,25 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     if odd_size not in ("pad", "exact"):
         raise ValueError(f"odd_size must be 'pad' or 'exact', got {odd_size!r}.")
     rate = _frame_rate(fps)
+    timestamps = None if frame_times_s is None else _timestamps(frame_times_s)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_sibling(path)
     try:
         count = _encode(temporary, iter(frames), rate, crf=crf, preset=preset, odd_size=odd_size,
-                        container_format=_FORMAT_BY_SUFFIX[path.suffix.lower()])
+                        container_format=_FORMAT_BY_SUFFIX[path.suffix.lower()], timestamps=timestamps)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
     logger.debug("Wrote %d frames to %s", count, path)
+
+
+def _timestamps(frame_times_s: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``int64 [F]`` presentation timestamps in ``TIMESTAMP_CLOCK`` ticks, or ValueError."""
+    times = np.asarray(frame_times_s, dtype=np.float64).reshape(-1)
+    ticks = np.round(times / float(TIMESTAMP_CLOCK)).astype(np.int64)
+    if times.size == 0 or not np.all(np.isfinite(times)) or np.any(np.diff(ticks) <= 0):
+        raise ValueError("frame_times_s must be finite, strictly increasing times in seconds, one per frame.")
+    return ticks
 
 
 def _check_frame(frame: np.ndarray, index: int, shape: tuple[int, ...] | None) -> np.ndarray:
@@ -127,7 +157,7 @@ def _check_frame(frame: np.ndarray, index: int, shape: tuple[int, ...] | None) -
 
 
 def _encode(target: Path, frames: Iterator[np.ndarray], rate: Fraction, *, crf: int, preset: str,
-            odd_size: str, container_format: str) -> int:
+            odd_size: str, container_format: str, timestamps: np.ndarray | None = None) -> int:
     first = next(frames, None)
     if first is None:
         raise ValueError("No frames to write: a video needs at least one frame.")
@@ -143,16 +173,24 @@ def _encode(target: Path, frames: Iterator[np.ndarray], rate: Fraction, *, crf: 
         stream.width, stream.height = width + pad[1], height + pad[0]
         stream.pix_fmt = pixel_format
         stream.options = {"crf": str(crf), "preset": preset}
+        # Constant rate: frame i at pts i in units of 1/rate. Given times: pts on a 90 kHz clock.
+        clock = 1 / rate if timestamps is None else TIMESTAMP_CLOCK
+        if timestamps is not None:
+            stream.codec_context.time_base = clock
         count = 0
         for index, frame in enumerate(_chain(first, frames)):
             frame = _check_frame(frame, index, first.shape)
+            if timestamps is not None and index >= len(timestamps):
+                raise ValueError(f"Got more frames than the {len(timestamps)} frame times.")
             if pad != (0, 0):
                 frame = np.pad(frame, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="edge")
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            video_frame.pts = index  # in units of 1/rate: frame i shows at i / fps
-            video_frame.time_base = 1 / rate
+            video_frame.pts = index if timestamps is None else int(timestamps[index])
+            video_frame.time_base = clock
             container.mux(stream.encode(video_frame))
             count += 1
+        if timestamps is not None and count != len(timestamps):
+            raise ValueError(f"Got {count} frames for {len(timestamps)} frame times.")
         container.mux(stream.encode(None))  # flush delayed frames
     return count
 
@@ -182,11 +220,14 @@ class VideoInfo:
 
     Attributes:
         num_frames: the exact number of frames the decoder produces (counted, not read from the header).
-        fps: frames per second (the stream's average rate); frame ``i`` is shown at ``i / fps`` seconds.
-        width, height: frame size in pixels.
-        duration_s: ``num_frames / fps``.
+        fps: frames per second (the stream's average rate).
+        width, height: the upright frame size in pixels (after the container's rotation; never a decoding size).
+        duration_s: from the first frame's start to the last frame's end: ``num_frames / fps`` at a constant rate.
         codec: the decoder's name (``h264``, ``vp9``, ``gif``...; ``rawvideo`` for frame arrays).
         damaged: some packets did not decode (the frames that did are used; a warning is logged).
+        frame_times_s: ``float64 [F]`` the frames' presentation times in seconds (the first at 0) when they are not
+            ``i / fps`` to within a timestamp tick: a variable frame rate, or a gap left by frames that did not
+            decode. None at a constant rate, where frame ``i`` is shown at ``i / fps``. Not part of ``to_dict``.
     """
 
     num_frames: int
@@ -196,10 +237,18 @@ class VideoInfo:
     duration_s: float
     codec: str
     damaged: bool = False
+    frame_times_s: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, int | float | str]:
         return {"num_frames": self.num_frames, "fps": self.fps, "width": self.width, "height": self.height,
                 "duration_s": self.duration_s, "codec": self.codec, "damaged": self.damaged}
+
+    def frame_edges_s(self) -> np.ndarray:
+        """``float64 [F + 1]``: frame ``i`` is shown from ``edges[i]`` to ``edges[i + 1]`` seconds (the last edge is
+        ``duration_s``). ``i / fps`` at a constant rate, else the frames' own times."""
+        if self.frame_times_s is None:
+            return np.arange(self.num_frames + 1) / self.fps
+        return np.append(np.asarray(self.frame_times_s, dtype=np.float64), self.duration_s)
 
 
 @dataclass(frozen=True)
@@ -210,7 +259,9 @@ class VideoHeader:
         num_frames: the container's frame count, or ``duration * fps`` when it stores none (an estimate for progress
             bars: the exact count is ``VideoReader.info.num_frames``); None when neither is declared.
         duration_s: the declared duration in seconds, or None.
-        fps, width, height, codec: as in ``VideoInfo``.
+        width, height: the coded frame size the stream declares (a rotation, known from the first decoded frame,
+            may swap them: ``VideoInfo`` has the upright size).
+        fps, codec: as in ``VideoInfo``.
     """
 
     num_frames: int | None
@@ -380,10 +431,78 @@ def _check_count(count: int, damaged: bool, name: str) -> None:
 
 
 class DecodedFrame(NamedTuple):
-    """One decoded frame: ``index`` counts decoded frames from 0; ``image`` is ``uint8 [H, W, 3]`` RGB."""
+    """One decoded frame: ``index`` counts decoded frames from 0; ``image`` is ``uint8 [H, W, 3]`` RGB, upright."""
 
     index: int
     image: np.ndarray
+
+
+def _quarter_turns(rotation: float) -> int:
+    """Counter-clockwise quarter turns (``np.rot90``'s ``k``) that show a frame as the container's display matrix
+    asks: ``rotation`` is that matrix's angle in degrees, counter-clockwise (PyAV's ``VideoFrame.rotation``; a phone
+    held upright records -90)."""
+    return int(round(rotation / 90.0)) % 4
+
+
+def _output_size(size: SizeFn | None, height: int, width: int, name: str) -> tuple[int, int]:
+    """``size(height, width)`` checked (two positive ints), or the upright size itself when there is no ``size``."""
+    if size is None:
+        return height, width
+    out = tuple(int(side) for side in size(height, width))
+    if len(out) != 2 or min(out) < 1:
+        raise ValueError(f"The frame size chosen for {name} must be a positive (height, width), got {out!r}.")
+    return out
+
+
+class _DecodingPass:
+    """What one pass over a decoded stream learns frame by frame: the count, the first frame's upright size and
+    rotation, and every frame's presentation time (8 bytes a frame). ``probe_video`` and ``VideoReader.frames``
+    share it, so their ``VideoInfo`` agree."""
+
+    def __init__(self, time_base: Fraction | None):
+        self.count = 0
+        self.turns = 0
+        self.height = self.width = 0
+        self.times = array("d")  # seconds; NaN where a frame has no timestamp
+        self.tick = float(time_base) if time_base else 0.0
+
+    def add(self, frame) -> None:
+        if self.count == 0:
+            self.turns = _quarter_turns(getattr(frame, "rotation", 0))  # older PyAV has no VideoFrame.rotation
+            height, width = frame.height, frame.width
+            self.height, self.width = (width, height) if self.turns % 2 else (height, width)
+        time = frame.time
+        self.times.append(math.nan if time is None else float(time))
+        self.count += 1
+
+    def info(self, fps: float, codec: str, damaged: bool) -> VideoInfo:
+        times = self.frame_times(fps)
+        duration = self.count / fps if times is None else float(times[-1]) + 1.0 / fps  # the last frame: 1/fps
+        return VideoInfo(num_frames=self.count, fps=fps, width=int(self.width), height=int(self.height),
+                         duration_s=duration, codec=codec, damaged=damaged, frame_times_s=times)
+
+    def frame_times(self, fps: float) -> np.ndarray | None:
+        """``float64 [F]`` times from 0 when they are not ``i / fps`` to within a tick (and 1 us); else None. Missing
+        or non-increasing timestamps (some AVI and raw streams) also give None: then ``i / fps`` is the best guess."""
+        times = np.frombuffer(self.times, dtype=np.float64)
+        if times.size < 2 or not np.all(np.isfinite(times)):
+            return None
+        times = times - times[0]
+        if np.any(np.diff(times) <= 0):
+            logger.debug("Timestamps that do not increase; frame times taken as index / fps.")
+            return None
+        if np.max(np.abs(times - np.arange(times.size) / fps)) <= max(self.tick, 1e-6):
+            return None
+        return times
+
+
+def _scale_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An in-memory ``uint8 [h, w, 3]`` frame at ``(height, width)``, through FFmpeg's scaler as decoded frames."""
+    av = _av()
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    shrink = height * width < image.shape[0] * image.shape[1]
+    interpolation = {"interpolation": DOWNSCALE_INTERPOLATION} if shrink else {}
+    return frame.reformat(width=width, height=height, format="rgb24", **interpolation).to_ndarray()
 
 
 class VideoReader:
@@ -445,44 +564,64 @@ class VideoReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def frames(self, stride: int = 1) -> Iterator[DecodedFrame]:
+    def frames(self, stride: int = 1, size: SizeFn | None = None) -> Iterator[DecodedFrame]:
         """Decode every frame and yield every ``stride``-th one (indices 0, stride, 2*stride...); one pass only.
 
-        Only the current frame is held in memory. Frames that change size mid-stream are rescaled to the first
-        frame's size so every frame has the same shape. ``info`` is set when the pass ends (a video with fewer than
-        2 frames raises ``UserInputError`` then).
+        Only the current frame is held in memory. Frames are turned upright (the container's rotation) and handed
+        out at the first frame's upright size, or at ``size(height, width)`` of it: FFmpeg's scaler converts each
+        decoded frame straight to that size (area averaging when it shrinks), so a huge frame is never held as a
+        full-size RGB array; in-memory frames go through the same scaler. Frames that change size mid-stream are
+        brought to the same size. ``info`` (with the upright size, not ``size``'s) is set when the pass ends (a video
+        with fewer than 2 frames raises ``UserInputError`` then).
         """
         stride = _check_stride(stride)
         if self._started:
             raise RuntimeError(f"{self.name} was already read: a VideoReader makes one pass.")
         self._started = True
         if self._container is None and isinstance(self.source, (np.ndarray, FrameArray)):
-            yield from self._array_frames(stride)
+            yield from self._array_frames(stride, size)
             return
         if self._container is None:
             raise RuntimeError(f"{self.name} is closed.")
         report = _DecodeReport()
-        width, height, count = self.header.width, self.header.height, 0
+        decoding = _DecodingPass(self._stream.time_base)
+        convert: dict[str, object] = {}
         try:
             for index, frame in enumerate(_decode(self._container, self._stream, self.name, report)):
-                if count == 0:
-                    width, height = frame.width, frame.height
-                count += 1
+                decoding.add(frame)
+                if index == 0:
+                    convert = self._conversion(frame, decoding, size)
                 if index % stride == 0:
-                    yield DecodedFrame(index, frame.to_ndarray(format="rgb24", width=width, height=height))
+                    image = frame.to_ndarray(format="rgb24", **convert)
+                    if decoding.turns:
+                        image = np.ascontiguousarray(np.rot90(image, decoding.turns))
+                    yield DecodedFrame(index, image)
         finally:
             self.close()
-        _check_count(count, report.damaged, self.name)
-        fps = self.header.fps
-        self._info = VideoInfo(num_frames=count, fps=fps, width=int(width), height=int(height),
-                               duration_s=count / fps, codec=self.header.codec, damaged=report.damaged)
+        _check_count(decoding.count, report.damaged, self.name)
+        self._info = decoding.info(self.header.fps, self.header.codec, report.damaged)
 
-    def _array_frames(self, stride: int) -> Iterator[DecodedFrame]:
+    def _conversion(self, first, decoding: _DecodingPass, size: SizeFn | None) -> dict[str, object]:
+        """``to_ndarray`` arguments for every frame: the coded size to scale to (before the rotation) and, when
+        shrinking, the scaler. At the native size the conversion is exactly the unscaled one."""
+        height, width = _output_size(size, decoding.height, decoding.width, self.name)
+        if (height, width) == (decoding.height, decoding.width):
+            return {"width": first.width, "height": first.height}
+        coded = (width, height) if decoding.turns % 2 else (height, width)
+        convert: dict[str, object] = {"width": coded[1], "height": coded[0]}
+        if height * width < decoding.height * decoding.width:
+            convert["interpolation"] = DOWNSCALE_INTERPOLATION
+        return convert
+
+    def _array_frames(self, stride: int, size: SizeFn | None) -> Iterator[DecodedFrame]:
         frames, header = self._frames, self.header
         _check_count(len(frames), False, self.name)
         shape = (header.height, header.width, 3)
+        height, width = _output_size(size, header.height, header.width, self.name)
         for index in range(0, len(frames), stride):
             image = frames[index] if isinstance(frames, np.ndarray) else _list_frame(frames, index, shape, self.name)
+            if (height, width) != image.shape[:2]:
+                image = _scale_rgb(image, height, width)
             yield DecodedFrame(index, image)
         self._info = VideoInfo(num_frames=len(frames), fps=header.fps, width=header.width, height=header.height,
                                duration_s=len(frames) / header.fps, codec="rawvideo")
@@ -527,18 +666,14 @@ def _probe_file(path: str, size: int, mtime_ns: int) -> VideoInfo:
 
 
 def _count_frames(reader: VideoReader) -> VideoInfo:
-    """Decode without colour conversion, counting frames (closes the reader)."""
+    """Decode without colour conversion, counting frames and reading their times (closes the reader)."""
     report = _DecodeReport()
-    width, height, count = reader.header.width, reader.header.height, 0
+    decoding = _DecodingPass(reader._stream.time_base)
     with reader:
         for frame in _decode(reader._container, reader._stream, reader.name, report):
-            if count == 0:
-                width, height = frame.width, frame.height
-            count += 1
-    _check_count(count, report.damaged, reader.name)
-    fps = reader.header.fps
-    return VideoInfo(num_frames=count, fps=fps, width=int(width), height=int(height), duration_s=count / fps,
-                     codec=reader.header.codec, damaged=report.damaged)
+            decoding.add(frame)
+    _check_count(decoding.count, report.damaged, reader.name)
+    return decoding.info(reader.header.fps, reader.header.codec, report.damaged)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -576,14 +711,16 @@ def _reader(source: VideoSource) -> VideoReader:
     return source if isinstance(source, VideoReader) else VideoReader(source)
 
 
-def iter_frames(source: VideoSource, stride: int = 1) -> Iterator[DecodedFrame]:
-    """Decode ``source`` one frame at a time and yield every ``stride``-th frame (see ``VideoReader.frames``)."""
+def iter_frames(source: VideoSource, stride: int = 1, size: SizeFn | None = None) -> Iterator[DecodedFrame]:
+    """Decode ``source`` one frame at a time and yield every ``stride``-th frame, upright, at its own size or at
+    ``size(height, width)`` (see ``VideoReader.frames``)."""
     stride = _check_stride(stride)
-    yield from _reader(source).frames(stride)
+    yield from _reader(source).frames(stride, size)
 
 
-def iter_clips(source: VideoSource, stride: int = 1, clip_length: int = DEFAULT_CLIP_LENGTH) -> Iterator[Clip]:
-    """Group the frames of ``iter_frames(source, stride)`` into clips of ``clip_length`` sampled frames.
+def iter_clips(source: VideoSource, stride: int = 1, clip_length: int = DEFAULT_CLIP_LENGTH,
+               size: SizeFn | None = None) -> Iterator[Clip]:
+    """Group the frames of ``iter_frames(source, stride, size)`` into clips of ``clip_length`` sampled frames.
 
     The last clip is completed by repeating its last frame; ``Clip.real`` tells real frames from padding.
     Holds one clip in memory. Give a ``VideoReader`` to read ``info`` after the last clip.
@@ -592,7 +729,7 @@ def iter_clips(source: VideoSource, stride: int = 1, clip_length: int = DEFAULT_
         raise ValueError(f"clip_length must be a positive integer, got {clip_length!r}.")
     images: list[np.ndarray] = []
     indices: list[int] = []
-    for index, image in iter_frames(source, stride):
+    for index, image in iter_frames(source, stride, size):
         images.append(image)
         indices.append(index)
         if len(images) == clip_length:
@@ -612,6 +749,7 @@ def make_clip(images: list[np.ndarray], indices: list[int], clip_length: int) ->
                 real=real)
 
 
-__all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "MIN_FRAMES", "VIDEO_SUFFIXES", "Clip", "DecodedFrame",
-           "FrameArray", "VideoHeader", "VideoInfo", "VideoReader", "VideoSource", "describe_source", "is_frame_list",
-           "iter_clips", "iter_frames", "make_clip", "probe_video", "read_header", "write_video"]
+__all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "DOWNSCALE_INTERPOLATION", "MIN_FRAMES", "VIDEO_SUFFIXES",
+           "Clip", "DecodedFrame", "FrameArray", "SizeFn", "VideoHeader", "VideoInfo", "VideoReader", "VideoSource",
+           "describe_source", "is_frame_list", "iter_clips", "iter_frames", "make_clip", "probe_video", "read_header",
+           "write_video"]
