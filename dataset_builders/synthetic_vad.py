@@ -67,7 +67,7 @@ def split_seed(split: str) -> int:
     return SPLIT_SEEDS.get(split, zlib.crc32(split.encode()) & 0x7FFFFFFF)
 
 
-def _crossing(rng: np.random.Generator, frames: int, size: int, side: float) -> np.ndarray:
+def crossing_trajectory(rng: np.random.Generator, frames: int, size: int, side: float) -> np.ndarray:
     """Centres of an object that enters from outside one border, crosses the frame and leaves (``(frames, 2)``)."""
     duration = int(rng.integers(max(8, frames // 5), max(9, frames // 2) + 1))
     enter = int(rng.integers(0, max(1, frames - duration)))
@@ -106,18 +106,26 @@ def render_vad_video(index: int, split: str = "test", config: SyntheticVADConfig
         for k in rng.choice(len(HELD_OUT_COMPOSITIONS), size=extra, replace=False):
             colour, shape = HELD_OUT_COMPOSITIONS[int(k)]
             side = rng.uniform(world.min_object_size, world.max_object_size) * world.scale
-            objects.append(MovingObject(colour, shape, side, _crossing(rng, frames, world.size, side)))
+            objects.append(MovingObject(colour, shape, side, crossing_trajectory(rng, frames, world.size, side)))
+    return assemble_vad_video(f"synthetic-vad-{split}-{index:04d}", rng, config, objects, normal_count)
+
+
+def assemble_vad_video(video_id: str, rng: np.random.Generator, config: SyntheticVADConfig,
+                       objects: list[MovingObject], normal_count: int) -> SyntheticVADVideo:
+    """Render ``objects`` over a fresh background; the objects after the first ``normal_count`` are the anomalies
+    (their union is the mask, the frames where it is visible are anomalous)."""
+    world = config.world()
     background = render_background(rng, world.size)
     video, object_masks = render_frames(background, objects, rng, world.jitter * world.scale)
     masks = object_masks[normal_count:].any(axis=0) if len(objects) > normal_count else np.zeros(
         video.shape[:3], dtype=bool)
     labels = masks.reshape(len(masks), -1).any(axis=1).astype(np.int64)
     return SyntheticVADVideo(
-        video_id=f"synthetic-vad-{split}-{index:04d}",
+        video_id=video_id,
         frames=video,
         masks=masks,
         frame_labels=labels,
-        anomaly_names=[o.name for o in objects[normal_count:] if object_masks[objects.index(o)].any()],
+        anomaly_names=[o.name for o, m in zip(objects[normal_count:], object_masks[normal_count:]) if m.any()],
         normal_names=[o.name for o in objects[:normal_count]],
         fps=config.fps,
     )
@@ -260,6 +268,7 @@ def make_sample_video(folder: str | Path, num_frames: int = 96, seed_index: int 
     return path
 
 
-__all__ = ["SPLIT_SEEDS", "SyntheticVADConfig", "SyntheticVADVideo", "decode_mask_png", "encode_mask_png",
+__all__ = ["SPLIT_SEEDS", "SyntheticVADConfig", "SyntheticVADVideo", "assemble_vad_video", "crossing_trajectory",
+           "decode_mask_png", "encode_mask_png",
            "iter_vad_rows", "load_vad_masks", "make_sample_video", "render_vad_video", "split_seed",
            "vad_features", "write_vad_dataset", "write_vad_video"]

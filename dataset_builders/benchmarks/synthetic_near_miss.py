@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..synthetic_vad import SyntheticVADConfig, SyntheticVADVideo, _crossing, split_seed
-from ..synthetic_world import (HELD_OUT_COMPOSITIONS, TRAINING_COMPOSITIONS, MovingObject, bouncing_trajectory,
-                               render_background, render_frames)
+from ..synthetic_vad import (SyntheticVADConfig, SyntheticVADVideo, assemble_vad_video, crossing_trajectory,
+                             split_seed)
+from ..synthetic_world import HELD_OUT_COMPOSITIONS, TRAINING_COMPOSITIONS, MovingObject, bouncing_trajectory
 
 NEAR_MISS_BENCHMARK = "synthetic-vad-near-miss"
 MIN_NEAR_MISSES = 2  # one object sharing the pivot's colour, one sharing its shape
@@ -60,19 +60,7 @@ def render_near_miss_video(index: int, split: str = "test", config: SyntheticVAD
                                                                              world.max_speed * world.scale)))
     if anomalous:
         side = new_side()
-        objects.append(MovingObject(*pivot, side, _crossing(rng, frames, world.size, side)))
-    background = render_background(rng, world.size)
-    video, object_masks = render_frames(background, objects, rng, world.jitter * world.scale)
-    masks = object_masks[len(chosen):].any(axis=0) if anomalous else np.zeros(video.shape[:3], dtype=bool)
-    return SyntheticVADVideo(
-        video_id=f"{NEAR_MISS_BENCHMARK}-{split}-{index:04d}",
-        frames=video,
-        masks=masks,
-        frame_labels=masks.reshape(len(masks), -1).any(axis=1).astype(np.int64),
-        anomaly_names=[objects[-1].name] if anomalous and masks.any() else [],
-        normal_names=[o.name for o in objects[:len(chosen)]],
-        fps=config.fps,
-    )
-
+        objects.append(MovingObject(*pivot, side, crossing_trajectory(rng, frames, world.size, side)))
+    return assemble_vad_video(f"{NEAR_MISS_BENCHMARK}-{split}-{index:04d}", rng, config, objects, len(chosen))
 
 __all__ = ["MIN_NEAR_MISSES", "NEAR_MISS_BENCHMARK", "near_misses", "render_near_miss_video"]

@@ -85,3 +85,22 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -
 
 
 __all__ = ["LLM_FRAME_PIXELS_HELP", "add_dataclass_arguments", "dataclass_from_args", "flag_name", "pixel_budget"]
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser, *, exclude: Iterable[str] = (),
+                          defaults: Mapping[str, Any] | None = None, helps: Mapping[str, str] | None = None) -> None:
+    """The flags every scoring command shares: ``--anomalies``, ``--model`` and the ``DetectionOptions`` fields.
+
+    Args:
+        exclude: ``DetectionOptions`` fields the command sets itself (``return_masks`` always is).
+        defaults, helps: per-field defaults and help texts other than the dataclass's (e.g. the calibration's).
+    """
+    from lavida.processing.options import DetectionOptions  # a dataclass module: no torch, no transformers
+
+    parser.add_argument("--anomalies", required=True, help='comma-separated anomaly names, e.g. "fighting, fire"')
+    parser.add_argument("--model", default=None,
+                        help="checkpoint folder or Hub id (default: the embedded lavida-tiny)")
+    add_dataclass_arguments(parser, DetectionOptions, exclude=["return_masks", *exclude], defaults=defaults,
+                            aliases={"smoothing_sigma": ["--smoothing"]}, types={"llm_frame_pixels": pixel_budget},
+                            helps={**(helps or {}), "llm_frame_pixels": LLM_FRAME_PIXELS_HELP},
+                            metavars={"llm_frame_pixels": "MIN,MAX"})

@@ -26,7 +26,7 @@ from typing import Any
 from lavida.errors import UserInputError
 from lavida.processing.options import DEFAULT_BATCH_SIZE, DetectionOptions, check_positive_int
 
-from .arguments import LLM_FRAME_PIXELS_HELP, add_dataclass_arguments, pixel_budget
+from .arguments import add_dataclass_arguments, add_scoring_arguments
 
 # The detection settings a calibration gives; their flags default to None ("the calibration's, else the default").
 CALIBRATED_FIELDS = ("threshold", "min_event_frames", "smoothing_sigma")
@@ -108,16 +108,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("videos", nargs="+", metavar="NORMAL_VIDEO",
                         help="videos of the site with no anomaly (files, folders of videos or @list.txt files)")
-    parser.add_argument("--anomalies", required=True, help='comma-separated anomaly names, e.g. "fighting, fire"')
-    parser.add_argument("--model", default=None,
-                        help="checkpoint folder or Hub id (default: the embedded lavida-tiny)")
     parser.add_argument("--out", default="calibration.json", help="the calibration file (default: calibration.json)")
     add_dataclass_arguments(parser, CalibrationTarget, aliases={"frame_fpr": ["--target-fpr"]},
                             metavars={"false_alarms_per_hour": "N", "frame_fpr": "F"})
-    add_dataclass_arguments(parser, DetectionOptions, exclude=["threshold", "min_event_frames", "return_masks"],
-                            aliases={"smoothing_sigma": ["--smoothing"]}, types={"llm_frame_pixels": pixel_budget},
-                            helps={"llm_frame_pixels": LLM_FRAME_PIXELS_HELP},
-                            metavars={"llm_frame_pixels": "MIN,MAX"})
+    add_scoring_arguments(parser, exclude=["threshold", "min_event_frames"])
     add_dataclass_arguments(parser, CalibrationSearch)
     parser.add_argument("--clip-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"clips per model call (default: {DEFAULT_BATCH_SIZE})")

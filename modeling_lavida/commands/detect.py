@@ -33,7 +33,7 @@ from lavida.atomic_files import check_output_folder
 from lavida.errors import UserInputError
 from lavida.processing.options import DEFAULT_BATCH_SIZE, DetectionOptions, check_positive_int
 
-from .arguments import LLM_FRAME_PIXELS_HELP, add_dataclass_arguments, pixel_budget
+from .arguments import add_scoring_arguments
 from .calibrate import (add_calibration_argument, calibrated_flag_settings, calibrated_options, calibration_settings,
                         calibration_warnings)
 
@@ -41,15 +41,9 @@ from .calibrate import (add_calibration_argument, calibrated_flag_settings, cali
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO",
                         help="video files (mp4, webm, avi, mkv, gif, ...), folders of videos or @list.txt files")
-    parser.add_argument("--anomalies", required=True, help='comma-separated anomaly names, e.g. "fighting, fire"')
-    parser.add_argument("--model", default=None,
-                        help="checkpoint folder or Hub id (default: the embedded lavida-tiny)")
     parser.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     defaults, helps = calibrated_flag_settings()  # --threshold etc. default to the --calibration file's
-    add_dataclass_arguments(parser, DetectionOptions, exclude=["return_masks"], defaults=defaults,
-                            aliases={"smoothing_sigma": ["--smoothing"]}, types={"llm_frame_pixels": pixel_budget},
-                            helps={**helps, "llm_frame_pixels": LLM_FRAME_PIXELS_HELP},
-                            metavars={"llm_frame_pixels": "MIN,MAX"})
+    add_scoring_arguments(parser, defaults=defaults, helps=helps)
     add_calibration_argument(parser)
     parser.add_argument("--clip-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"clips per model call (the pipeline's batch_size; default: {DEFAULT_BATCH_SIZE})")
@@ -165,7 +159,6 @@ def _run_share(args: argparse.Namespace, process) -> int:
 
                     detection = detector(video, anomalies=names, progress=progress, **vars(options))
                     detection.calibration = calibration
-                    detection.training_domain = training_domain
             except UserInputError as error:
                 failed(position, str(error), warnings)
                 continue

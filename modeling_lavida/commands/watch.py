@@ -37,7 +37,7 @@ from lavida.errors import UserInputError
 from lavida.processing.live_options import StreamOptions, WatchOptions
 from lavida.processing.options import DetectionOptions, check_positive_int
 
-from .arguments import LLM_FRAME_PIXELS_HELP, add_dataclass_arguments, dataclass_from_args, pixel_budget
+from .arguments import add_dataclass_arguments, add_scoring_arguments, dataclass_from_args
 from .calibrate import (add_calibration_argument, calibrated_flag_settings, calibrated_options,
                         calibration_warnings)
 
@@ -45,15 +45,9 @@ from .calibrate import (add_calibration_argument, calibrated_flag_settings, cali
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE",
                         help="stream URL (rtsp://, udp://, tcp://, http://...), capture device or growing file")
-    parser.add_argument("--anomalies", required=True, help='comma-separated anomaly names, e.g. "fighting, fire"')
-    parser.add_argument("--model", default=None,
-                        help="checkpoint folder or Hub id (default: the embedded lavida-tiny)")
     parser.add_argument("--out", default="watch", help="output folder (default: watch)")
     defaults, helps = calibrated_flag_settings()
-    add_dataclass_arguments(parser, DetectionOptions, exclude=["return_masks"], defaults=defaults,
-                            aliases={"smoothing_sigma": ["--smoothing"]}, types={"llm_frame_pixels": pixel_budget},
-                            helps={**helps, "llm_frame_pixels": LLM_FRAME_PIXELS_HELP},
-                            metavars={"llm_frame_pixels": "MIN,MAX"})
+    add_scoring_arguments(parser, defaults=defaults, helps=helps)
     add_calibration_argument(parser)
     add_dataclass_arguments(parser, WatchOptions)
     add_dataclass_arguments(parser, StreamOptions, exclude=["input_options"])

@@ -280,7 +280,8 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
             masks = FrameMasks(store.array(), sampled_frames, video.num_frames, (video.height, video.width))
         return VideoDetection(video=video, name=last.name, anomalies=list(last.names), options=settings,
                               model_id=self.model_id, scores=scores, events=events, sampled_frames=sampled_frames,
-                              sampled_scores=sampled_scores, masks=masks, source=last.source)
+                              sampled_scores=sampled_scores, masks=masks, source=last.source,
+                              training_domain=getattr(self.model.config, "training_domain", None))
 
     # ------------------------------------------------------------------------------------------------ batching
     def get_iterator(self, inputs, num_workers: int, batch_size: int, preprocess_params: dict, forward_params: dict,
