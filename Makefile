@@ -26,12 +26,18 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test system-deps
 
-# Debian packages the browser test needs (Chromium for Playwright); skipped when already present.
+# Debian packages the browser test needs (Chromium for Playwright) and a CJK font for anomaly names in Chinese,
+# Japanese or Korean on scores.png (fonts-noto-cjk; the plot test checks no glyph is missing); each skipped when
+# already present.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing Debian chromium for the browser test"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "warning: could not install chromium; the browser test will be skipped"; }
+	@test -n "$$(fc-list ':lang=ja' 2>/dev/null)" || { \
+		echo "installing Debian fonts-noto-cjk for CJK anomaly names in scores.png"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null) \
+		|| echo "warning: could not install fonts-noto-cjk; CJK anomaly names will show as boxes in scores.png"; }
 
 # The sample is a synthetic-world video with a held-out "purple hexagon" crossing the scene (frames 37-73);
 # regenerate it with: python -c "from lavida.dataset_builders.synthetic_vad import make_sample_video; make_sample_video('modeling_lavida/assets')"

@@ -13,7 +13,12 @@ native frame size, read one frame at a time). ``video`` is a file path or, for b
 the decoded frames ``uint8 [F, H, W, 3]``. The scorer is called without smoothing; the run's smoothing, threshold and
 minimum event length are applied afterwards with the same post-processing functions as detection
 (``lavida.processing.postprocessing``), so ``lavida evaluate --smoothing-sigma 5`` and
-``lavida detect --smoothing-sigma 5`` give a video the same scores.
+``lavida detect --smoothing-sigma 5`` give a video the same scores. A site calibration (``lavida evaluate
+--calibration``, ``EvaluationConfig.calibration``) gives these three settings as it gives them to ``lavida detect``;
+they enter the metrics only (the frame metrics' smoothing, the event metrics at the threshold and the per-video
+results), never the cached scores, so the cache does not depend on the calibration and a calibrated run reuses it.
+When the scorer scores each anomaly name (a name-grounding model), the per-name probabilities of the sampled frames
+are cached too, so the per-video results name each event's anomaly as ``lavida detect`` does.
 
 Output folder:
 
@@ -22,7 +27,7 @@ Output folder:
     videos/<id>.npz       per-video reductions (scores, labels, pixel histograms, criterion scores, regions, tracks)
     results/<id>/         result.json and scores.csv as ``lavida detect`` writes them, with this run's settings
     plots/<id>.png        score against ground truth
-    metrics.json          every metric (NaN written as null)
+    metrics.json          every metric (NaN written as null), with the events' settings and calibration
     metrics.md            the same as a table
 
 Each video's file is written atomically once it is scored, so an interrupted run resumes where it stopped and gives
@@ -87,7 +92,8 @@ class EvaluationConfig:
         stride: frame stride given to the scorer; None = the benchmark's standard stride.
         anomaly_names: prompt names; None = the benchmark's standard list.
         return_masks: ask the scorer for pixel masks; None = when the benchmark has pixel ground truth.
-        threshold, min_event_frames: the events of the per-video results (``DetectionOptions``).
+        threshold, min_event_frames: the events of the per-video results and of the event metrics
+            (``DetectionOptions``).
         region_level: pixel score at which a predicted map is cut into regions (RBDC/TBDC).
         region_min_area: smallest predicted region kept, in pixels.
         coverage: the traditional pixel criterion's fraction of anomalous pixels (0.4).
@@ -97,12 +103,15 @@ class EvaluationConfig:
         track_fraction: RBDC/TBDC fraction of a track's regions (0.1).
         plots: write per-video plots.
         max_videos: evaluate only the first N test videos (quick checks; recorded in the output).
-        progress: show a progress bar.
+        progress: show the progress (a bar on a terminal, plain lines in a log: ``Progress``).
         llm_frame_pixels: ``[min, max]`` MLLM pixel area per frame given to the scorer (None: the checkpoint's
             processor budget); recorded in run.json since it changes the scores.
         restart: discard the results cached in the output folder (``run.json``, ``videos/``, ``results/``,
             ``plots/``, ``metrics.*``) and start over, instead of stopping when they came from another model or
             settings.
+        calibration: the record (``calibration.calibration_record``) of the site calibration ``threshold``,
+            ``min_event_frames`` and ``smoothing_sigma`` came from, or None; recorded in metrics.json and the
+            per-video result.json (not in run.json: it changes no cached result).
     """
 
     stride: int | None = None
@@ -121,6 +130,7 @@ class EvaluationConfig:
     progress: bool = True
     llm_frame_pixels: tuple[int, int] | None = None
     restart: bool = False
+    calibration: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.detection_options(1 if self.stride is None else self.stride)  # validated where they are defined
@@ -327,6 +337,9 @@ def score_video(video, score_fn: ScoreFn, plan: _RunPlan) -> dict[str, np.ndarra
         "video": np.array(json.dumps(detection.video.to_dict())),
         "model_id": np.array(detection.model_id),
     }
+    if detection.name_probabilities is not None:  # (S, N): names the per-video results' events
+        arrays["sampled_frames"] = np.asarray(detection.sampled_frames, dtype=np.int64)
+        arrays["name_probabilities"] = np.asarray(detection.name_probabilities, dtype=np.float32)
     if plan.return_masks:
         if detection.masks is None:
             raise ValueError(f"{video.video_id}: the scorer returned no masks although they were asked for.")
@@ -344,19 +357,75 @@ def _aligned(cached: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def video_result(cached: dict[str, np.ndarray], plan: _RunPlan, config: EvaluationConfig) -> VideoDetection:
     """One cached video as the ``VideoDetection`` ``lavida detect`` gives it with this run's settings: the cached
-    (unsmoothed, filled) scores go through the same post-processing as detection."""
+    (unsmoothed, filled) scores go through the same post-processing as detection, and the events name their
+    anomaly when the per-name probabilities were cached (each frame taking its nearest sampled frame's, as the
+    scores)."""
     from .processing.detection import VideoDetection
+    from .processing.postprocessing import nearest_samples
     from .processing.video_io import VideoInfo
 
     raw = cached["scores"].astype(np.float32)  # (F,)
     stored = json.loads(str(cached["video"])) if "video" in cached else {}
+    names = None
+    if "name_probabilities" in cached:
+        names = cached["name_probabilities"][nearest_samples(cached["sampled_frames"], np.arange(raw.size))]  # (F, N)
     detection = VideoDetection.from_frame_scores(
         raw, float(stored.get("fps", cached["fps"])) or 25.0, plan.anomaly_names,
         options=config.detection_options(plan.stride), size=(stored.get("height", 0), stored.get("width", 0)),
-        name=str(cached["video_id"]), model_id=str(cached.get("model_id", "")))
+        name=str(cached["video_id"]), model_id=str(cached.get("model_id", "")), name_probabilities=names)
     if stored.get("num_frames") == raw.size:  # the decoder's own description (older caches have none)
         detection.video = VideoInfo(**stored)
+    detection.calibration = config.calibration
     return detection
+
+
+def event_metrics(labels: list[np.ndarray], scores: list[np.ndarray], fps: list[float],
+                  config: EvaluationConfig) -> dict[str, float | int]:
+    """The events detection reports at the run's threshold, against the frame labels.
+
+    Each video's scores (``[F]``, aligned with its labels) are smoothed and cut into events as detection does
+    (``postprocess_scores`` with ``config.threshold``, ``min_event_frames`` and ``smoothing_sigma``).
+
+    Returns:
+        ``{"num_events", "false_alarms", "false_alarms_per_hour", "frame_precision", "frame_recall", "frame_f1",
+        "anomalies", "anomalies_detected"}``: a false alarm is an event without an anomalous frame, counted per hour
+        of normal frames (what ``lavida calibrate`` targets on a site's normal footage); the frame precision and
+        recall are those of the frames inside events; an anomaly is a run of anomalous frames, detected when an
+        event overlaps it. NaN where undefined (no event frame, no anomalous or no normal frame).
+    """
+    from .processing.postprocessing import postprocess_scores
+
+    events = false_alarms = inside_total = hits = positives = anomalies = detected = 0
+    normal_seconds = 0.0
+    for truth, score, rate in zip(labels, scores, fps):
+        truth = np.asarray(truth).astype(bool).reshape(-1)
+        if truth.size == 0:
+            continue
+        _, found = postprocess_scores(np.arange(truth.size), np.asarray(score)[: truth.size], truth.size, rate,
+                                      config.threshold, config.min_event_frames, config.smoothing_sigma)
+        inside = np.zeros(truth.size, dtype=bool)  # (F,) frames inside an event
+        for event in found:
+            inside[event.start_frame:event.end_frame + 1] = True
+            false_alarms += not truth[event.start_frame:event.end_frame + 1].any()
+        events += len(found)
+        inside_total += int(inside.sum())
+        hits += int((inside & truth).sum())
+        positives += int(truth.sum())
+        normal_seconds += float((~truth).sum()) / rate
+        edges = np.diff(np.concatenate([[0], truth.astype(np.int8), [0]]))  # +1 where a run starts, -1 past its end
+        for start, stop in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()):
+            anomalies += 1
+            detected += bool(inside[start:stop].any())
+    precision = hits / inside_total if inside_total else math.nan
+    recall = hits / positives if positives else math.nan
+    if math.isnan(precision) or math.isnan(recall):
+        f1 = math.nan
+    else:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"num_events": events, "false_alarms": false_alarms,
+            "false_alarms_per_hour": false_alarms / (normal_seconds / 3600.0) if normal_seconds else math.nan,
+            "frame_precision": precision, "frame_recall": recall, "frame_f1": f1, "anomalies": anomalies,
+            "anomalies_detected": detected}
 
 
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -428,6 +497,12 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     if metrics.get("region"):
         region = metrics["region"]
         rows += [("RBDC", region["rbdc"]), ("TBDC", region["tbdc"])]
+    events = metrics.get("events")
+    if events:
+        rows += [("event frame precision", events["frame_precision"]), ("event frame recall", events["frame_recall"]),
+                 ("event frame F1", events["frame_f1"]),
+                 ("false alarms per hour of normal footage", events["false_alarms_per_hour"]),
+                 ("anomalies detected", f"{events['anomalies_detected']} of {events['anomalies']}")]
     smoothing = frame.get("smoothing")
     model = metrics.get("model")
     lines = [f"# {metrics['benchmark']}: evaluation", "",
@@ -437,6 +512,12 @@ def metrics_table(metrics: dict[str, Any]) -> str:
              + (f"Gaussian smoothing sigma {smoothing['sigma']:g} frames." if smoothing else "no smoothing."),
              "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {_fmt(value)} |" for name, value in rows]
+    if events:
+        calibration = events.get("calibration")
+        lines += ["", f"Events: {events['num_events']} at threshold {events['threshold']:g}, at least "
+                  f"{events['min_event_frames']} frame(s), {events['false_alarms']} of them false alarms (no anomalous "
+                  "frame)" + (f"; settings from the calibration {calibration['file']} (sha256 "
+                              f"{calibration['sha256']})." if calibration else ".")]
     if metrics.get("pixel"):
         lines += ["", "Pixel AUC ranks every pixel of every frame against the ground-truth masks (pooled), so the many "
                   "easy background pixels dominate it; the pixel criterion counts an anomalous frame as detected when "
@@ -545,6 +626,9 @@ def compute_metrics(cached: list[dict[str, np.ndarray]], plan: _RunPlan, config:
         "stride": plan.stride,
         "anomaly_names": plan.anomaly_names,
         "frame": frame_metrics(labels, scores, smoothing_sigma=config.smoothing_sigma),
+        "events": {"threshold": config.threshold, "min_event_frames": config.min_event_frames,
+                   "smoothing_sigma": config.smoothing_sigma, "calibration": config.calibration,
+                   **event_metrics(labels, scores, [float(c["fps"]) or 25.0 for c in cached], config)},
         "pixel": None,
         "region": None,
     }
@@ -597,8 +681,7 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
     Raises:
         UserInputError: ``out_dir`` holds results of another model or settings (and ``config.restart`` is not set).
     """
-    from tqdm.auto import tqdm
-
+    from .processing.progress import Progress
     from .processing.result_writers import OutputOptions, write_result_folder
 
     config = config or EvaluationConfig()
@@ -611,13 +694,13 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
     cache_dir = out_dir / CACHE_DIR
     plot_dir = out_dir / PLOTS_DIR
     cached = []
-    bar = tqdm(videos, desc=f"evaluate {plan.benchmark}", unit="video", disable=not config.progress)
-    for video in bar:
+    bar = Progress(f"evaluate {plan.benchmark}", total=len(videos), unit="video", enabled=config.progress)
+    for video in videos:
         cache_file = cache_dir / f"{safe_file_name(video.video_id)}.npz"
         if cache_file.is_file():
             arrays = _load_arrays(cache_file)
         else:
-            bar.set_postfix_str(video.video_id)
+            bar.set_note(video.video_id)
             _save_arrays(cache_file, score_video(video, score_fn, plan))
             arrays = _load_arrays(cache_file)  # metrics always come from what is on disk
         cached.append(arrays)
@@ -626,6 +709,7 @@ def evaluate_benchmark(benchmark, score_fn: ScoreFn, out_dir: str | Path, config
             labels, scores = _aligned(arrays)
             smoothed = smooth_scores(scores, config.smoothing_sigma) if config.smoothing_sigma else None
             plot_video(plot_file, video.video_id, scores, labels, smoothed, video_auc(labels, scores, "pad"))
+        bar.advance()
     bar.close()
     results = OutputOptions(plot=False, overlay=False, progress=False)
     for arrays in cached:

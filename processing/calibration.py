@@ -218,11 +218,12 @@ def _same_model(fitted: str, used: str) -> bool:
     return fitted_path.exists() and used_path.exists() and fitted_path.resolve() == used_path.resolve()
 
 
-def calibration_record(path: str | os.PathLike, calibration: Calibration) -> dict[str, Any]:
-    """How ``result.json`` names the calibration a detection used: the file as given, the SHA-256 of its content
-    (first 16 hex digits), its target and the model it was fitted for."""
+def calibration_record(path: str | os.PathLike, calibration: Calibration, name: str | None = None) -> dict[str, Any]:
+    """How ``result.json`` (and ``lavida evaluate``'s metrics.json) names the calibration a run used: the file as
+    given (or ``name``, e.g. an upload's file name instead of its server path), the SHA-256 of its content (first 16
+    hex digits), its target and the model it was fitted for."""
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-    return {"file": str(path), "sha256": digest, "target": calibration.target.to_dict(),
+    return {"file": str(path) if name is None else name, "sha256": digest, "target": calibration.target.to_dict(),
             "model_id": calibration.fitted_on.model_id}
 
 

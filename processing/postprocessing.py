@@ -11,6 +11,11 @@ call these; detection, evaluation, the Space and the pipeline all go through the
    shortest event you care about, in frames. The frame metrics smooth with this same function.
 4. ``threshold_scores``: a frame is anomalous when its score is at least the threshold (default 0.5).
 5. ``find_events``: maximal runs of anomalous frames at least ``min_length`` frames long.
+6. ``name_events`` (a model that scores each anomaly name, ``frame_score="name_grounding"``): each event names the
+   anomaly that drove it, the listed name with the highest probability at any sampled frame the event's frames take
+   their scores from (``nearest_samples``), with every name's peak probability there. The frame score is the largest
+   name probability, so the named anomaly is the one that reached the event's raw peak. ``rank_names`` orders one
+   event's per-name scores; ``lavida watch`` names its live events with it too.
 
 ``postprocess_scores`` chains 2, 3 and 5. Masks: ``resize_masks`` is the one bilinear resize (logits, probabilities or
 training targets), and ``mask_probabilities`` brings the decoder's low-resolution mask logits to anomaly probabilities
@@ -23,7 +28,8 @@ This file is copied next to saved checkpoints with the pipeline: it imports only
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -43,6 +49,9 @@ class Event:
             ``start_frame / fps`` to ``(end_frame + 1) / fps`` at a constant frame rate, the frames' own times
             otherwise (``VideoInfo.frame_edges_s``), so ``end_s - start_s`` is the event's duration.
         peak_score, mean_score: the highest and the mean frame score inside the run.
+        anomaly: the listed name that drove the event (``name_events``); None when the model does not score each
+            name (``frame_score="object_score"``).
+        name_scores: every listed name's peak probability over the event, best first (None with ``anomaly``).
     """
 
     start_frame: int
@@ -51,13 +60,24 @@ class Event:
     end_s: float
     peak_score: float
     mean_score: float
+    anomaly: str | None = None
+    name_scores: Mapping[str, float] | None = field(default=None, hash=False)  # a dict: left out of the hash
 
     @property
     def num_frames(self) -> int:
         return self.end_frame - self.start_frame + 1
 
-    def to_dict(self) -> dict[str, int | float]:
-        return asdict(self)
+    def to_dict(self, decimals: int | None = None) -> dict[str, int | float | str | dict | None]:
+        """``{"start_frame", "end_frame", "start_s", "end_s", "peak_score", "mean_score", "anomaly",
+        "name_scores"}``, floats (the name scores too) rounded to ``decimals`` when given."""
+
+        def number(value):
+            return round(value, decimals) if decimals is not None and isinstance(value, float) else value
+
+        content = {spec.name: number(getattr(self, spec.name)) for spec in fields(self)}
+        if self.name_scores is not None:
+            content["name_scores"] = {name: number(float(score)) for name, score in self.name_scores.items()}
+        return content
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -68,6 +88,25 @@ class Event:
 def frame_probabilities(frame_logits: torch.Tensor) -> torch.Tensor:
     """``[B, T]`` (any shape) object-score logits -> float32 anomaly probabilities in [0, 1], same shape."""
     return torch.sigmoid(frame_logits.detach().float())
+
+
+def nearest_samples(sampled_indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The row of each frame's nearest sampled frame: the sampled frame whose score it takes.
+
+    Args:
+        sampled_indices: ``[S]`` strictly increasing decoded-frame indices the model scored (S >= 1).
+        frames: ``[K]`` decoded-frame indices.
+
+    Returns:
+        ``int64 [K]`` rows into ``sampled_indices``. A frame halfway between two sampled frames takes the earlier
+        one; frames before the first or after the last sampled frame take that one.
+    """
+    indices = np.asarray(sampled_indices, dtype=np.int64).reshape(-1)
+    frames = np.asarray(frames, dtype=np.int64).reshape(-1)
+    right = np.clip(np.searchsorted(indices, frames), 0, indices.size - 1)  # first sample at or after the frame
+    left = np.clip(right - 1, 0, indices.size - 1)
+    use_left = np.abs(frames - indices[left]) <= np.abs(indices[right] - frames)
+    return np.where(use_left, left, right)
 
 
 def fill_skipped_frames(sampled_indices: np.ndarray, sampled_scores: np.ndarray, num_frames: int) -> np.ndarray:
@@ -94,11 +133,7 @@ def fill_skipped_frames(sampled_indices: np.ndarray, sampled_scores: np.ndarray,
         raise ValueError("sampled_indices must be strictly increasing.")
     if indices[0] < 0 or indices[-1] >= num_frames:
         raise ValueError(f"sampled_indices must lie in [0, {num_frames}), got {indices[0]}..{indices[-1]}.")
-    frames = np.arange(num_frames)
-    right = np.clip(np.searchsorted(indices, frames), 0, indices.size - 1)  # first sample at or after the frame
-    left = np.clip(right - 1, 0, indices.size - 1)
-    use_left = np.abs(frames - indices[left]) <= np.abs(indices[right] - frames)
-    return scores[np.where(use_left, left, right)]
+    return scores[nearest_samples(indices, np.arange(num_frames))]
 
 
 def smooth_scores(scores: np.ndarray, sigma: float) -> np.ndarray:
@@ -198,6 +233,56 @@ def postprocess_scores(sampled_indices: np.ndarray, sampled_scores: np.ndarray, 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Event names
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def rank_names(name_scores: np.ndarray, names: Sequence[str], limit: int | None = None) -> dict[str, float]:
+    """One event's per-name scores as ``{name: score}``, best first (ties in the order the names were listed).
+
+    Args:
+        name_scores: ``[N]`` a score per listed name (extra entries beyond ``names`` are ignored).
+        names: the listed anomaly names.
+        limit: keep only the best ``limit`` names (None: all).
+
+    Returns:
+        The ranked names; its first key is the event's anomaly. Empty when there are no scores.
+    """
+    scores = np.asarray(name_scores, dtype=np.float32).reshape(-1)[: len(names)]
+    order = np.argsort(-scores, kind="stable")[:limit]
+    return {names[int(row)]: float(scores[int(row)]) for row in order}
+
+
+def name_events(events: Sequence[Event], sampled_indices: np.ndarray, name_probabilities: np.ndarray,
+                names: Sequence[str]) -> list[Event]:
+    """Name each event after the anomaly that drove it (step 6 of the module docstring).
+
+    An event's name scores are each name's peak probability over the sampled frames whose scores its frames carry
+    (``nearest_samples`` of its first and last frame and every sampled frame between), so they follow the same
+    filling as the scores; ``anomaly`` is the best of them (``rank_names``).
+
+    Args:
+        events: events found on the video's filled (and smoothed) scores.
+        sampled_indices: ``[S]`` the decoded-frame indices the model scored, increasing.
+        name_probabilities: ``float [S, N]`` each listed name's probability at each sampled frame.
+        names: the ``N`` listed anomaly names.
+
+    Returns:
+        The events with ``anomaly`` and ``name_scores`` set (frames, times and scores unchanged).
+    """
+    probabilities = np.asarray(name_probabilities, dtype=np.float32)
+    indices = np.asarray(sampled_indices, dtype=np.int64).reshape(-1)
+    if probabilities.ndim != 2 or len(probabilities) != indices.size:
+        raise ValueError(f"name_probabilities must be [S={indices.size}, N], got {list(probabilities.shape)}.")
+    named = []
+    for event in events:
+        first, last = nearest_samples(indices, [event.start_frame, event.end_frame]).tolist()
+        ranked = rank_names(probabilities[first:last + 1].max(axis=0), names)
+        named.append(replace(event, anomaly=next(iter(ranked), None), name_scores=ranked or None))
+    return named
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Masks
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -235,5 +320,5 @@ def mask_probabilities(mask_logits: torch.Tensor, size: tuple[int, int]) -> torc
 
 
 __all__ = ["DEFAULT_THRESHOLD", "Event", "SMOOTHING_TRUNCATE", "check_smoothing_sigma", "check_threshold",
-           "fill_skipped_frames", "find_events", "frame_probabilities", "mask_probabilities", "postprocess_scores",
-           "resize_masks", "smooth_scores", "threshold_scores"]
+           "fill_skipped_frames", "find_events", "frame_probabilities", "mask_probabilities", "name_events",
+           "nearest_samples", "postprocess_scores", "rank_names", "resize_masks", "smooth_scores", "threshold_scores"]

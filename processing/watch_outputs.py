@@ -29,10 +29,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .detection import SCORE_DECIMALS
 from .live_events import LiveEvent, LiveUpdate
+from .postprocessing import rank_names
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +64,9 @@ def event_record(kind: str, event_id: str, live: LiveEvent, names: Sequence[str]
                for key, value in event.to_dict().items()}
     anomaly, name_scores = None, None
     if live.name_scores is not None and len(live.name_scores):
-        count = min(len(names), len(live.name_scores))
-        order = np.argsort(-live.name_scores[:count], kind="stable")[:MAX_NAME_SCORES]
-        anomaly = names[int(order[0])]
-        name_scores = {names[int(i)]: round(float(live.name_scores[int(i)]), decimals) for i in order}
+        ranked = rank_names(live.name_scores, names, MAX_NAME_SCORES)  # as lavida detect names its events
+        anomaly = next(iter(ranked))
+        name_scores = {name: round(score, decimals) for name, score in ranked.items()}
     moment = event.start_s if kind == "open" else event.end_s
     return {"type": kind, "id": event_id, **numbers, "wall_time": utc_text(started_unix + moment),
             "anomaly": anomaly, "name_scores": name_scores, "anomalies": list(names), "threshold": threshold,

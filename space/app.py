@@ -8,7 +8,9 @@ Run it as a Space (``python app.py``), with ``lavida demo``, or from Python:
 
 The page is thin: every request goes through ``DetectionService`` (the ``video-anomaly-detection`` pipeline and
 ``write_result_folder``, the route ``lavida detect`` takes). The API endpoint ``/detect`` takes (video, anomaly names,
-stride, threshold) and returns (plot, overlay video, events table, [result.json, scores.csv], summary).
+stride, threshold[, calibration.json]) and returns (plot, overlay video, events table, [result.json, scores.csv],
+summary). A calibration.json from ``lavida calibrate`` gives the request its threshold, minimum event length and
+smoothing (as ``lavida detect --calibration``); the page shows its threshold on the slider, locked while it is loaded.
 
 The handler is a generator: the detection runs in a worker thread while the handler yields "no change" every
 ``HEARTBEAT_S``, which is where Gradio stops iterating a request whose visitor has gone (page closed, client
@@ -92,16 +94,18 @@ class _Visitor:
 def _handler(service: DetectionService, root: Path):
     unchanged = tuple(gr.skip() for _ in range(_OUTPUTS))
 
-    def detect(video: str | None, anomalies: str, stride: float, threshold: float,
+    def detect(video: str | None, anomalies: str, stride: float, threshold: float, calibration: str | None = None,
                progress: gr.Progress = gr.Progress()):
-        """Detect the named anomalies (comma-separated) in the video, scoring every ``stride``-th frame."""
+        """Detect the named anomalies (comma-separated) in the video, scoring every ``stride``-th frame; with a
+        calibration.json its threshold, minimum event length and smoothing replace ``threshold``."""
         messages: queue.SimpleQueue = queue.SimpleQueue()
         visitor = _Visitor()
 
         def work() -> None:
             try:
                 result = service.run(video, anomalies, stride, threshold, cancelled=visitor.has_left,
-                                     progress=lambda fraction, text: messages.put(("progress", (fraction, text))))
+                                     progress=lambda fraction, text: messages.put(("progress", (fraction, text))),
+                                     calibration=calibration)
                 messages.put(("result", result))
             except BaseException as error:  # shown by the request below, if it is still there
                 if isinstance(error, RequestCancelled):
@@ -136,6 +140,26 @@ def _handler(service: DetectionService, root: Path):
     return detect
 
 
+THRESHOLD_INFO = "event when the score reaches it"
+
+
+def _calibration_threshold(service: DetectionService, root: Path):
+    """The slider's answer to a calibration upload: its threshold, locked (the request uses the calibration's); free
+    again when the file is removed, or unreadable (the request then says why)."""
+
+    def update(calibration: str | None):
+        if not calibration:
+            return gr.update(interactive=True, info=THRESHOLD_INFO)
+        try:
+            threshold = service.load_calibration(calibration).threshold
+        except UserInputError as error:
+            gr.Warning(visitor_message(str(error), calibration, root))
+            return gr.update(interactive=True, info=THRESHOLD_INFO)
+        return gr.update(value=threshold, interactive=False, info="from the calibration file (remove it to choose)")
+
+    return update
+
+
 def build_app(settings: SpaceSettings | None = None, service: DetectionService | None = None) -> gr.Blocks:
     """The Blocks app (model loaded, examples rendered, queue configured); launch it with ``launch``.
 
@@ -161,7 +185,9 @@ def build_app(settings: SpaceSettings | None = None, service: DetectionService |
                                        label="Stride",
                                        info="score every N-th frame (faster with larger N)", elem_id="stride")
                     threshold = gr.Slider(0.0, 1.0, value=settings.default_threshold, step=0.01, label="Threshold",
-                                          info="event when the score reaches it", elem_id="threshold")
+                                          info=THRESHOLD_INFO, elem_id="threshold")
+                calibration = gr.File(label="Site calibration (optional): calibration.json from lavida calibrate",
+                                      file_types=[".json"], type="filepath", elem_id="calibration", height=60)
                 run = gr.Button("Detect anomalies", variant="primary", elem_id="run-button")
                 # the preset column keeps the dropdown in step with the names an example fills in
                 gr.Examples([[*example.row(), matching_preset(example.anomalies)] for example in examples],
@@ -181,7 +207,9 @@ def build_app(settings: SpaceSettings | None = None, service: DetectionService |
         preset.change(lambda label: gr.update() if label == CUSTOM_PRESET else preset_text(label),
                       inputs=preset, outputs=names, api_visibility="private", queue=False)
         names.input(matching_preset, inputs=names, outputs=preset, api_visibility="private", queue=False)
-        run.click(_handler(service, root), inputs=[video, names, stride, threshold],
+        calibration.change(_calibration_threshold(service, root), inputs=calibration, outputs=threshold,
+                           api_visibility="private", queue=False)
+        run.click(_handler(service, root), inputs=[video, names, stride, threshold, calibration],
                   outputs=[plot, overlay, events, files, summary], api_name=API_NAME,
                   concurrency_limit=settings.concurrency_limit)
     app.queue(max_size=settings.max_queue_size, default_concurrency_limit=settings.concurrency_limit)

@@ -7,6 +7,10 @@ duration, frame-count and frame-size checks, before any decoding) and that open 
 the overlay is the only second read. A request stops at its next batch of clips once its caller says it is cancelled
 (the visitor left), and once it has decoded more frames than the limit (a container that declared fewer).
 
+A request may bring a site calibration (the calibration.json ``lavida calibrate`` writes): its threshold, minimum event
+length and smoothing replace the threshold control, as ``lavida detect --calibration`` takes them, and result.json
+records it by its file name; a calibration made for another model or other names adds a note to the summary.
+
 Messages shown to visitors never carry server paths (``visitor_message``).
 """
 
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from lavida.errors import UserInputError
 from lavida.processing.anomaly_names import parse_anomaly_names
+from lavida.processing.calibration import Calibration, calibration_record, load_calibration
 from lavida.processing.options import DetectionOptions
 from lavida.processing.pipeline_lavida import TASK, VideoAnomalyDetectionPipeline
 from lavida.processing.result_writers import (OVERLAY_MP4, RESULT_JSON, SCORES_CSV, SCORES_PNG, OutputOptions,
@@ -37,7 +42,8 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 CancelledFn = Callable[[], bool]  # True once the request's result is no longer wanted
 SCORING_SHARE = 0.8  # part of the progress bar given to scoring; writing the overlay takes the rest
-EVENT_COLUMNS = ["#", "start (s)", "end (s)", "start frame", "end frame", "peak score", "mean score"]
+# "anomaly": the name the event names (empty for a model that scores no names)
+EVENT_COLUMNS = ["#", "anomaly", "start (s)", "end (s)", "start frame", "end frame", "peak score", "mean score"]
 BROWSER_OVERLAY = "overlay-browser.mp4"
 
 
@@ -144,36 +150,54 @@ class DetectionService:
                                  f"{self.settings.max_duration_s:g} s: trim it, or run `lavida detect` locally for "
                                  "longer videos.")
 
-    def detection_options(self, stride: float, threshold: float) -> DetectionOptions:
+    def detection_options(self, stride: float, threshold: float,
+                          calibration: Calibration | None = None) -> DetectionOptions:
         """The controls as ``DetectionOptions`` (masks kept for the overlay): the stride a whole number within the
-        Space's [1, max_stride], the rest validated by ``DetectionOptions``; else UserInputError."""
+        Space's [1, max_stride], the threshold (or, with a ``calibration``, its threshold, minimum event length and
+        smoothing) validated by ``DetectionOptions``; else UserInputError."""
         if stride is None or float(stride) != int(stride) or not 1 <= int(stride) <= self.settings.max_stride:
             raise UserInputError(f"Stride must be a whole number of frames from 1 to {self.settings.max_stride}, "
                                  f"got {stride!r}.")
-        return DetectionOptions(stride=int(stride), threshold=threshold, return_masks=True)
+        settings = {"threshold": threshold} if calibration is None else calibration.settings()
+        return DetectionOptions(stride=int(stride), return_masks=True, **settings)
+
+    @staticmethod
+    def load_calibration(path: str | Path) -> Calibration:
+        """A calibration.json upload, read with ``load_calibration``; UserInputError (naming the file by its name
+        only) for a file that is not one."""
+        with _named(Path(path)):
+            return load_calibration(path)
 
     # -- the request ----------------------------------------------------------------------------------------------
 
     def run(self, video: str | Path | None, anomalies: str, stride: float, threshold: float,
-            progress: ProgressFn | None = None, cancelled: CancelledFn | None = None) -> SpaceResult:
+            progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
+            calibration: str | Path | None = None) -> SpaceResult:
         """Detect ``anomalies`` (comma-separated text) in ``video`` and write the four result files.
 
         Args:
+            calibration: an uploaded calibration.json (None or empty: none); its settings replace ``threshold``.
             progress: called with (fraction done, what is happening) as the work goes on.
             cancelled: asked after every batch of clips; once it returns True the request stops there.
 
         Raises:
-            UserInputError: anything wrong with the inputs (see ``check_video``, ``detection_options``, and
-                ``parse_anomaly_names``).
+            UserInputError: anything wrong with the inputs (see ``check_video``, ``detection_options``,
+                ``load_calibration`` and ``parse_anomaly_names``).
             RequestCancelled: ``cancelled`` said so (nothing is written).
         """
         report = progress or (lambda fraction, text: None)
         is_cancelled = cancelled or (lambda: False)
-        options = self.detection_options(stride, threshold)
+        site = self.load_calibration(calibration) if calibration else None
+        options = self.detection_options(stride, threshold, site)
         if not any(part.strip() for part in (anomalies or "").split(",")):
             raise UserInputError("No anomaly names: type at least one in the names box (comma separated, e.g. "
                                  "\"fighting, fire\") or pick a preset.")
         names = parse_anomaly_names(anomalies)
+        notes = []
+        if site is not None:
+            name = Path(calibration).name
+            notes = [f"calibration {name}: {problem}; its threshold may not fit" for problem in
+                     site.mismatches(self.model_id, names, options.stride, options.llm_frame_pixels)]
         reader = self.check_video(video)
         path = Path(video)
         report(0.0, "Reading the video")
@@ -189,6 +213,8 @@ class DetectionService:
         started = time.perf_counter()
         with reader, _named(path):
             detection = self.detector(reader, anomalies=names, progress=scored, **vars(options))
+        if site is not None:  # recorded by the file's name: result.json never carries a server path
+            detection.calibration = calibration_record(calibration, site, name=Path(calibration).name)
         info = detection.video
         self.check_duration(path.name, info.duration_s)  # a container that declared no duration
         self.check_frames(path.name, info.num_frames)
@@ -201,11 +227,12 @@ class DetectionService:
         overlay = browser_playable(folder / OVERLAY_MP4, info, outputs)
         report(1.0, "Done")
         logger.info("%s: %d frames in %.1f s", path.name, info.num_frames, time.perf_counter() - started)
-        rows = [[number, round(event.start_s, 3), round(event.end_s, 3), event.start_frame, event.end_frame,
-                 round(event.peak_score, 3), round(event.mean_score, 3)]
+        rows = [[number, event.anomaly or "", round(event.start_s, 3), round(event.end_s, 3), event.start_frame,
+                 event.end_frame, round(event.peak_score, 3), round(event.mean_score, 3)]
                 for number, event in enumerate(detection.events, start=1)]
+        summary = "; ".join([format_summary(detection), *notes])
         return SpaceResult(folder=folder, plot=folder / SCORES_PNG, overlay=overlay, result_json=folder / RESULT_JSON,
-                           scores_csv=folder / SCORES_CSV, events=rows, summary=format_summary(detection))
+                           scores_csv=folder / SCORES_CSV, events=rows, summary=summary)
 
     def _new_request_folder(self) -> Path:
         """A fresh folder for one request; the oldest ones beyond ``keep_results`` are removed first."""

@@ -77,3 +77,30 @@ def test_result_json_records_the_training_domain():
     assert detection.to_dict()["model_training_domain"] is None
     detection.training_domain = "synthetic shapes"
     assert detection.to_dict()["model_training_domain"] == "synthetic shapes"
+
+
+def _named_detection(fps=10.0) -> VideoDetection:
+    """Two events of a name-grounding model: "fire" at frames 10-19, "fighting" (weaker) at 50-54; "bicycle" was
+    searched for and not found."""
+    names = np.zeros((100, 3), dtype=np.float32)  # fire, fighting, bicycle
+    names[:, 2] = 0.3
+    names[10:20, 0] = 0.9
+    names[50:55, 1] = 0.8
+    return VideoDetection.from_frame_scores(names.max(axis=1), fps, ["fire", "fighting", "bicycle"], name="v.mp4",
+                                            name_probabilities=names)
+
+
+def test_the_summary_lists_the_anomalies_found_not_the_names_searched():
+    line = format_summary(_named_detection())
+    assert "bicycle" not in line
+    assert line == "v.mp4: 2 events (fire, fighting) at 1.0-2.0 s (fire, peak 0.90), 5.0-5.5 s (fighting, peak 0.80)"
+    assert format_summary(_named_detection(), max_events=1) == ("v.mp4: 2 events (fire, fighting) at 1.0-2.0 s "
+                                                                "(fire, peak 0.90) and 1 weaker")
+
+
+def test_a_summary_without_names_found_lists_none():
+    scores = np.zeros(100)
+    scores[10:20] = 0.9
+    assert format_summary(_detection(scores)) == "v.mp4: 1 event at 1.0-2.0 s (peak 0.90)"  # an object-score model
+    line = format_summary(_detection(np.full(10, 0.2)))
+    assert line == "v.mp4: no events (searched for fire); highest score 0.20 < threshold 0.5"

@@ -156,12 +156,12 @@ def check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from tqdm.auto import tqdm
 
     from lavida.processing.anomaly_names import parse_anomaly_names
     from lavida.processing.calibration import FittedOn, fit_calibration, resolution_note
     from lavida.processing.distributed_detect import expand_video_inputs
     from lavida.processing.factories import load_detection_pipeline
+    from lavida.processing.progress import Progress
     from lavida.processing.video_io import read_header
 
     target, search, options = _parts(args)
@@ -175,11 +175,13 @@ def run(args: argparse.Namespace) -> int:
     scored: list[tuple[Any, float]] = []
     frames = 0
     seconds = 0.0
-    for video in tqdm(videos, unit="video", desc="scoring normal footage", disable=None):
-        detection = detector(video, anomalies=names, **vars(options))
-        scored.append((detection.scores, detection.video.fps))
-        frames += detection.video.num_frames
-        seconds += detection.video.duration_s
+    with Progress("scoring normal footage", total=len(videos), unit="video", enabled=True) as progress:
+        for video in videos:
+            detection = detector(video, anomalies=names, **vars(options))
+            scored.append((detection.scores, detection.video.fps))
+            frames += detection.video.num_frames
+            seconds += detection.video.duration_s
+            progress.advance()
     fitted_on = FittedOn(num_videos=len(videos), num_frames=frames, hours=round(seconds / 3600.0, 9),
                          model_id=detector.model_id, anomalies=names, stride=options.stride,
                          llm_frame_pixels=None if options.llm_frame_pixels is None else list(options.llm_frame_pixels))

@@ -104,7 +104,6 @@ def _run_share(args: argparse.Namespace, process) -> int:
     """Score this process's share of the videos; the main process writes index.json and returns the run's status
     (the others return 0 once it is written: a launcher takes any non-zero status of a process for a crash)."""
     import torch
-    from tqdm.auto import tqdm
 
     from lavida.atomic_files import remove_stale_staging
     from lavida.cli import describe_os_error
@@ -115,6 +114,7 @@ def _run_share(args: argparse.Namespace, process) -> int:
                                                       output_folder_names, pick_device, shard_indices,
                                                       threads_per_process, video_cost, write_index)
     from lavida.processing.factories import load_detection_pipeline
+    from lavida.processing.progress import Progress
     from lavida.processing.result_writers import OutputOptions, format_summary, write_result_folder
 
     options = detection_options(args)
@@ -139,7 +139,7 @@ def _run_share(args: argparse.Namespace, process) -> int:
     calibration = calibration_settings(args)  # recorded in result.json's settings
     for warning in calibration_warnings(args, detector.model_id, names, options) if process.is_main else []:
         print(f"lavida detect: {warning}", file=sys.stderr)
-    outputs = OutputOptions(overlay=not args.no_overlay)
+    outputs = OutputOptions(overlay=not args.no_overlay, progress=True)  # a bar on a terminal, lines in a log
     outcomes = []
 
     def failed(position: int, message: str, warnings: list[str]) -> None:
@@ -151,13 +151,8 @@ def _run_share(args: argparse.Namespace, process) -> int:
         video, target = videos[position], Path(args.out) / folders[position]
         with collect_warnings() as warnings:  # a damaged video warns once, not once per decoding pass
             try:
-                with tqdm(total=0, unit="frame", desc=Path(video).name, leave=False, disable=None) as bar:
-                    def progress(done: int, expected: int | None) -> None:
-                        bar.total = max(done, expected or 0)
-                        bar.n = done
-                        bar.refresh()
-
-                    detection = detector(video, anomalies=names, progress=progress, **vars(options))
+                with Progress(f"video {position + 1}/{len(videos)} {Path(video).name}: scoring", enabled=True) as bar:
+                    detection = detector(video, anomalies=names, progress=bar.update, **vars(options))
                     detection.calibration = calibration
             except UserInputError as error:
                 failed(position, str(error), warnings)

@@ -324,3 +324,89 @@ def test_evaluate_benchmark_keys_its_cache_on_the_scorers_model(tmp_path, caplog
     again.model_identity = second.model_identity
     evaluate_benchmark(bench, again, out, config)
     assert again.calls == []  # the same model reuses its cache
+
+
+def _calibration(path, threshold: float, anomalies: list[str]):
+    from lavida.processing.calibration import Calibration, CalibrationTarget, FalseAlarms, FittedOn
+
+    Calibration(threshold=threshold, min_event_frames=2, smoothing_sigma=1.0,
+                target=CalibrationTarget(false_alarms_per_hour=2.0), reached=FalseAlarms(0, 0.0, 0.0),
+                fitted_on=FittedOn(num_videos=1, num_frames=50, hours=0.01, model_id="oracle",
+                                   anomalies=anomalies)).save(path)
+    return path
+
+
+def test_evaluate_applies_a_calibration_records_it_and_keeps_its_cache(tmp_path, monkeypatch, capsys):
+    """--calibration sets the threshold, event length and smoothing of the events, their metrics and the per-video
+    results (flags given explicitly win); it changes no cached score, so a cached run is reused."""
+    from lavida import evaluation
+
+    layout = BUILDERS["ped2"](tmp_path)
+    scorer = OracleScorer()
+    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None, **budget: scorer)
+    out = tmp_path / "out"
+    run = ["evaluate", "--benchmark", "ped2", "--data-root", str(layout.root), "--out", str(out), "--no-plots"]
+    assert main([*run, "--threshold", "0.01"]) == 0  # the oracle's scores reach 0.042 on anomalous frames
+    plain = json.loads((out / "metrics.json").read_text())
+    assert plain["events"]["calibration"] is None and plain["events"]["threshold"] == 0.01
+    assert plain["events"]["num_events"] > 0
+    scored = len(scorer.calls)
+
+    site = _calibration(tmp_path / "site.json", 0.95, ["bicycle"])
+    assert main([*run, "--calibration", str(site)]) == 0
+    assert len(scorer.calls) == scored  # the cached scores still hold
+    assert "warning: calibration" in capsys.readouterr().err  # made for other names than the benchmark's
+    metrics = json.loads((out / "metrics.json").read_text())
+    events = metrics["events"]
+    assert (events["threshold"], events["min_event_frames"], events["smoothing_sigma"]) == (0.95, 2, 1.0)
+    assert events["calibration"]["file"] == str(site) and len(events["calibration"]["sha256"]) == 16
+    assert metrics["frame"]["smoothing"]["sigma"] == 1.0
+    result = json.loads((out / "results" / "Test001" / "result.json").read_text())
+    assert result["threshold"] == 0.95 and result["settings"]["min_event_frames"] == 2
+    assert result["settings"]["calibration"] == events["calibration"]
+    assert "site.json" in (out / "metrics.md").read_text()
+    assert events["num_events"] == 0  # no score reaches the calibration's threshold
+
+    assert main([*run, "--calibration", str(site), "--threshold", "0.3"]) == 0  # an explicit flag wins
+    assert json.loads((out / "metrics.json").read_text())["events"]["threshold"] == 0.3
+    capsys.readouterr()
+    (tmp_path / "broken.json").write_text("{")
+    assert main([*run, "--calibration", str(tmp_path / "broken.json")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "broken.json" in error and "lavida calibrate" in error
+
+
+def test_event_metrics_count_false_alarms_and_the_anomalies_caught(tmp_path):
+    """Events at the run's threshold against the labels: frame precision and recall, false alarms (events on normal
+    frames only) per hour of normal footage, and the anomalies (runs of anomalous frames) an event overlaps."""
+    from lavida.evaluation import event_metrics
+
+    labels = np.zeros(100, np.int64)
+    labels[20:30] = 1  # caught by the first event
+    labels[60:70] = 1  # missed
+    scores = np.zeros(100)
+    scores[25:35] = 0.9  # 5 anomalous frames and 5 normal ones
+    scores[80:84] = 0.9  # a false alarm
+    metrics = event_metrics([labels], [scores], [10.0], EvaluationConfig(threshold=0.5))
+    assert metrics["num_events"] == 2 and metrics["false_alarms"] == 1
+    assert metrics["false_alarms_per_hour"] == pytest.approx(1 / (80 / 10.0 / 3600))
+    assert metrics["frame_precision"] == pytest.approx(5 / 14) and metrics["frame_recall"] == pytest.approx(5 / 20)
+    assert (metrics["anomalies"], metrics["anomalies_detected"]) == (2, 1)
+    longer = event_metrics([labels], [scores], [10.0], EvaluationConfig(threshold=0.5, min_event_frames=5))
+    assert longer["num_events"] == 1 and longer["false_alarms"] == 0  # the 4-frame blip is no event
+
+
+def test_evaluated_results_name_each_events_anomaly(tmp_path):
+    bench = get_benchmark("ped2", BUILDERS["ped2"](tmp_path).root)
+
+    def naming(video, names, stride, return_masks):
+        detection = OracleScorer()(video, names, stride, return_masks)
+        probabilities = np.zeros((detection.video.num_frames, len(names)), np.float32)
+        probabilities[:, -1] = detection.sampled_scores  # the last name explains every score
+        return VideoDetection.from_frame_scores(detection.sampled_scores, 25.0, names, name_probabilities=probabilities,
+                                                size=(detection.video.height, detection.video.width),
+                                                masks=detection.masks, options=detection.options)
+
+    evaluate_benchmark(bench, naming, tmp_path / "out", EvaluationConfig(progress=False, plots=False, threshold=0.01))
+    events = json.loads((tmp_path / "out" / "results" / "Test001" / "result.json").read_text())["events"]
+    assert events and {event["anomaly"] for event in events} == {bench.anomaly_names[-1]}

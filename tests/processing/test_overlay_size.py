@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lavida.processing.detection import FrameMasks, VideoDetection
-from lavida.processing.result_writers import OutputOptions, overlay_size, write_overlay
+from lavida.processing.result_writers import OutputOptions, overlay_frame_size, overlay_size, write_overlay
 from lavida.processing.video_io import iter_frames, probe_video, write_video
 
 
@@ -38,10 +38,11 @@ def test_a_large_overlay_is_scaled_down_with_masks_made_at_its_size(tmp_path, mo
         return original(self, index, size)
 
     monkeypatch.setattr(FrameMasks, "frame", spying)
-    write_overlay(tmp_path / "overlay.mp4", detection, OutputOptions(overlay_max_side=100, progress=False))
+    options = OutputOptions(overlay_max_side=100, progress=False)
+    write_overlay(tmp_path / "overlay.mp4", detection, options)
     assert asked == [(66, 100)] * count  # never at the native 240 x 360
     info = probe_video(tmp_path / "overlay.mp4")
-    assert (info.height, info.width, info.num_frames, info.fps) == (66, 100, count, 10.0)
+    assert (info.height, info.width, info.num_frames, info.fps) == (*overlay_frame_size(66, 100, options), count, 10.0)
     frame = next(iter_frames(tmp_path / "overlay.mp4")).image.astype(int)
     left, right = frame[10:50, 5:40], frame[10:50, 60:95]
     assert left[..., 0].mean() > right[..., 0].mean() + 40  # the tint sits where the mask is, at the new size

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from lavida.processing.detection import FrameMasks, VideoDetection
+from lavida.processing.detection import RESULT_FORMAT_VERSION, FrameMasks, VideoDetection
 from lavida.processing.pipeline_lavida import TASK, VideoAnomalyDetectionPipeline
 from lavida.processing.video_io import FrameArray, write_video
 from tests.fixtures.without_package import WITHOUT_PACKAGE
@@ -146,7 +146,8 @@ def test_a_file_is_opened_once(detector, clip_files, monkeypatch):
 def test_result_dict_is_the_result_json_format(detector, frames):
     result = detector(FrameArray(frames, fps=10.0), anomalies=NAMES, stride=2, smoothing_sigma=1.0)
     content = result.to_dict()
-    assert content["format_version"] == 1
+    assert content["format_version"] == RESULT_FORMAT_VERSION == 2
+    assert all(event["anomaly"] is None for event in content["events"])  # an object-score model names none
     assert content["video"] == {"name": "the frame array [21, 64, 80, 3]", "num_frames": 21, "fps": 10.0,
                                 "width": 80, "height": 64, "duration_s": 2.1, "codec": "rawvideo", "damaged": False}
     assert content["settings"] == {"stride": 2, "min_event_frames": 1, "smoothing_sigma": 1.0}
@@ -294,7 +295,7 @@ def _rotated_video(path: Path, rotation: int, height: int, width: int, frames: i
 
 
 def test_a_phone_video_is_scored_and_overlaid_upright(detector, tmp_path, monkeypatch):
-    from lavida.processing.result_writers import OutputOptions, write_result_folder
+    from lavida.processing.result_writers import OutputOptions, overlay_frame_size, write_result_folder
     from lavida.processing.video_io import probe_video
 
     path = _rotated_video(tmp_path / "portrait.mp4", -90, height=48, width=80)  # stored landscape, shown portrait
@@ -304,7 +305,7 @@ def test_a_phone_video_is_scored_and_overlaid_upright(detector, tmp_path, monkey
     assert (result.video.height, result.video.width) == (80, 48) and result.masks.shape == (10, 80, 48)
     folder = write_result_folder(tmp_path / "out", result, OutputOptions(plot=False, progress=False))
     overlay = probe_video(folder / "overlay.mp4")
-    assert (overlay.height, overlay.width, overlay.num_frames) == (80, 48, 10)
+    assert (overlay.height, overlay.width, overlay.num_frames) == (*overlay_frame_size(80, 48), 10)  # band below
     assert json.loads((folder / "result.json").read_text())["video"]["height"] == 80
 
 

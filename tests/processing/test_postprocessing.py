@@ -149,3 +149,44 @@ def test_resize_masks_to_a_single_row_or_column():
     masks = np.array([[[1.0, 3.0], [5.0, 7.0]]], np.float32)  # (1, 2, 2)
     np.testing.assert_allclose(resize_masks(masks, (1, 2)), [[[3.0, 5.0]]])
     np.testing.assert_allclose(resize_masks(masks, (2, 1)), [[[2.0], [6.0]]])
+
+
+# -- event names ----------------------------------------------------------------------------------------------------
+
+EVENT_NAMES = ["fire", "fighting", "bicycle"]
+# Five sampled frames (stride 4) of a 20-frame video; each row is the names' probabilities, the score their maximum.
+EVENT_SAMPLES = np.array([0, 4, 8, 12, 16])
+EVENT_NAME_PROBABILITIES = np.array([[0.10, 0.02, 0.05],   # frames 0-2
+                                     [0.20, 0.70, 0.05],   # frames 3-6   (ties go to the earlier sampled frame)
+                                     [0.90, 0.30, 0.10],   # frames 7-10
+                                     [0.05, 0.10, 0.20],   # frames 11-14: below the threshold, outside the events
+                                     [0.10, 0.80, 0.30]], np.float32)  # frames 15-19
+
+
+def test_an_event_is_named_from_the_sampled_frames_its_frames_take_their_scores_from():
+    from lavida.processing.postprocessing import name_events
+
+    scores, events = postprocess_scores(EVENT_SAMPLES, EVENT_NAME_PROBABILITIES.max(axis=1), 20, 10.0, threshold=0.5)
+    assert [(event.start_frame, event.end_frame) for event in events] == [(3, 10), (15, 19)]
+    assert all(event.anomaly is None and event.name_scores is None for event in events)
+    first, second = name_events(events, EVENT_SAMPLES, EVENT_NAME_PROBABILITIES, EVENT_NAMES)
+    assert first.anomaly == "fire" and second.anomaly == "fighting"
+    # rows 1-2 only: the neighbours' bicycle (0.05 before, 0.20 after) are not the event's
+    assert first.name_scores == {"fire": pytest.approx(0.9), "fighting": pytest.approx(0.7),
+                                 "bicycle": pytest.approx(0.1)}
+    assert list(first.name_scores) == ["fire", "fighting", "bicycle"]  # best first
+    assert (first.start_frame, first.end_frame, first.peak_score) == (3, 10, events[0].peak_score)
+    with pytest.raises(ValueError, match=r"name_probabilities must be \[S=5, N\]"):
+        name_events(events, EVENT_SAMPLES, EVENT_NAME_PROBABILITIES[:4], EVENT_NAMES)
+
+
+def test_names_rank_best_first_ties_in_listed_order_and_limited():
+    from lavida.processing.postprocessing import nearest_samples, rank_names
+
+    ranked = rank_names(np.array([0.2, 0.9, 0.2, 0.5, 0.7]), ["a", "b", "c", "d"])  # a score without a name is dropped
+    assert list(ranked.items()) == [("b", pytest.approx(0.9)), ("d", 0.5), ("a", pytest.approx(0.2)),
+                                    ("c", pytest.approx(0.2))]
+    assert list(rank_names(np.array([0.2, 0.9, 0.2, 0.5]), ["a", "b", "c", "d"], limit=2)) == ["b", "d"]
+    assert rank_names(np.zeros(0), ["a"]) == {}
+    # the rows the filling uses: ties to the earlier sampled frame, the ends to the first and last
+    assert nearest_samples([2, 6, 10], [0, 4, 5, 8, 9, 15]).tolist() == [0, 0, 1, 1, 2, 2]

@@ -16,7 +16,8 @@ from lavida.errors import UserInputError
 from lavida.processing.detection import VideoDetection
 from lavida.processing.options import DetectionOptions
 from lavida.processing.postprocessing import find_events
-from lavida.processing.result_writers import OutputOptions, format_summary, render_overlay_frame, write_result_folder
+from lavida.processing.result_writers import (OutputOptions, format_summary, overlay_frame_size, render_overlay_frame,
+                                              write_result_folder)
 from lavida.processing.video_io import iter_frames, probe_video
 
 HEIGHT, WIDTH, NUM_FRAMES, FPS = 97, 161, 100, 25
@@ -105,7 +106,7 @@ def test_overlay_matches_input_frames_size_and_fps(written, video):
     frames, rate = read_video(out / "overlay.mp4")
     _, input_rate = read_video(video)
     assert len(frames) == NUM_FRAMES and rate == input_rate == FPS
-    assert frames[0].shape == (HEIGHT, WIDTH, 3)
+    assert frames[0].shape == (*overlay_frame_size(HEIGHT, WIDTH), 3)  # the picture and the score band below it
     assert calls == list(range(NUM_FRAMES))  # masks requested lazily, once per frame, in order
 
 
@@ -118,8 +119,9 @@ def test_overlay_tints_the_mask_and_draws_the_score_bar(written, video):
     inside, before = overlay[50][box].astype(int), source[50][box].astype(int)
     assert (inside[..., 0] - inside[..., 2]).mean() > 60 > (before[..., 0] - before[..., 2]).mean() + 40
     assert np.abs(overlay[10][box].astype(int) - source[10][box].astype(int)).mean() < 4  # no mask: untouched
-    # Score bar on the bottom rows: frame 50 (score ~0.78) is red up to ~78% of the width; frame 10 green and short.
-    bottom = HEIGHT - 2
+    # Score bar on the band's bottom rows: frame 50 (score ~0.78) is red up to ~78% of the width; frame 10 green and
+    # short.
+    bottom = -2
     red = overlay[50][bottom, :, 0].astype(int) - overlay[50][bottom, :, 1].astype(int) > 80
     assert abs(red.sum() / WIDTH - record.scores[50]) < 0.05
     green = overlay[10][bottom, :, 1].astype(int) - overlay[10][bottom, :, 0].astype(int) > 60
@@ -146,7 +148,8 @@ def test_csv_and_json_agree(written):
     assert result["settings"] == {"stride": 2, "min_event_frames": 1, "smoothing_sigma": 0.0}
     assert result["num_events"] == 2 and result == record.to_dict()
     assert result["events"][0] == {"start_frame": 40, "end_frame": 59, "start_s": 1.6, "end_s": 2.4,
-                                   "peak_score": 0.95, "mean_score": pytest.approx(0.775, abs=1e-6)}
+                                   "peak_score": 0.95, "mean_score": pytest.approx(0.775, abs=1e-6),
+                                   "anomaly": None, "name_scores": None}  # a record without per-name scores
     np.testing.assert_allclose(result["scores"], record.scores, atol=5e-7)
 
 
@@ -189,21 +192,19 @@ def test_render_overlay_frame_resizes_masks():
     image = np.full((30, 50, 3), 100, dtype=np.uint8)
     mask = np.zeros((3, 5), dtype=np.float32)
     mask[1, 2] = 1.0
-    frame = render_overlay_frame(image, score=0.2, threshold=0.5, mask=mask)
-    assert frame.shape == image.shape and frame.dtype == np.uint8
+    frame = render_overlay_frame(image, score=0.8, threshold=0.5, mask=mask)
+    assert frame.shape == (*overlay_frame_size(30, 50), 3) and frame.dtype == np.uint8
     assert frame[15, 25, 0] > 150 and frame[15, 25, 2] < 90  # the centre is tinted red
     np.testing.assert_array_equal(frame[2, 2], image[2, 2])  # far from the mask: untouched
 
 
 def test_summary_names_events(video):
     record = make_record(video)
-    assert format_summary(record) == ("walk.mp4: 2 events (fighting, fire) at 1.6-2.4 s (peak 0.95), "
-                                      "3.2-3.3 s (peak 0.70)")
+    assert format_summary(record) == "walk.mp4: 2 events at 1.6-2.4 s (peak 0.95), 3.2-3.3 s (peak 0.70)"
     quiet = make_record(video, np.full(NUM_FRAMES, 0.2, np.float32))
-    assert format_summary(quiet).startswith("walk.mp4: no events (fighting, fire); highest score 0.20")
+    assert format_summary(quiet).startswith("walk.mp4: no events (searched for fighting, fire); highest score 0.20")
     # past max_events the strongest are shown first, so the main event is never the one cut off
-    assert format_summary(record, max_events=1) == ("walk.mp4: 2 events (fighting, fire) at 1.6-2.4 s (peak 0.95) "
-                                                    "and 1 weaker")
+    assert format_summary(record, max_events=1) == "walk.mp4: 2 events at 1.6-2.4 s (peak 0.95) and 1 weaker"
     late_main = make_record(video, np.r_[np.full(NUM_FRAMES // 2, 0.6), np.full(NUM_FRAMES - NUM_FRAMES // 2, 0.9)])
     late_main.events[:] = [late_main.events[0]] if len(late_main.events) == 1 else late_main.events
 

@@ -13,6 +13,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from lavida.cli import main as lavida_main
+from lavida.processing.result_writers import overlay_frame_size
 
 from .conftest import MAX_DURATION_S
 
@@ -21,8 +22,10 @@ def _client(live_app, tmp_path: Path) -> Client:
     return Client(live_app.url, verbose=False, download_files=str(tmp_path / "downloads"))
 
 
-def _detect(client: Client, video: Path, names: str, stride: int, threshold: float):
-    return client.predict(handle_file(str(video)), names, stride, threshold, api_name="/detect")
+def _detect(client: Client, video: Path, names: str, stride: int, threshold: float,
+            calibration: Path | None = None):
+    return client.predict(handle_file(str(video)), names, stride, threshold,
+                          None if calibration is None else handle_file(str(calibration)), api_name="/detect")
 
 
 def _frames(path: str | Path) -> np.ndarray:
@@ -54,13 +57,35 @@ def test_api_agrees_with_lavida_detect(live_app, videos, tiny_checkpoint, refere
     assert downloaded["scores.csv"].read_bytes() == (expected / "scores.csv").read_bytes()
     assert Path(plot).read_bytes() == (expected / "scores.png").read_bytes()
     # the events table is result.json's events, rounded for display
-    rows = [[i + 1, round(e["start_s"], 3), round(e["end_s"], 3), e["start_frame"], e["end_frame"],
-             round(e["peak_score"], 3), round(e["mean_score"], 3)] for i, e in enumerate(expected_json["events"])]
+    rows = [[i + 1, e["anomaly"] or "", round(e["start_s"], 3), round(e["end_s"], 3), e["start_frame"],
+             e["end_frame"], round(e["peak_score"], 3), round(e["mean_score"], 3)]
+            for i, e in enumerate(expected_json["events"])]
     assert table["data"] == rows
     assert f"{expected_json['num_events']} event" in summary
     shown, reference = _frames(overlay), _frames(expected / "overlay.mp4")
-    assert shown.shape == reference.shape == (16, 64, 80, 3)
+    assert shown.shape == reference.shape == (16, *overlay_frame_size(64, 80), 3)
     assert np.abs(shown.astype(int) - reference.astype(int)).mean() < 1.0
+
+
+def test_api_agrees_with_lavida_detect_given_the_same_calibration(live_app, videos, tiny_checkpoint, tmp_path):
+    from lavida.processing.calibration import Calibration, CalibrationTarget, FalseAlarms, FittedOn
+
+    calibration = tmp_path / "site.json"
+    Calibration(threshold=0.0, min_event_frames=2, smoothing_sigma=1.0, target=CalibrationTarget(frame_fpr=0.01),
+                reached=FalseAlarms(0, 0.0, 0.0),
+                fitted_on=FittedOn(num_videos=1, num_frames=10, hours=0.001, model_id=str(tiny_checkpoint),
+                                   anomalies=["fighting"])).save(calibration)
+    status = lavida_main(["detect", str(videos["walk"]), "--anomalies", "fighting", "--model", str(tiny_checkpoint),
+                          "--out", str(tmp_path / "cli"), "--calibration", str(calibration)])
+    assert status == 0
+    expected = json.loads((tmp_path / "cli" / "walk" / "result.json").read_text())
+    _, _, table, files, _ = _detect(_client(live_app, tmp_path), videos["walk"], "fighting", 1, 0.8, calibration)
+    shown = json.loads(next(Path(f) for f in files if f.endswith("result.json")).read_text())
+    assert shown["threshold"] == 0.0 and shown["settings"]["min_event_frames"] == 2  # the calibration's, not 0.8
+    assert shown["scores"] == expected["scores"] and shown["events"] == expected["events"]
+    assert shown["settings"]["calibration"]["sha256"] == expected["settings"]["calibration"]["sha256"]
+    assert shown["settings"]["calibration"]["file"] == "site.json"
+    assert len(table["data"]) == expected["num_events"] > 0
 
 
 def test_odd_sized_video_gets_a_browser_playable_overlay(live_app, videos, tmp_path):
@@ -68,7 +93,7 @@ def test_odd_sized_video_gets_a_browser_playable_overlay(live_app, videos, tmp_p
     with av.open(overlay) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.name, stream.format.name) == ("h264", "yuv420p")
-        assert (stream.width, stream.height) == (62, 46)  # padded by one column and one row
+        assert (stream.height, stream.width) == overlay_frame_size(45, 61)  # the score band below, even sides
     result = json.loads(next(Path(f) for f in files if f.endswith("result.json")).read_text())
     assert (result["video"]["width"], result["video"]["height"], result["video"]["name"]) == (61, 45, "odd size.mp4")
 

@@ -153,6 +153,65 @@ def test_service_rejects_bad_inputs_with_one_clear_message(service, videos, key,
     assert "/" not in str(caught.value).split(":")[0]  # names the file, not its server path
 
 
+@pytest.fixture(scope="module")
+def naming_service(tmp_path_factory):
+    """The service around a model that scores each anomaly name (``frame_score="name_grounding"``)."""
+    import torch
+
+    from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
+    from lavida.processing.factories import build_tiny_processor
+    from lavida.space.service import DetectionService
+
+    torch.manual_seed(0)
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding",
+                                                              initializer_range=0.2)).eval()
+    settings = SpaceSettings(model="naming-test", work_dir=str(tmp_path_factory.mktemp("naming")),
+                             max_duration_s=3.0, max_upload_mb=1.0)
+    return DetectionService(settings, model, build_tiny_processor())
+
+
+def test_the_events_table_names_each_events_anomaly(naming_service, service, videos):
+    from lavida.space.service import EVENT_COLUMNS
+
+    column = EVENT_COLUMNS.index("anomaly")
+    result = naming_service.run(videos["walk"], "red square, fighting", 1, 0.0)
+    saved = json.loads(result.result_json.read_text())["events"]
+    assert saved and [row[column] for row in result.events] == [event["anomaly"] for event in saved]
+    assert {row[column] for row in result.events} <= {"red square", "fighting"}
+    plain = service.run(videos["walk"], "fighting", 1, 0.0)  # a model that scores no names names no anomaly
+    assert plain.events and all(row[column] == "" for row in plain.events)
+
+
+def _calibration_file(path: Path, anomalies: list[str]) -> Path:
+    from lavida.processing.calibration import Calibration, CalibrationTarget, FalseAlarms, FittedOn
+
+    Calibration(threshold=0.37, min_event_frames=3, smoothing_sigma=1.5,
+                target=CalibrationTarget(false_alarms_per_hour=1.0), reached=FalseAlarms(0, 0.0, 0.0),
+                fitted_on=FittedOn(num_videos=1, num_frames=100, hours=0.001, model_id="tiny-test",
+                                   anomalies=anomalies)).save(path)
+    return path
+
+
+def test_a_calibration_file_gives_the_request_its_settings_and_is_recorded_by_name(service, videos, tmp_path):
+    calibration = _calibration_file(tmp_path / "site calibration.json", ["fighting"])
+    result = service.run(videos["walk"], "fighting", 1, 0.9, calibration=str(calibration))  # the slider gives way
+    content = json.loads(result.result_json.read_text())
+    assert content["threshold"] == 0.37
+    assert (content["settings"]["min_event_frames"], content["settings"]["smoothing_sigma"]) == (3, 1.5)
+    record = content["settings"]["calibration"]
+    assert record["file"] == "site calibration.json" and str(tmp_path) not in json.dumps(content)
+    assert "calibration" not in result.summary  # made for this model and these names: nothing to warn about
+
+    other = _calibration_file(tmp_path / "other.json", ["fire"])
+    noted = service.run(videos["walk"], "fighting", 1, 0.9, calibration=str(other))
+    assert "calibration other.json: it was made for the anomaly names 'fire'" in noted.summary
+
+    (tmp_path / "notes.json").write_text("{}")
+    with pytest.raises(UserInputError, match="notes.json is not a calibration file") as caught:
+        service.run(videos["walk"], "fighting", 1, 0.5, calibration=str(tmp_path / "notes.json"))
+    assert str(tmp_path) not in str(caught.value)
+
+
 # -- the Space files and the demo command ---------------------------------------------------------------------------
 
 
@@ -386,7 +445,7 @@ def test_the_detection_stops_when_the_page_stops_asking_for_the_request(tmp_path
     stopped = threading.Event()
 
     class EndlessService:
-        def run(self, video, anomalies, stride, threshold, progress=None, cancelled=None):
+        def run(self, video, anomalies, stride, threshold, progress=None, cancelled=None, calibration=None):
             while not cancelled():
                 progress(0.5, "Scoring frames")
                 time.sleep(0.01)

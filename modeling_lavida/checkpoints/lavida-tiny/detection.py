@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from .options import DetectionOptions
-from .postprocessing import Event, mask_probabilities, postprocess_scores
+from .postprocessing import Event, mask_probabilities, name_events, nearest_samples, postprocess_scores
 from .video_io import VideoInfo, VideoSource
 
-RESULT_FORMAT_VERSION = 1  # result.json layout (see VideoDetection.to_dict)
+RESULT_FORMAT_VERSION = 2  # result.json layout (see VideoDetection.to_dict); 2: events name their anomaly
 SCORE_DECIMALS = 6  # rounding of result.json and scores.csv, so the two agree exactly
 
 
@@ -110,13 +110,7 @@ class FrameMasks:
 
     def nearest_sample(self, frame_index: int) -> int:
         """Row of the sampled frame nearest to ``frame_index`` (ties to the earlier one, as the scores)."""
-        position = int(np.searchsorted(self.sampled_frames, frame_index))
-        if position >= len(self.sampled_frames):
-            return len(self.sampled_frames) - 1
-        if position > 0 and frame_index - self.sampled_frames[position - 1] <= self.sampled_frames[position] \
-                - frame_index:
-            return position - 1
-        return position
+        return int(nearest_samples(self.sampled_frames, [frame_index])[0])
 
     def __getitem__(self, frame_index: int) -> np.ndarray:
         return self.frame(frame_index)
@@ -153,9 +147,13 @@ class VideoDetection:
         model_id: the checkpoint path or Hub id.
         scores: ``float32 [F]`` one anomaly probability per decoded frame (filled from the nearest sampled frame,
             smoothed when asked).
-        events: runs of frames at or above ``options.threshold`` (``postprocessing.Event``).
+        events: runs of frames at or above ``options.threshold`` (``postprocessing.Event``), each naming the
+            anomaly that drove it when ``name_probabilities`` are known (``postprocessing.name_events``).
         sampled_frames: ``int64 [S]`` the decoded-frame indices the model scored.
         sampled_scores: ``float32 [S]`` their probabilities, before filling and smoothing.
+        name_probabilities: ``float32 [S, N]`` each listed name's probability at each sampled frame, from a model
+            that scores each name (``frame_score="name_grounding"``; ``sampled_scores`` is their maximum); None for
+            a model that gives one score per frame (``"object_score"``), whose events name no anomaly.
         masks: the anomaly masks, one frame at a time (``FrameMasks``) when ``options.return_masks``, else None.
         source: what was read (a path, bytes or frames), for a second pass (the overlay video); None when unknown.
         calibration: the site calibration the threshold, ``min_event_frames`` and smoothing came from (a record
@@ -173,6 +171,7 @@ class VideoDetection:
     events: list[Event]
     sampled_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     sampled_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    name_probabilities: np.ndarray | None = None
     masks: MaskFrames | None = None
     source: VideoSource | None = None
     calibration: dict[str, Any] | None = None
@@ -185,6 +184,12 @@ class VideoDetection:
                              "there must be exactly one score per decoded frame.")
         if self.masks is not None and len(self.masks) < self.video.num_frames:
             raise ValueError(f"Got masks for {len(self.masks)} frames for a video of {self.video.num_frames}.")
+        if self.name_probabilities is not None:
+            self.name_probabilities = np.asarray(self.name_probabilities, dtype=np.float32)
+            expected = (len(self.sampled_frames), len(self.anomalies))
+            if self.name_probabilities.shape != expected:
+                raise ValueError(f"Got name probabilities of shape {list(self.name_probabilities.shape)}; they must be "
+                                 f"[sampled frames, names] = {list(expected)}.")
 
     @property
     def threshold(self) -> float:
@@ -200,23 +205,35 @@ class VideoDetection:
     def from_frame_scores(cls, scores: np.ndarray, fps: float, anomalies: list[str], *,
                           options: DetectionOptions | None = None, size: tuple[int, int] = (0, 0),
                           masks: MaskFrames | None = None, name: str = "", model_id: str = "",
-                          source: VideoSource | None = None) -> VideoDetection:
+                          source: VideoSource | None = None,
+                          name_probabilities: np.ndarray | None = None) -> VideoDetection:
         """A detection from probabilities scored elsewhere (another scorer, a test double), one per decoded frame
         (``[F]``): smoothed and cut into events by the pipeline's post-processing with ``options``.
 
         Args:
             size: the frames' ``(height, width)``; masks: ``masks[i]`` is frame ``i``'s ``float [H, W]`` mask.
+            name_probabilities: ``float [F, N]`` each of the ``N`` anomaly names' probability per frame, which names
+                the events (None: the events name no anomaly).
         """
         options = options or DetectionOptions()
         raw = np.asarray(scores, dtype=np.float32).reshape(-1)  # (F,)
         frames = np.arange(raw.size)
         filled, events = postprocess_scores(frames, raw, raw.size, fps, options.threshold, options.min_event_frames,
                                             options.smoothing_sigma)
+        if name_probabilities is not None:
+            events = name_events(events, frames, name_probabilities, list(anomalies))
         video = VideoInfo(num_frames=int(raw.size), fps=float(fps), width=int(size[1]), height=int(size[0]),
                           duration_s=raw.size / float(fps), codec="rawvideo")
         return cls(video=video, name=name, anomalies=list(anomalies), options=options, model_id=model_id,
-                   scores=filled, events=events, sampled_frames=frames, sampled_scores=raw, masks=masks,
-                   source=source)
+                   scores=filled, events=events, sampled_frames=frames, sampled_scores=raw,
+                   name_probabilities=name_probabilities, masks=masks, source=source)
+
+    @property
+    def anomalies_found(self) -> list[str]:
+        """The anomaly names the events name, each once, in the order of their strongest event (highest peak
+        first); empty without events or when the model does not score each name."""
+        strongest = sorted(self.events, key=lambda event: (-event.peak_score, event.start_frame))
+        return list(dict.fromkeys(event.anomaly for event in strongest if event.anomaly is not None))
 
     def to_dict(self, decimals: int = SCORE_DECIMALS) -> dict[str, Any]:
         """The content of ``result.json`` (format ``RESULT_FORMAT_VERSION``), scores and event floats rounded to
@@ -225,10 +242,14 @@ class VideoDetection:
         ``{"format_version", "video": {"name", "num_frames", "fps", "width", "height", "duration_s", "codec",
         "damaged"}, "anomalies", "model_id", "model_training_domain", "threshold", "settings": {"stride", "min_event_frames",
         "smoothing_sigma"[, "llm_frame_pixels"][, "calibration"]}, "num_events", "events": [{"start_frame",
-        "end_frame", "start_s", "end_s", "peak_score", "mean_score"}, ...], "scores": [F floats]}``
+        "end_frame", "start_s", "end_s", "peak_score", "mean_score", "anomaly", "name_scores"}, ...],
+        "scores": [F floats]}``
+
+        An event's ``anomaly`` is the listed name with the highest probability over the event and ``name_scores``
+        every listed name's peak probability there, best first (``postprocessing.name_events``); both are null for
+        a model that gives one score per frame and none per name (``frame_score="object_score"``).
         """
-        events = [{key: round(value, decimals) if isinstance(value, float) else value
-                   for key, value in event.to_dict().items()} for event in self.events]
+        events = [event.to_dict(decimals) for event in self.events]
         return {
             "format_version": RESULT_FORMAT_VERSION,
             "video": {"name": self.name, **self.video.to_dict()},

@@ -6,7 +6,8 @@
     detector = pipeline("video-anomaly-detection", model="path/or/hub-id")
     result = detector("video.mp4", anomalies=["fighting", "fire"], stride=2)
     result.scores                  # float32 [F], one probability per decoded frame
-    result.events                  # [Event(start_frame, end_frame, start_s, end_s, peak_score, mean_score), ...]
+    result.events                  # [Event(start_frame, end_frame, start_s, end_s, peak_score, mean_score,
+                                   #        anomaly, name_scores), ...]
     result.to_dict()               # the content of result.json
     detector(["a.mp4", "b.mp4"], anomalies="fighting", batch_size=2)   # a list of videos -> a list of results
     detector(list_of_frames, anomalies="fighting", return_masks=True).masks[10]   # float16 [H, W]
@@ -25,7 +26,9 @@ tensors (``LavidaProcessor``); ``_forward``
 is the model's forward on a batch of clips (the anomaly names are encoded once per name list), which appends the
 clips' low-resolution mask logits to a memory-mapped store when masks are asked for; ``postprocess`` fills the skipped
 frames, smooths and finds the events (timed by the frames' own timestamps) through the processor's ``post_process_*``
-methods and returns a ``VideoDetection`` whose ``masks`` are read one frame at a time at the video's upright size.
+methods, names each event after the anomaly that drove it when the model scores each name
+(``postprocessing.name_events`` on the sampled frames' per-name probabilities, ``float32 [S, N]``, which the result
+keeps) and returns a ``VideoDetection`` whose ``masks`` are read one frame at a time at the video's upright size.
 
 This file and its siblings (``detection``, ``options``, ``video_io``, ``postprocessing``, ``anomaly_names``,
 ``processing_lavida``, ``errors``) are copied next to saved checkpoints (``declare_pipeline``): they import only
@@ -56,6 +59,7 @@ from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineItera
 from .anomaly_names import parse_anomaly_names
 from .detection import FrameMasks, LowResMaskStore, VideoDetection
 from .options import DEFAULT_BATCH_SIZE, DetectionOptions
+from .postprocessing import name_events
 from .video_io import Clip, FrameArray, VideoInfo, VideoReader, VideoSource, is_frame_list, iter_clips
 
 logger = logging.getLogger(__name__)
@@ -262,7 +266,8 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         return outputs
 
     def postprocess(self, model_outputs: list[dict[str, Any]], **options) -> VideoDetection:
-        """One video's clips -> its ``VideoDetection`` (scores for every decoded frame, events, lazy masks)."""
+        """One video's clips -> its ``VideoDetection`` (scores for every decoded frame, named events, lazy
+        masks)."""
         settings = DetectionOptions(**options)
         infos: list[ClipInfo] = [output["clip"] for output in model_outputs]
         probabilities = [output["frame_probabilities"].reshape(-1).numpy() for output in model_outputs]  # (T,) each
@@ -274,13 +279,21 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
             sampled_frames, sampled_scores, video.num_frames, video.fps, threshold=settings.threshold,
             min_event_frames=settings.min_event_frames, smoothing_sigma=settings.smoothing_sigma,
             frame_edges_s=video.frame_edges_s())
+        name_probabilities = None
+        if all("name_probabilities" in output for output in model_outputs):
+            count = len(last.names)  # a batch pads its name lists to the longest: keep this video's names
+            name_probabilities = np.concatenate([  # (S, N)
+                output["name_probabilities"].reshape(-1, output["name_probabilities"].shape[-1])[:, :count]
+                .numpy()[info.real] for output, info in zip(model_outputs, infos)])
+            events = name_events(events, sampled_frames, name_probabilities, list(last.names))
         store = self._mask_stores.pop(last.video_key, None)
         masks = None
         if settings.return_masks and store is not None:
             masks = FrameMasks(store.array(), sampled_frames, video.num_frames, (video.height, video.width))
         return VideoDetection(video=video, name=last.name, anomalies=list(last.names), options=settings,
                               model_id=self.model_id, scores=scores, events=events, sampled_frames=sampled_frames,
-                              sampled_scores=sampled_scores, masks=masks, source=last.source,
+                              sampled_scores=sampled_scores, name_probabilities=name_probabilities, masks=masks,
+                              source=last.source,
                               training_domain=getattr(self.model.config, "training_domain", None))
 
     # ------------------------------------------------------------------------------------------------ batching

@@ -100,7 +100,7 @@ def _frame_rate(fps: float) -> Fraction:
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, *, crf: int = 18,
                 preset: str = "medium", odd_size: Literal["pad", "exact"] = "pad",
-                frame_times_s: Sequence[float] | np.ndarray | None = None) -> None:
+                frame_times_s: Sequence[float] | np.ndarray | None = None, x264_params: str | None = None) -> None:
     """Encode RGB frames into an H.264 video, atomically (temporary file, then rename).
 
     Args:
@@ -114,6 +114,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             size by encoding 4:4:4 (``yuv444p``), which many browsers do not play. Even sizes are always ``yuv420p``.
         frame_times_s: ``[F]`` strictly increasing presentation time of each frame in seconds (a variable frame
             rate, e.g. ``VideoInfo.frame_times_s``), kept to 1/90000 s; None: frame ``i`` at ``i / fps``.
+        x264_params: extra x264 settings as ``key=value:key=value`` (e.g. ``"mbtree=0"``), or None.
 
     Raises:
         ValueError: no frames, frames of different sizes, frames that are not ``uint8 [H, W, 3]``, or frame times
@@ -130,7 +131,8 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     temporary = _temporary_sibling(path)
     try:
         count = _encode(temporary, iter(frames), rate, crf=crf, preset=preset, odd_size=odd_size,
-                        container_format=_FORMAT_BY_SUFFIX[path.suffix.lower()], timestamps=timestamps)
+                        container_format=_FORMAT_BY_SUFFIX[path.suffix.lower()], timestamps=timestamps,
+                        x264_params=x264_params)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -157,7 +159,8 @@ def _check_frame(frame: np.ndarray, index: int, shape: tuple[int, ...] | None) -
 
 
 def _encode(target: Path, frames: Iterator[np.ndarray], rate: Fraction, *, crf: int, preset: str,
-            odd_size: str, container_format: str, timestamps: np.ndarray | None = None) -> int:
+            odd_size: str, container_format: str, timestamps: np.ndarray | None = None,
+            x264_params: str | None = None) -> int:
     first = next(frames, None)
     if first is None:
         raise ValueError("No frames to write: a video needs at least one frame.")
@@ -172,7 +175,7 @@ def _encode(target: Path, frames: Iterator[np.ndarray], rate: Fraction, *, crf: 
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = width + pad[1], height + pad[0]
         stream.pix_fmt = pixel_format
-        stream.options = {"crf": str(crf), "preset": preset}
+        stream.options = {"crf": str(crf), "preset": preset, **({"x264-params": x264_params} if x264_params else {})}
         # Constant rate: frame i at pts i in units of 1/rate. Given times: pts on a 90 kHz clock.
         clock = 1 / rate if timestamps is None else TIMESTAMP_CLOCK
         if timestamps is not None:
