@@ -30,7 +30,7 @@ import json
 import logging
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from dataclasses import dataclass
@@ -92,6 +92,8 @@ class OutputOptions:
     overlay_x264_params: str = "mbtree=0"
     overlay_max_side: int = 1280  # longest overlay side in pixels; larger videos are scaled down (see overlay_size)
     progress: bool | None = None  # the overlay pass (``Progress``): None a bar on a terminal; True lines elsewhere too
+    # called with (frames written, frames in all) after each overlay frame, e.g. to move a web page's progress bar
+    overlay_progress: Callable[[int, int], None] | None = None
     overwrite: bool = True
 
 
@@ -498,6 +500,8 @@ def write_overlay(path: str | Path, detection: VideoDetection, options: OutputOp
                 yield render_overlay_frame(image, float(detection.scores[index]), detection.threshold, mask, options)
                 count += 1
                 progress.advance()
+                if options.overlay_progress is not None:
+                    options.overlay_progress(count, video.num_frames)
         if count != video.num_frames:
             raise ValueError(f"{detection.name} decoded to {count} frames but {video.num_frames} were scored.")
 

@@ -11,6 +11,12 @@ The page is thin: every request goes through ``DetectionService`` (the ``video-a
 stride, threshold[, calibration.json]) and returns (plot, overlay video, events table, [result.json, scores.csv],
 summary). A calibration.json from ``lavida calibrate`` gives the request its threshold, minimum event length and
 smoothing (as ``lavida detect --calibration``); the page shows its threshold on the slider, locked while it is loaded.
+Clicking an example runs it (``ExampleResults``: detected on its first click, shown again on the next ones). Every
+request first clears the previous one's results, so a failed request leaves none of them under its error.
+
+``settings.concurrency_limit`` detections run at once (the Detect button and the examples share these slots), each
+in a pipeline of its own around the one loaded model; ``launch`` gives torch ``settings.threads_to_use()`` CPU
+threads (a per-process setting), by default the cores divided among the detections that may run together.
 
 The handler is a generator: the detection runs in a worker thread while the handler yields "no change" every
 ``HEARTBEAT_S``, which is where Gradio stops iterating a request whose visitor has gone (page closed, client
@@ -31,7 +37,7 @@ import gradio as gr
 import pandas as pd
 
 from lavida.errors import UserInputError
-from lavida.space.examples import ensure_examples
+from lavida.space.examples import ExampleResults, ensure_examples
 from lavida.space.presets import CUSTOM_PRESET, PRESETS, SYNTHETIC_PRESET, matching_preset, preset_text
 from lavida.space.service import EVENT_COLUMNS, DetectionService, RequestCancelled, visitor_message
 from lavida.space.settings import SpaceSettings
@@ -44,6 +50,11 @@ HEARTBEAT_S = 0.5  # how often a running request gives Gradio the chance to stop
 ABANDONED_AFTER_S = 4 * HEARTBEAT_S  # a request Gradio has not asked for more for this long has lost its visitor
 WORKER_THREAD_NAME = "lavida-space-detection"
 _OUTPUTS = 5  # plot, overlay, events, files, summary
+
+
+def _no_results() -> tuple:
+    """The outputs of no run (plot, overlay, events, files, summary), which replace the previous run's."""
+    return None, None, pd.DataFrame(columns=EVENT_COLUMNS), None, ""
 
 
 def _intro(settings: SpaceSettings, model_id: str, training_domain: str | None = None) -> str:
@@ -91,7 +102,7 @@ class _Visitor:
         return self.gone.is_set() or time.monotonic() - self.last_asked > ABANDONED_AFTER_S
 
 
-def _handler(service: DetectionService, root: Path):
+def _handler(service: DetectionService | ExampleResults, root: Path):
     unchanged = tuple(gr.skip() for _ in range(_OUTPUTS))
 
     def detect(video: str | None, anomalies: str, stride: float, threshold: float, calibration: str | None = None,
@@ -115,6 +126,7 @@ def _handler(service: DetectionService, root: Path):
         threading.Thread(target=work, name=WORKER_THREAD_NAME, daemon=True).start()
         beat = time.monotonic()
         try:
+            yield _no_results()  # the previous run's results go, whether this one succeeds or fails
             while True:
                 try:
                     kind, value = messages.get(timeout=HEARTBEAT_S)
@@ -160,6 +172,14 @@ def _calibration_threshold(service: DetectionService, root: Path):
     return update
 
 
+def _names_of_preset(label: str, names: str):
+    """The names box's answer to a preset choice: the preset's names, unless it is "Custom" or the box already
+    spells them (the box, which the preset follows as it is edited, is then left as typed)."""
+    if label == CUSTOM_PRESET or matching_preset(names or "") == label:
+        return gr.update()
+    return preset_text(label)
+
+
 def build_app(settings: SpaceSettings | None = None, service: DetectionService | None = None) -> gr.Blocks:
     """The Blocks app (model loaded, examples rendered, queue configured); launch it with ``launch``.
 
@@ -170,6 +190,7 @@ def build_app(settings: SpaceSettings | None = None, service: DetectionService |
     root = settings.prepare_root()
     service = service or DetectionService(settings)
     examples = ensure_examples(root)
+    requests = ExampleResults(service, examples)
     with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as app:
         model = getattr(getattr(service, "detector", None), "model", None)
         gr.Markdown(_intro(settings, service.model_id, getattr(getattr(model, "config", None), "training_domain", None)))
@@ -190,10 +211,11 @@ def build_app(settings: SpaceSettings | None = None, service: DetectionService |
                                       file_types=[".json"], type="filepath", elem_id="calibration", height=60)
                 run = gr.Button("Detect anomalies", variant="primary", elem_id="run-button")
                 # the preset column keeps the dropdown in step with the names an example fills in
-                gr.Examples([[*example.row(), matching_preset(example.anomalies)] for example in examples],
-                            inputs=[video, names, stride, threshold, preset], visible_columns=[0],
-                            example_labels=[example.label for example in examples], cache_examples=False,
-                            label="Examples (synthetic world)")
+                example_rows = gr.Examples([[*example.row(), matching_preset(example.anomalies)]
+                                            for example in examples],
+                                           inputs=[video, names, stride, threshold, preset], visible_columns=[0],
+                                           example_labels=[example.label for example in examples],
+                                           cache_examples=False, label="Examples (synthetic world): click to run")
             with gr.Column(scale=3):
                 summary = gr.Markdown(elem_id="summary")
                 plot = gr.Image(label="Anomaly score over time", show_label=False, type="filepath",
@@ -204,27 +226,35 @@ def build_app(settings: SpaceSettings | None = None, service: DetectionService |
                 files = gr.File(label="result.json and scores.csv", file_count="multiple", elem_id="downloads",
                                 interactive=False)
         # Light UI updates skip the queue, so they stay instant while detections are running.
-        preset.change(lambda label: gr.update() if label == CUSTOM_PRESET else preset_text(label),
-                      inputs=preset, outputs=names, api_visibility="private", queue=False)
-        names.input(matching_preset, inputs=names, outputs=preset, api_visibility="private", queue=False)
+        preset.change(_names_of_preset, inputs=[preset, names], outputs=names, api_visibility="private", queue=False)
+        # any change of the names (typed, pasted, dropped, autofilled), not only a key press, moves the preset
+        names.change(matching_preset, inputs=names, outputs=preset, api_visibility="private", queue=False)
         calibration.change(_calibration_threshold(service, root), inputs=calibration, outputs=threshold,
                            api_visibility="private", queue=False)
-        run.click(_handler(service, root), inputs=[video, names, stride, threshold, calibration],
-                  outputs=[plot, overlay, events, files, summary], api_name=API_NAME,
-                  concurrency_limit=settings.concurrency_limit)
+        detect = _handler(requests, root)
+        inputs, results = [video, names, stride, threshold, calibration], [plot, overlay, events, files, summary]
+        run.click(detect, inputs=inputs, outputs=results, api_name=API_NAME,
+                  concurrency_limit=settings.concurrency_limit, concurrency_id=API_NAME)
+        # an example click fills in the inputs, then runs them in the same detection slots as the button
+        example_rows.load_input_event.then(detect, inputs=inputs, outputs=results, api_visibility="private",
+                                           concurrency_limit=settings.concurrency_limit, concurrency_id=API_NAME)
     app.queue(max_size=settings.max_queue_size, default_concurrency_limit=settings.concurrency_limit)
     return app
 
 
 def launch(settings: SpaceSettings | None = None, app: gr.Blocks | None = None, block: bool = True,
            **launch_kwargs) -> gr.Blocks:
-    """Build (unless given) and launch the app with the settings' upload limit and folders.
+    """Build (unless given) and launch the app with the settings' upload limit, folders and torch CPU threads
+    (``SpaceSettings.threads_to_use``, set for the whole process).
 
     Args:
         block: wait until the server stops (False: return once it serves, e.g. in tests).
         launch_kwargs: passed to ``gr.Blocks.launch`` (``server_name``, ``server_port``, ...).
     """
+    import torch
+
     settings = settings or SpaceSettings.from_env()
+    torch.set_num_threads(settings.threads_to_use())  # per process: every running detection shares these
     app = app or build_app(settings)
     root = settings.prepare_root()
     launch_kwargs.setdefault("ssr_mode", False)

@@ -4,8 +4,13 @@ It takes the same route as ``lavida detect``: the ``video-anomaly-detection`` pi
 ``DetectionOptions``, then ``write_result_folder``, so a video gives the same ``result.json`` and ``scores.csv`` in the
 page and on the command line for the same model and settings. The upload is opened once (its header gives the
 duration, frame-count and frame-size checks, before any decoding) and that open reader is what the pipeline decodes;
-the overlay is the only second read. A request stops at its next batch of clips once its caller says it is cancelled
-(the visitor left), and once it has decoded more frames than the limit (a container that declared fewer).
+the overlay is the only second read. A request stops at its next batch of clips (or, while the overlay is written, its
+next frame) once its caller says it is cancelled (the visitor left), and once it has decoded more frames than the limit
+(a container that declared fewer); a stopped request leaves no files.
+
+Requests may run at the same time, each in a detection pipeline of its own (``settings.concurrency_limit`` of them,
+all around the one loaded model): a pipeline keeps state between its steps (the name embeddings it has encoded, the
+masks of the video it is scoring) and its processor's tokenizer is not made to be used by two threads at once.
 
 A request may bring a site calibration (the calibration.json ``lavida calibrate`` writes): its threshold, minimum event
 length and smoothing replace the threshold control, as ``lavida detect --calibration`` takes them, and result.json
@@ -16,7 +21,9 @@ Messages shown to visitors never carry server paths (``visitor_message``).
 
 from __future__ import annotations
 
+import copy
 import logging
+import queue
 import re
 import shutil
 import time
@@ -41,7 +48,8 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 CancelledFn = Callable[[], bool]  # True once the request's result is no longer wanted
-SCORING_SHARE = 0.8  # part of the progress bar given to scoring; writing the overlay takes the rest
+SCORING_SHARE = 0.8  # part of the progress bar given to scoring; writing the plot and the overlay take the rest
+OVERLAY_PROGRESS_STEPS = 100  # progress updates at most while the overlay is written (one per frame for short videos)
 # "anomaly": the name the event names (empty for a model that scores no names)
 EVENT_COLUMNS = ["#", "anomaly", "start (s)", "end (s)", "start frame", "end frame", "peak score", "mean score"]
 BROWSER_OVERLAY = "overlay-browser.mp4"
@@ -74,8 +82,8 @@ def embedded_model_id() -> str:
 class DetectionService:
     """The detection pipeline, loaded once, and the request handler around it.
 
-    Requests may run in parallel threads (the queue's concurrency limit): the model is only read, and every request
-    writes into its own folder.
+    Requests may run in parallel threads (the queue's concurrency limit): each borrows a pipeline of its own for its
+    detection (the model inside is shared and only read), and every request writes into its own folder.
     """
 
     def __init__(self, settings: SpaceSettings, model=None, processor=None) -> None:
@@ -92,7 +100,28 @@ class DetectionService:
                                                           task=TASK, batch_size=settings.clip_batch_size,
                                                           model_id=settings.model or embedded_model_id())
         self.model_id = self.detector.model_id
-        self.results_root = settings.root / "results"
+        self.results_root = settings.root / "results"  # request folders; the oldest are removed (keep_results)
+        self.kept_root = settings.root / "kept-results"  # results kept while the app runs (the examples')
+        self._idle_detectors: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle_detectors.put(self.detector)
+        for _ in range(settings.concurrency_limit - 1):
+            self._idle_detectors.put(self._companion(self.detector))
+
+    def _companion(self, detector: VideoAnomalyDetectionPipeline) -> VideoAnomalyDetectionPipeline:
+        """Another pipeline around ``detector``'s model (the same weights), with a processor of its own."""
+        return type(detector)(model=detector.model, processor=copy.deepcopy(detector.processor),
+                              device=detector.device, task=TASK, batch_size=self.settings.clip_batch_size,
+                              model_id=detector.model_id)
+
+    @contextmanager
+    def _borrowed_detector(self) -> Iterator[VideoAnomalyDetectionPipeline]:
+        """A pipeline no other request is using, for one detection (waits for one to be free when more requests
+        than ``concurrency_limit`` run at once)."""
+        detector = self._idle_detectors.get()
+        try:
+            yield detector
+        finally:
+            self._idle_detectors.put(detector)
 
     # -- checks ---------------------------------------------------------------------------------------------------
 
@@ -172,13 +201,17 @@ class DetectionService:
 
     def run(self, video: str | Path | None, anomalies: str, stride: float, threshold: float,
             progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
-            calibration: str | Path | None = None) -> SpaceResult:
+            calibration: str | Path | None = None, keep: bool = False) -> SpaceResult:
         """Detect ``anomalies`` (comma-separated text) in ``video`` and write the four result files.
 
         Args:
             calibration: an uploaded calibration.json (None or empty: none); its settings replace ``threshold``.
-            progress: called with (fraction done, what is happening) as the work goes on.
-            cancelled: asked after every batch of clips; once it returns True the request stops there.
+            progress: called with (fraction done, what is happening) as the work goes on: per batch of clips while
+                scoring, per frame (at most ``OVERLAY_PROGRESS_STEPS`` times) while the overlay is written.
+            cancelled: asked after every batch of clips and every overlay frame; once it returns True the request
+                stops there.
+            keep: write the results where they stay while the app runs (``kept_root``), instead of a request folder
+                that newer requests remove in time.
 
         Raises:
             UserInputError: anything wrong with the inputs (see ``check_video``, ``detection_options``,
@@ -211,8 +244,8 @@ class DetectionService:
             report(SCORING_SHARE * done / max(total, 1), f"Scoring frames ({done}/{total})")
 
         started = time.perf_counter()
-        with reader, _named(path):
-            detection = self.detector(reader, anomalies=names, progress=scored, **vars(options))
+        with reader, _named(path), self._borrowed_detector() as detector:
+            detection = detector(reader, anomalies=names, progress=scored, **vars(options))
         if site is not None:  # recorded by the file's name: result.json never carries a server path
             detection.calibration = calibration_record(calibration, site, name=Path(calibration).name)
         info = detection.video
@@ -221,10 +254,24 @@ class DetectionService:
         if is_cancelled():
             raise RequestCancelled(f"{path.name}: the request was cancelled.")
         report(SCORING_SHARE, "Writing the plot and the overlay video")
-        folder = self._new_request_folder() / (path.stem or "video")
-        outputs = OutputOptions(progress=False)
-        write_result_folder(folder, detection, outputs)
-        overlay = browser_playable(folder / OVERLAY_MP4, info, outputs)
+        every = max(1, info.num_frames // OVERLAY_PROGRESS_STEPS)
+
+        def written(done: int, total: int) -> None:
+            if is_cancelled():  # raised inside the overlay writer: nothing of the folder is kept
+                raise RequestCancelled(f"{path.name}: the request was cancelled.")
+            if done % every == 0 or done == total:
+                report(SCORING_SHARE + (1.0 - SCORING_SHARE) * done / max(total, 1),
+                       f"Writing the overlay video ({done}/{total} frames)")
+
+        request_folder = self._kept_folder() if keep else self._new_request_folder()
+        folder = request_folder / (path.stem or "video")
+        outputs = OutputOptions(progress=False, overlay_progress=written)
+        try:
+            write_result_folder(folder, detection, outputs)
+            overlay = browser_playable(folder / OVERLAY_MP4, info, outputs)
+        except BaseException:
+            shutil.rmtree(request_folder, ignore_errors=True)
+            raise
         report(1.0, "Done")
         logger.info("%s: %d frames in %.1f s", path.name, info.num_frames, time.perf_counter() - started)
         rows = [[number, event.anomaly or "", round(event.start_s, 3), round(event.end_s, 3), event.start_frame,
@@ -243,6 +290,12 @@ class DetectionService:
             shutil.rmtree(old, ignore_errors=True)
         folder = self.results_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         folder.mkdir()
+        return folder
+
+    def _kept_folder(self) -> Path:
+        """A fresh folder below ``kept_root``, which no request prunes."""
+        folder = self.kept_root / uuid.uuid4().hex[:12]
+        folder.mkdir(parents=True)
         return folder
 
 

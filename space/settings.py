@@ -37,7 +37,11 @@ class SpaceSettings:
         max_frames: most frames an accepted video may have (a short video at a huge frame rate costs as much work
             as a long one).
         max_pixels: largest accepted frame area, width x height (1920 x 1080 by default; either orientation).
-        concurrency_limit: detections run at the same time; further requests wait in the queue.
+        concurrency_limit: detections run at the same time; further requests wait in the queue. Each running
+            detection has a detection pipeline of its own; all share the model's weights.
+        torch_threads: torch CPU threads of the app's process, shared by all running detections (torch's setting is
+            per process); None: the cores divided among ``concurrency_limit`` detections (at least 1 each), so
+            detections running together do not fight over the same cores.
         max_queue_size: requests allowed to wait; more are refused with a "queue full" message.
         default_stride, default_threshold: initial values of the controls (``lavida detect``'s defaults).
         max_stride: upper end of the stride slider (and of what the API accepts).
@@ -53,7 +57,8 @@ class SpaceSettings:
     max_duration_s: float = 60.0
     max_frames: int = 3600  # 60 s at 60 fps
     max_pixels: int = 1920 * 1080
-    concurrency_limit: int = 1
+    concurrency_limit: int = 2
+    torch_threads: int | None = None
     max_queue_size: int = 20
     default_stride: int = DetectionOptions.stride
     default_threshold: float = DetectionOptions.threshold
@@ -71,6 +76,8 @@ class SpaceSettings:
                      "max_stride", "clip_batch_size", "keep_results"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"Space setting {name} must be at least 1, got {getattr(self, name)!r}.")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise UserInputError(f"Space setting torch_threads must be at least 1, got {self.torch_threads!r}.")
         if self.default_stride > self.max_stride:
             raise UserInputError(f"Space setting default_stride ({self.default_stride}) exceeds max_stride "
                                  f"({self.max_stride}).")
@@ -89,6 +96,16 @@ class SpaceSettings:
     @property
     def max_megapixels(self) -> float:
         return self.max_pixels / 1e6
+
+    def threads_to_use(self, cores: int | None = None) -> int:
+        """Torch CPU threads for the app's process: ``torch_threads``, else ``cores`` (default: those this process
+        may run on) divided among ``concurrency_limit`` detections, at least 1."""
+        if self.torch_threads is not None:
+            return self.torch_threads
+        from lavida.processing.distributed_detect import ProcessInfo, threads_per_process
+
+        # the same split as processes of one launch sharing a machine's cores
+        return threads_per_process(ProcessInfo(local_world_size=self.concurrency_limit), cores)
 
     @property
     def root(self) -> Path:

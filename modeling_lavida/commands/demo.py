@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
     parser.add_argument("--max-upload-mb", type=float, default=None, help="largest accepted upload (default: 100)")
     parser.add_argument("--max-duration-s", type=float, default=None, help="longest accepted video (default: 60)")
-    parser.add_argument("--concurrency", type=int, default=None, help="detections run at once (default: 1)")
+    parser.add_argument("--concurrency", type=int, default=None, help="detections run at once (default: 2)")
     parser.add_argument("--work-dir", default=None, help="folder for examples and results (default: system temp)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--open-browser", action="store_true", help="open the page in the default browser")

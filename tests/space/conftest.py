@@ -87,9 +87,15 @@ class LiveApp:
 
 @pytest.fixture(scope="session")
 def live_app(tiny_checkpoint, tmp_path_factory):
-    """The Space served on 127.0.0.1 (a free port), its model chosen through LAVIDA_MODEL, two requests at a time."""
+    """The Space served on 127.0.0.1 (a free port), its model chosen through LAVIDA_MODEL, two requests at a time.
+
+    ``launch`` sets torch's threads for the whole process; the tests after these get the previous number back."""
+    import torch
+
     from lavida.space.app import launch
     from lavida.space.settings import SpaceSettings
+
+    threads = torch.get_num_threads()
 
     work_dir = tmp_path_factory.mktemp("space-work")
     with pytest.MonkeyPatch.context() as patch:
@@ -104,3 +110,4 @@ def live_app(tiny_checkpoint, tmp_path_factory):
         yield LiveApp(url=f"http://127.0.0.1:{port}/", app=app, settings=settings, work_dir=work_dir)
     finally:
         app.close()
+        torch.set_num_threads(threads)

@@ -72,8 +72,8 @@ def test_upload_run_and_recover_from_a_bad_file(page, videos, tmp_path):
     overlay.wait_for()
     assert "overlay.mp4" in overlay.get_attribute("src")
     page.get_by_text("walk.mp4:").wait_for()  # the summary line
-    page.locator("#downloads").get_by_text("result.json").wait_for()
-    page.locator("#downloads").get_by_text("scores.csv").wait_for()
+    page.locator("#downloads a[download='result.json']").wait_for()
+    page.locator("#downloads a[download='scores.csv']").wait_for()
     assert plot.evaluate("image => image.complete && image.naturalWidth > 0")
     assert page.locator("#events tbody tr").count() >= 1
     for close in page.locator(".toast-close").all():  # the earlier errors' messages would hide the plot
@@ -83,8 +83,46 @@ def test_upload_run_and_recover_from_a_bad_file(page, videos, tmp_path):
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
 
-    # 4. An example fills in the video, the synthetic world's names and its preset.
+
+def _results_shown(page) -> dict[str, int]:
+    """How many of each result the page shows (events: table rows with any text)."""
+    rows = page.evaluate("() => [...document.querySelectorAll('#events tbody tr')]"
+                         ".filter(row => row.innerText.trim() !== '').length")
+    return {"plot": page.locator("#score-plot img").count(), "overlay": page.locator("#overlay-video video").count(),
+            "events": rows, "downloads": page.locator("#downloads a[download='result.json']").count()}
+
+
+def test_an_example_click_shows_its_results_and_a_failed_run_clears_them(page, tmp_path, videos):
+    # 1. An example fills in the video, the synthetic world's names and its preset, and runs.
     page.get_by_text("held-out shape crosses the scene (anomaly)").click()
     page.wait_for_function("() => (document.querySelector('#input-video video') || {}).src?.includes('held-out')")
     page.wait_for_function("() => document.querySelector('#preset input').value.startsWith('Synthetic world')")
     assert page.input_value("#names textarea").startswith("red circle, red hexagon")
+    page.get_by_text("held-out-crossing.mp4:").wait_for()  # the summary: the detection ran
+    assert "scores.png" in page.locator("#score-plot img").get_attribute("src")
+    page.locator("#downloads a[download='result.json']").wait_for()
+    shown = _results_shown(page)
+    assert (shown["plot"], shown["overlay"], shown["downloads"]) == (1, 1, 1)
+
+    # 2. A failed run takes the previous results off the page: nothing under the error belongs to another video.
+    fake = tmp_path / "clip.mp4"
+    shutil.copy(videos["text"], fake)
+    _upload(page, fake)
+    page.locator("#input-video video").wait_for()
+    page.click("#run-button")
+    page.get_by_text("clip.mp4 could not be opened as a video").wait_for()
+    page.wait_for_function("() => !document.querySelector('#score-plot img')", timeout=5000)
+    assert _results_shown(page) == {"plot": 0, "overlay": 0, "events": 0, "downloads": 0}
+    assert "held-out-crossing.mp4" not in page.inner_text("#summary")
+
+
+def test_names_edited_without_typing_show_the_custom_preset(page):
+    page.click("#preset input")
+    page.get_by_role("option", name="UCSD Ped").click()
+    page.wait_for_function("() => document.querySelector('#names textarea').value.startsWith('car, cart')")
+    page.locator("#names textarea").focus()
+    page.keyboard.press("End")
+    page.keyboard.insert_text(", bus")  # as a paste or a dropped text arrives: no key press
+    page.wait_for_function("() => document.querySelector('#preset input').value === 'Custom'", timeout=5000)
+    page.fill("#names textarea", "car, cart, wheelchair, skate, bicycle")  # back to the preset's names
+    page.wait_for_function("() => document.querySelector('#preset input').value === 'UCSD Ped'", timeout=5000)

@@ -38,6 +38,7 @@ def test_settings_from_environment_and_overrides():
     ({"LAVIDA_SPACE_MAX_DURATION_S": "nan"}, "max_duration_s must be a positive number"),
     ({"LAVIDA_SPACE_DEFAULT_THRESHOLD": "1.5"}, "default_threshold must be between 0 and 1"),
     ({"LAVIDA_SPACE_CONCURRENCY_LIMIT": "8", "LAVIDA_SPACE_KEEP_RESULTS": "4"}, "keep_results"),
+    ({"LAVIDA_SPACE_TORCH_THREADS": "0"}, "torch_threads must be at least 1"),
 ])
 def test_bad_settings_name_the_variable_or_field(environ, message):
     with pytest.raises(UserInputError, match=re.escape(message)):
@@ -310,13 +311,16 @@ def _limited_service(reference_model, tmp_path, **limits):
     ({"max_frames": 10}, "walk.mp4 has 16 frames; this demo accepts videos of up to 10 frames"),
     ({"max_pixels": 64 * 80 - 1}, "walk.mp4 is 80x64 (0.0 megapixels a frame); this demo accepts frames up to"),
 ])
-def test_too_many_frames_or_pixels_are_refused_before_decoding(reference_model, videos, tmp_path, limits, message):
+def test_too_many_frames_or_pixels_are_refused_before_decoding(reference_model, videos, tmp_path, monkeypatch,
+                                                              limits, message):
+    from lavida.processing.pipeline_lavida import VideoAnomalyDetectionPipeline
+
     service = _limited_service(reference_model, tmp_path, **limits)
 
     def no_detection(*args, **kwargs):
         raise AssertionError("the video was decoded")
 
-    service.detector = no_detection
+    monkeypatch.setattr(VideoAnomalyDetectionPipeline, "__call__", no_detection)
     with pytest.raises(UserInputError, match=re.escape(message)):
         service.run(videos["walk"], "fire", 1, 0.5)
     assert not (tmp_path / "results").exists()
@@ -460,3 +464,242 @@ def test_the_detection_stops_when_the_page_stops_asking_for_the_request(tmp_path
         assert stopped.wait(5.0)
     else:  # the generator is neither asked for more nor closed
         assert stopped.wait(ABANDONED_AFTER_S + 5.0)
+
+
+# -- the page's events ----------------------------------------------------------------------------------------------
+
+
+class _RecordingService:
+    """Stands in for ``DetectionService`` in the page: records each request and answers it with fixed file names."""
+
+    model_id = "recording"
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.calls: list[tuple] = []
+
+    def run(self, video, anomalies, stride, threshold, progress=None, cancelled=None, calibration=None, keep=False):
+        from lavida.space.service import SpaceResult
+
+        self.calls.append((Path(video).name, anomalies, stride, threshold, calibration, keep))
+        (self.folder / "result.json").write_text("{}")
+        return SpaceResult(folder=self.folder, plot=self.folder / "scores.png", overlay=self.folder / "overlay.mp4",
+                           result_json=self.folder / "result.json", scores_csv=self.folder / "scores.csv",
+                           events=[[1, "", 0.0, 1.0, 0, 25, 0.9, 0.7]], summary=f"{Path(video).name}: 1 event")
+
+
+def _components(app) -> dict[str, object]:
+    return {block.elem_id: block for block in app.blocks.values() if getattr(block, "elem_id", None)}
+
+
+def _triggered_by(app, component, event: str):
+    """The one event handler ``component``'s ``event`` starts."""
+    matches = [fn for fn in app.fns.values() if (component._id, event) in fn.targets]
+    assert len(matches) == 1, f"{len(matches)} handlers of {component.elem_id or type(component).__name__}.{event}"
+    return matches[0]
+
+
+RESULT_IDS = ["score-plot", "overlay-video", "events", "downloads", "summary"]
+
+
+def test_clicking_an_example_runs_it_once_and_shows_the_same_results_again(tmp_path):
+    import gradio as gr
+
+    from lavida.space.app import API_NAME, build_app
+    from lavida.space.examples import ensure_examples
+
+    service = _RecordingService(tmp_path)
+    settings = SpaceSettings(work_dir=str(tmp_path / "work"))
+    app = build_app(settings, service=service)
+    dataset = next(block for block in app.blocks.values() if isinstance(block, gr.Dataset))
+    load = _triggered_by(app, dataset, "click")  # fills in the inputs
+    runs = [fn for fn in app.fns.values() if fn.trigger_after == load._id]
+    assert len(runs) == 1, "an example click only loads the video"
+    run = runs[0]
+    assert [c.elem_id for c in run.inputs] == ["input-video", "names", "stride", "threshold", "calibration"]
+    assert [c.elem_id for c in run.outputs] == RESULT_IDS
+    detect = next(fn for fn in app.fns.values() if fn.api_name == API_NAME)
+    assert run.queue and run.concurrency_id == detect.concurrency_id  # examples take the detections' slots
+
+    example = ensure_examples(settings.root)[0]
+    upload = tmp_path / "gradio-cache" / example.video.name  # the page hands the handler a copy of the example
+    upload.parent.mkdir()
+    upload.write_bytes(example.video.read_bytes())
+    shown = [list(run.fn(str(upload), example.anomalies, example.stride, example.threshold, None))[-1]
+             for _ in range(2)]
+    assert service.calls == [(example.video.name, example.anomalies, example.stride, example.threshold, None, True)]
+    for plot, overlay, table, files, summary in shown:  # the second click shows the first click's results
+        assert (plot, overlay) == (str(tmp_path / "scores.png"), str(tmp_path / "overlay.mp4"))
+        assert table.values.tolist() == [[1, "", 0.0, 1.0, 0, 25, 0.9, 0.7]]
+        assert files == [str(tmp_path / "result.json"), str(tmp_path / "scores.csv")]
+        assert "held-out-crossing.mp4: 1 event" in summary
+
+
+def test_an_examples_result_is_detected_on_first_use_and_kept(service, tmp_path, monkeypatch):
+    import shutil
+
+    from lavida.processing.pipeline_lavida import VideoAnomalyDetectionPipeline
+    from lavida.space.examples import ExampleResults, ensure_examples
+
+    examples = ensure_examples(tmp_path / "examples", num_frames=16)
+    requests = ExampleResults(service, examples)
+    calls = []
+    original = VideoAnomalyDetectionPipeline.__call__
+
+    def counted(self, *args, **kwargs):
+        calls.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VideoAnomalyDetectionPipeline, "__call__", counted)
+    upload = tmp_path / "upload" / examples[0].video.name
+    upload.parent.mkdir()
+    shutil.copy(examples[0].video, upload)
+    values = examples[0].row()[1:]
+    first = requests.run(str(upload), *values)
+    assert len(calls) == 1 and requests.run(str(upload), *values).folder == first.folder and len(calls) == 1
+    assert json.loads(first.result_json.read_text())["video"]["name"] == examples[0].video.name
+
+    assert requests.run(str(upload), examples[0].anomalies, 1, 0.3).folder != first.folder  # another threshold
+    renamed = upload.with_name("my clip.mp4")
+    shutil.copy(upload, renamed)  # the same pixels under another name: result.json must name this file
+    assert json.loads(requests.run(str(renamed), *values).result_json.read_text())["video"]["name"] == "my clip.mp4"
+    assert len(calls) == 3
+    for _ in range(service.settings.keep_results + 1):  # newer requests remove the oldest request folders...
+        service._new_request_folder()
+    assert first.result_json.is_file()  # ... but not an example's
+    assert requests.run(str(upload), *values).folder == first.folder and len(calls) == 3
+
+
+def test_a_failed_request_clears_the_previous_results_from_the_page(tmp_path):
+    import gradio as gr
+
+    from lavida.space.app import _handler
+
+    class FailingService:
+        def run(self, video, *args, **kwargs):
+            raise UserInputError(f"{video} could not be opened as a video")
+
+    updates = []
+    with pytest.raises(gr.Error, match="clip.mp4 could not be opened"):
+        for update in _handler(FailingService(), tmp_path)("clip.mp4", "fire", 1, 0.5):
+            updates.append(update)
+    assert updates, "the previous run's plot, overlay, events and files stay on the page under the error"
+    plot, overlay, table, files, summary = updates[-1]
+    assert (plot, overlay, files, summary) == (None, None, None, "")
+    assert table.empty
+
+
+def test_a_new_request_clears_the_previous_results_before_it_runs(tmp_path):
+    from lavida.space.app import _handler
+
+    first, *_, last = _handler(_RecordingService(tmp_path), tmp_path)("clip.mp4", "fire", 1, 0.5)
+    assert first[:2] == (None, None) and first[2].empty and first[3:] == (None, "")
+    assert last[0] == str(tmp_path / "scores.png")
+
+
+def test_names_edited_away_from_the_preset_show_custom(tmp_path):
+    import gradio as gr
+
+    from lavida.space.app import build_app
+    from lavida.space.presets import CUSTOM_PRESET, preset_text
+
+    app = build_app(SpaceSettings(work_dir=str(tmp_path)), service=_RecordingService(tmp_path))
+    parts = _components(app)
+    # any change of the names (typed, pasted, dropped, autofilled), not only key presses, moves the preset
+    follow = _triggered_by(app, parts["names"], "change")
+    assert follow.outputs == [parts["preset"]]
+    assert follow.fn(preset_text("UCSD Ped") + ", bus") == CUSTOM_PRESET
+    assert follow.fn(preset_text("UCSD Ped")) == "UCSD Ped"
+    fill = _triggered_by(app, parts["preset"], "change")
+    assert fill.inputs == [parts["preset"], parts["names"]] and fill.outputs == [parts["names"]]
+    assert fill.fn("UCSD Ped", "red circle") == preset_text("UCSD Ped")
+    # names that already spell the preset stay as typed: the box is not rewritten under the visitor's cursor
+    assert fill.fn("UCSD Ped", "Car, cart,wheelchair, skate, bicycle") == gr.update()
+    assert fill.fn(CUSTOM_PRESET, "red circle") == gr.update()
+
+
+# -- requests running at once ---------------------------------------------------------------------------------------
+
+
+def test_two_detections_run_at_once_each_with_its_share_of_the_cores():
+    assert SpaceSettings().concurrency_limit == 2
+    assert SpaceSettings().threads_to_use(cores=2) == 1  # two detections on 2 cores: one thread each
+    assert SpaceSettings(concurrency_limit=1).threads_to_use(cores=2) == 2
+    assert SpaceSettings(concurrency_limit=4).threads_to_use(cores=2) == 1
+    assert SpaceSettings.from_env({"LAVIDA_SPACE_TORCH_THREADS": "3"}).threads_to_use(cores=2) == 3
+
+
+def test_launch_gives_torch_the_settings_threads(tmp_path):
+    import torch
+
+    from lavida.space.app import launch
+
+    class Server:
+        def launch(self, **kwargs):
+            self.kwargs = kwargs
+
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            launch(SpaceSettings(work_dir=str(tmp_path), torch_threads=threads), app=Server(), block=False)
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_detections_running_at_once_have_their_own_pipelines_and_share_the_model(reference_model, videos,
+                                                                                 tmp_path, monkeypatch):
+    """A pipeline keeps per-call state (name-embedding cache, the masks of the video it scores): two requests must
+    not score through the same one, while the model's weights are loaded once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lavida.processing.pipeline_lavida import VideoAnomalyDetectionPipeline
+
+    service = _limited_service(reference_model, tmp_path, concurrency_limit=2)
+    jobs = [("walk", "fire"), ("odd", "red square")]
+    alone = [json.loads(service.run(videos[key], names, 1, 0.5).result_json.read_text())["scores"]
+             for key, names in jobs]
+    inside: dict[int, tuple[object, object]] = {}
+    both_inside = threading.Barrier(2, timeout=60)
+    original = VideoAnomalyDetectionPipeline._forward
+
+    def forward(self, *args, **kwargs):
+        if threading.get_ident() not in inside:  # hold each request at its first model call until both are there
+            inside[threading.get_ident()] = (self, self.model)
+            both_inside.wait()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VideoAnomalyDetectionPipeline, "_forward", forward)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda job: service.run(videos[job[0]], job[1], 1, 0.5), jobs))
+    pipelines, models = zip(*inside.values())
+    assert len({id(p) for p in pipelines}) == 2 and len({id(m) for m in models}) == 1
+    assert [json.loads(r.result_json.read_text())["scores"] for r in results] == alone
+
+
+# -- progress of the writing step -----------------------------------------------------------------------------------
+
+
+def test_the_overlay_step_reports_its_progress_frame_by_frame(service, videos):
+    from lavida.space.service import SCORING_SHARE
+
+    seen = []
+    service.run(videos["walk"], "fighting", 1, 0.5, progress=lambda fraction, text: seen.append((fraction, text)))
+    overlay = [(fraction, text) for fraction, text in seen if text.startswith("Writing the overlay video")]
+    assert [text for _, text in overlay] == [f"Writing the overlay video ({n}/16 frames)" for n in range(1, 17)]
+    fractions = [fraction for fraction, _ in overlay]
+    assert fractions == sorted(set(fractions)) and SCORING_SHARE < fractions[0] and fractions[-1] == 1.0
+
+
+def test_a_request_cancelled_while_its_overlay_is_written_stops_and_leaves_nothing(reference_model, videos,
+                                                                                   tmp_path):
+    from lavida.space.service import RequestCancelled
+
+    service = _limited_service(reference_model, tmp_path)
+    seen: list[str] = []
+    with pytest.raises(RequestCancelled):
+        service.run(videos["walk"], "fire", 1, 0.5, progress=lambda fraction, text: seen.append(text),
+                    cancelled=lambda: "Writing the overlay video (4/16 frames)" in seen)
+    assert "Writing the overlay video (6/16 frames)" not in seen
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
