@@ -16,6 +16,11 @@ Measures, on validation clips of the synthetic world (training compositions, dat
   frame score, hence the events) reading the names; near 0 means the frame score only says "something is in view";
 - **pair effect**: one clip with two visible objects, prompted once with each object's name: mean mask probability on
   an object under its own name minus under the other's (``--pairs`` clips).
+- **one-word swap drop** (held-out compositions, never trained on): a clip with one held-out composition in view
+  ("purple hexagon"), prompted with its name and with one word of it swapped for another (its colour with another
+  shape, "purple circle", or its shape with another colour, "red hexagon"; never a name in view): mean frame
+  probability on the object's frames under its name minus under the swapped one, for each of the two swaps
+  (``--swaps`` clips). A model that matches names one attribute at a time scores both prompts alike.
 
 Everything is deterministic (fixed seeds); the figures are printed and written to ``--json``.
 """
@@ -36,6 +41,7 @@ from .common import environment, resolve_device
 CORPUS_SEED = 123
 PAIR_SEED = 7
 PAIR_FIRST_INDEX = 1000
+SWAP_SEED = 11
 
 
 def anomalous_clips(count: int, size: int = 128) -> list[dict[str, Any]]:
@@ -102,11 +108,41 @@ def pair_effects(model, processor, count: int, size: int = 128) -> np.ndarray:
     return np.asarray(effects)
 
 
-def measure(model, processor, clips: int, pairs: int) -> dict[str, float]:
+def one_word_swaps(model, processor, count: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Per clip of ``count`` clips with one held-out composition in view: frame probability drop on its frames when
+    its shape word is swapped (same colour) and when its colour word is swapped (same shape)."""
+    from lavida.dataset_builders.synthetic_world import (COLOUR_NAMES, SHAPES, SyntheticWorld, SyntheticWorldConfig,
+                                                         composition_name)
+
+    world = SyntheticWorld(SyntheticWorldConfig(size=size, clip_length=8, min_objects=1, max_objects=2,
+                                                compositions="held_out"))
+    rng = np.random.default_rng(SWAP_SEED)
+    shape_drops, colour_drops = [], []
+    while len(shape_drops) < count:
+        clip = world.render_clip(rng)
+        visible = clip.masks[0].reshape(clip.masks.shape[1], -1).sum(axis=1) > 50  # (T,) frames showing object 0
+        if visible.sum() < 2:
+            continue
+        target = clip.objects[0]
+        in_view = set(clip.names)
+        other_shapes = [j for j in range(len(SHAPES)) if composition_name(target.colour_index, j) not in in_view]
+        other_colours = [i for i in range(len(COLOUR_NAMES)) if composition_name(i, target.shape_index) not in in_view]
+        shape_swap = composition_name(target.colour_index, int(rng.choice(other_shapes)))
+        colour_swap = composition_name(int(rng.choice(other_colours)), target.shape_index)
+        _, frames = _probabilities(model, processor, clip.frames, [[target.name], [shape_swap], [colour_swap]])
+        shape_drops.append(frames[0][visible].mean() - frames[1][visible].mean())
+        colour_drops.append(frames[0][visible].mean() - frames[2][visible].mean())
+    return np.asarray(shape_drops), np.asarray(colour_drops)
+
+
+def measure(model, processor, clips: int, pairs: int, swaps: int = 24) -> dict[str, float]:
     mask_drops, frame_drops = swap_drops(model, processor, anomalous_clips(clips))
     effects = pair_effects(model, processor, pairs)
+    shape_drops, colour_drops = one_word_swaps(model, processor, swaps)
     return {"mask_swap_drop": float(mask_drops.mean()), "frame_swap_drop": float(frame_drops.mean()),
-            "pair_effect": float(effects.mean()), "clips": len(mask_drops), "pair_objects": len(effects)}
+            "pair_effect": float(effects.mean()), "shape_word_swap_drop": float(shape_drops.mean()),
+            "colour_word_swap_drop": float(colour_drops.mean()), "clips": len(mask_drops),
+            "pair_objects": len(effects), "swap_clips": len(shape_drops)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,24 +150,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="checkpoint folder or Hub id (default: the embedded model)")
     parser.add_argument("--clips", type=int, default=24, help="anomalous clips for the swap drops")
     parser.add_argument("--pairs", type=int, default=12, help="two-object clips for the pair effect")
+    parser.add_argument("--swaps", type=int, default=24, help="held-out clips for the one-word swap drops")
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", default="outputs/benchmarks/name_grounding.json")
     args = parser.parse_args(argv)
-    if args.clips < 1 or args.pairs < 1:
-        parser.error("--clips and --pairs must be at least 1")
+    if args.clips < 1 or args.pairs < 1 or args.swaps < 1:
+        parser.error("--clips, --pairs and --swaps must be at least 1")
 
     from lavida.model_factory import load_model_and_processor
 
     torch.manual_seed(0)
     device = resolve_device(args.device)
     model, processor = load_model_and_processor(args.model, device=device)
-    figures = measure(model, processor, args.clips, args.pairs)
+    figures = measure(model, processor, args.clips, args.pairs, args.swaps)
     report = {"model": args.model or "embedded lavida-tiny", **figures, "environment": environment(device)}
     print(f"Name grounding of {report['model']} ({figures['clips']} clips, {figures['pair_objects']} objects "
           f"in {args.pairs} two-object clips)")
     print(f"  mask swap drop   {figures['mask_swap_drop']:+.4f}  (masks follow the names when clearly > 0)")
     print(f"  frame swap drop  {figures['frame_swap_drop']:+.4f}  (frame scores, hence events, follow the names)")
     print(f"  pair effect      {figures['pair_effect']:+.4f}  (same frames, each object's own name)")
+    print(f"  one-word swaps on {figures['swap_clips']} held-out clips: shape word {figures['shape_word_swap_drop']:+.4f}, "
+          f"colour word {figures['colour_word_swap_drop']:+.4f}  (frame scores read both words when both > 0)")
     print(f"wrote {write_json_atomic(args.json, report)}")
     return 0
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .sampler import AnomalyExposureSampler
-from .synthetic_world import SyntheticWorld, SyntheticWorldConfig, related_names
+from .synthetic_world import COLOUR_NAMES, SHAPES, SyntheticWorld, SyntheticWorldConfig, related_names
 
 SPLIT_SEED_OFFSETS = {"train": 0, "validation": 1_000_003, "test": 2_000_029}
 
@@ -42,13 +42,19 @@ class SyntheticTrainingCorpus:
             of the clip visible in some frame, with its own mask, named or not. ``LavidaDataCollator`` turns them into
             labels for the name-grounding head (``frame_score: name_grounding``), which then learns from every
             object in view, not only from the prompt's target (off = rows as the sampler makes them).
+        attribute_labels: with ``object_labels``, every word of the world's names (its 8 colours and 8 shapes) is
+            also a label name of its own, its mask the union of the objects in view whose name holds that word (empty
+            when none does): the head is told that a "hexagon" is one whatever its colour, so its pixel features must
+            carry shape apart from colour, which names of whole compositions never demand (a purple hexagon can be
+            told from everything else by a conjunction of features that no held-out composition shares).
         world: ``SyntheticWorldConfig`` fields (``size``, ``clip_length``, ...).
     """
 
     def __init__(self, num_samples: int = 1000, seed: int = 0, split: str = "train", max_names: int = 30,
                  anomaly_probability: float = 0.5, hard_negative_share: float = 0.0, curriculum_samples: int = 0,
                  contrast_pairs: bool = False, name_warmup_samples: int = 0, name_replay_share: float = 0.0,
-                 object_labels: bool = False, world: dict[str, Any] | None = None):
+                 object_labels: bool = False, attribute_labels: bool = False,
+                 world: dict[str, Any] | None = None):
         if split not in SPLIT_SEED_OFFSETS:
             raise ValueError(f"split must be one of {sorted(SPLIT_SEED_OFFSETS)}, got {split!r}.")
         config = SyntheticWorldConfig(**{**(world or {}), "compositions": "training"})
@@ -62,7 +68,11 @@ class SyntheticTrainingCorpus:
         self.curriculum_samples = curriculum_samples
         self.name_warmup_samples = name_warmup_samples
         self.name_replay_share = name_replay_share
+        if attribute_labels and not object_labels:
+            raise ValueError("attribute_labels needs object_labels: the attribute masks are made from the objects' "
+                             "own masks.")
         self.object_labels = object_labels
+        self.attribute_labels = attribute_labels
         self.warmup_sampler = AnomalyExposureSampler(max_names=1, anomaly_probability=1.0, min_distractors=0)
         self.group_size = 2 if contrast_pairs else 1
         # rows are independent draws already; the curriculum and the pairs need them read in order (LavidaTrainer)
@@ -105,7 +115,20 @@ class SyntheticTrainingCorpus:
             row["object_names"] = [obj.names[0] for obj in visible]
             row["object_masks"] = np.stack([obj.masks.astype(bool) for obj in visible]) if visible else \
                 np.zeros((0, *sample.masks.shape), dtype=bool)
+            if self.attribute_labels:
+                self._add_attribute_labels(row)
         return row
+
+    @staticmethod
+    def _add_attribute_labels(row: dict[str, Any]) -> None:
+        """Append each colour and shape word to ``row``'s object labels with the union of its objects' masks."""
+        names, masks = list(row["object_names"]), row["object_masks"]  # masks: (K, T, H, W)
+        extra = []
+        for word in (*COLOUR_NAMES, *SHAPES):
+            holders = [k for k, name in enumerate(names) if word in name.split()]
+            extra.append(masks[holders].any(axis=0) if holders else np.zeros(masks.shape[1:], dtype=bool))
+        row["object_names"] = names + [*COLOUR_NAMES, *SHAPES]
+        row["object_masks"] = np.concatenate([masks, np.stack(extra)]) if len(names) else np.stack(extra)
 
 
 __all__ = ["SPLIT_SEED_OFFSETS", "SyntheticTrainingCorpus"]

@@ -111,6 +111,15 @@ class LavidaConfig(PreTrainedConfig):
     grounding_hidden_size (`int`, defaults to 64), grounding_embedding_size (`int`, defaults to 32): widths of the
         name-grounding head's pixel encoder and of the space names and pixels are matched in.
     grounding_positive_weight (`float`, defaults to 10.0): weight of the positive pixels in its per-pixel BCE.
+    grounding_name_slots (`int`, defaults to 1): queries the name-grounding head makes of each name vector. With 1 a
+        name's pixel logit is one dot product. With K > 1 each name gives K queries, each matched against the pixels
+        on its own, and the name is at a pixel only when all K are (its probability is the product of theirs): a
+        compositional name ("purple hexagon") can then be matched as several attributes that must meet at one place,
+        so an object sharing only one of them (a purple circle) is not taken for it.
+    grounding_image_channels (`int`, defaults to 0): width of a small convolutional encoder of the frame itself (SAM2's
+        input pixels, stride 4) whose features join SAM2's FPN features in the head's pixel encoder; 0 = none. SAM2's
+        image features, trained to segment the named object, need not keep an object's shape (a uniformly coloured
+        blob is segmented by its colour); this encoder gives the head shape evidence of its own.
     mask_source (`str`, defaults to `"decoder"`): where the returned anomaly map (``mask_logits``) comes from; an
         inference-time choice (training always trains SAM2's candidate masks). ``"decoder"`` is the paper's: the mask
         decoder's candidate with the highest predicted IoU. With the name-grounding head (``frame_score=
@@ -179,6 +188,8 @@ class LavidaConfig(PreTrainedConfig):
     grounding_hidden_size: int = 64
     grounding_embedding_size: int = 32
     grounding_positive_weight: float = 10.0
+    grounding_name_slots: int = 1
+    grounding_image_channels: int = 0
     mask_source: str = "decoder"
     mask_object_threshold: float = 0.12
 
@@ -224,13 +235,16 @@ class LavidaConfig(PreTrainedConfig):
             raise ValueError(f"mask_source must be one of {MASK_SOURCE_MODES}, got {self.mask_source!r}.")
         if not 0.0 < self.mask_object_threshold < 1.0:
             raise ValueError(f"mask_object_threshold must be in (0, 1), got {self.mask_object_threshold}.")
+        if self.grounding_image_channels < 0:
+            raise ValueError(f"grounding_image_channels must be >= 0 (0 = no image encoder), got "
+                             f"{self.grounding_image_channels}.")
         if self.mask_source != "decoder" and self.frame_score != "name_grounding":
             raise ValueError(f"mask_source {self.mask_source!r} reads the name-grounding head's maps, which only a "
                              "model with frame_score='name_grounding' has; use mask_source='decoder'.")
         if self.text_pooling not in TEXT_POOLING_MODES:
             raise ValueError(f"text_pooling must be one of {TEXT_POOLING_MODES}, got {self.text_pooling!r}.")
         for name in ("projector_hidden_size", "num_queries", "qformer_layers", "qformer_heads", "grounding_hidden_size",
-                     "grounding_embedding_size"):
+                     "grounding_embedding_size", "grounding_name_slots"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         for heads_field in ("qformer_heads", "cross_attention_heads"):

@@ -255,6 +255,29 @@ def test_the_collator_passes_name_labels_padded_to_the_longest_list():
     assert "name_labels" not in LavidaDataCollator(build_tiny_processor())(toy_rows(2))
 
 
+def test_attribute_labels_name_each_colour_and_shape_with_the_objects_that_hold_it():
+    from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
+    from lavida.dataset_builders.synthetic_world import COLOUR_NAMES, SHAPES
+
+    plain = SyntheticTrainingCorpus(num_samples=6, seed=3, max_names=6, object_labels=True,
+                                    world={"size": 64, "clip_length": 8})
+    corpus = SyntheticTrainingCorpus(num_samples=6, seed=3, max_names=6, object_labels=True, attribute_labels=True,
+                                     world={"size": 64, "clip_length": 8})
+    for index in range(6):
+        before, row = plain[index], corpus[index]
+        objects = len(before["object_names"])
+        # the object labels are unchanged, the 16 words follow them
+        assert row["object_names"][:objects] == before["object_names"]
+        assert np.array_equal(row["object_masks"][:objects], before["object_masks"])
+        assert row["object_names"][objects:] == [*COLOUR_NAMES, *SHAPES]
+        for word, mask in zip(row["object_names"][objects:], row["object_masks"][objects:]):
+            holders = [k for k, name in enumerate(before["object_names"]) if word in name.split()]
+            expected = before["object_masks"][holders].any(axis=0) if holders else np.zeros_like(mask)
+            assert np.array_equal(mask, expected), word
+    with pytest.raises(ValueError, match="object_labels"):
+        SyntheticTrainingCorpus(num_samples=2, attribute_labels=True)
+
+
 def test_object_labels_give_every_object_in_view_its_own_grounding_mask():
     from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
 

@@ -613,7 +613,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if self.name_grounding_head is None:
             return _FramePredictions(decoded, self._anomaly_map(decoded, None, real_names), decoded.object_logits,
                                      None, None, None)
-        pixels = self.name_grounding_head.pixel_embeddings(features.feature_maps)  # (BT, D, h, w)
+        pixels = self.name_grounding_head.pixel_embeddings(features.feature_maps, sam_frames)  # (BT, D, h, w)
         grounding_maps = self.name_grounding_head(pixels, class_embeddings, per_sample)  # (BT, N, h, w)
         # a padding name is never the most present one
         presence = name_presence_logits(grounding_maps).masked_fill(

@@ -34,13 +34,35 @@ from .configuration_lavida import LavidaConfig
 INITIAL_LOGIT_BIAS = -4.0
 
 
+class FrameShapeEncoder(nn.Module):
+    """A small CNN on the frame: two stride-2 ``3x3`` convs, then two dilated ``3x3`` convs (dilation 2 and 4) so that
+    each output cell sees about 40 input pixels, an object's whole outline at the sizes the head is used at.
+
+    ``[BT, 3, S, S]`` -> ``[BT, width, S / 4, S / 4]``.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(3, max(width // 2, 1), 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(max(width // 2, 1), width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.GELU(),
+            nn.Conv2d(width, width, 3, padding=4, dilation=4),
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.layers(frames)
+
+
 class NameGroundingHead(nn.Module):
     """Per-name pixel logits from SAM2's FPN features and the class-name vectors.
 
     pixels: the FPN levels upsampled to the finest one and concatenated, ``1x1`` conv, two ``3x3`` convs, ``1x1``
-    conv to ``grounding_embedding_size``; names: ``Linear(E -> P)``, GELU, ``Linear(P -> grounding_embedding_size)``;
-    logit = ``scale * <name, pixel> / sqrt(dim) + bias`` (scale and bias learned). The pixel embeddings do not depend
-    on the names, so one ``pixel_embeddings`` call serves every name list of the same frames.
+    conv to ``grounding_embedding_size``; names: ``Linear(E -> P)``, GELU, ``Linear(P -> K * grounding_embedding_size)``
+    (K = ``grounding_name_slots`` queries per name); a query's logit = ``scale * <query, pixel> / sqrt(dim) + bias / K``
+    (scale and bias learned), and with K > 1 the name's logit is that of the product of its queries' probabilities (all
+    K must match at the pixel). The pixel embeddings do not depend on the names, so one ``pixel_embeddings`` call
+    serves every name list of the same frames.
     """
 
     def __init__(self, config: LavidaConfig):
@@ -48,23 +70,36 @@ class NameGroundingHead(nn.Module):
         vision = config.sam_config.vision_config
         levels = len(vision.backbone_feature_sizes)
         hidden, dim = config.grounding_hidden_size, config.grounding_embedding_size
+        width = config.grounding_image_channels
+        self.image_encoder = FrameShapeEncoder(width) if width > 0 else None
         self.pixel_encoder = nn.Sequential(
-            nn.Conv2d(levels * vision.fpn_hidden_size, hidden, 1), nn.GELU(),
+            nn.Conv2d(levels * vision.fpn_hidden_size + width, hidden, 1), nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(),
             nn.Conv2d(hidden, dim, 1),
         )
+        self.slots = config.grounding_name_slots
         self.name_encoder = nn.Sequential(nn.Linear(config.text_embedding_size, config.projector_hidden_size),
-                                          nn.GELU(), nn.Linear(config.projector_hidden_size, dim))
+                                          nn.GELU(), nn.Linear(config.projector_hidden_size, self.slots * dim))
         self.logit_scale = nn.Parameter(torch.ones(()))
         self.logit_bias = nn.Parameter(torch.full((), INITIAL_LOGIT_BIAS))
 
-    def pixel_embeddings(self, feature_maps: list[torch.Tensor]) -> torch.Tensor:
-        """FPN levels ``[BT, C, H_i, W_i]`` (finest first) -> ``[BT, dim, H_0, W_0]``."""
+    def pixel_embeddings(self, feature_maps: list[torch.Tensor], frames: torch.Tensor | None = None) -> torch.Tensor:
+        """FPN levels ``[BT, C, H_i, W_i]`` (finest first) and, with ``grounding_image_channels``, the frames
+        ``[BT, 3, S, S]`` (SAM2's normalised input) -> ``[BT, dim, H_0, W_0]``."""
         size = feature_maps[0].shape[-2:]
-        stacked = torch.cat([feature_maps[0]] + [F.interpolate(level, size=size, mode="bilinear", align_corners=False)
-                                                 for level in feature_maps[1:]], dim=1)
-        return self.pixel_encoder(stacked.to(self.pixel_encoder[0].weight.dtype))
+        levels = [feature_maps[0]] + [F.interpolate(level, size=size, mode="bilinear", align_corners=False)
+                                      for level in feature_maps[1:]]
+        dtype = self.pixel_encoder[0].weight.dtype
+        if self.image_encoder is not None:
+            if frames is None:
+                raise ValueError("This name-grounding head encodes the frames too (grounding_image_channels > 0): "
+                                 "pass them to pixel_embeddings.")
+            image = self.image_encoder(frames.to(dtype))
+            if tuple(image.shape[-2:]) != tuple(size):
+                image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+            levels.append(image)
+        return self.pixel_encoder(torch.cat([level.to(dtype) for level in levels], dim=1))
 
     def forward(self, pixels: torch.Tensor, class_embeddings: torch.Tensor, frames_per_sample: int) -> torch.Tensor:
         """
@@ -77,8 +112,22 @@ class NameGroundingHead(nn.Module):
             ``[B*T, N, h, w]`` per-name pixel logits.
         """
         names = self.name_encoder(class_embeddings.to(pixels.dtype)).repeat_interleave(frames_per_sample, dim=0)
-        similarity = torch.einsum("bnd,bdhw->bnhw", names, pixels) / math.sqrt(names.shape[-1])
-        return self.logit_scale * similarity + self.logit_bias
+        if self.slots == 1:
+            similarity = torch.einsum("bnd,bdhw->bnhw", names, pixels) / math.sqrt(names.shape[-1])
+            return self.logit_scale * similarity + self.logit_bias
+        queries = names.unflatten(-1, (self.slots, -1))  # (BT, N, K, dim)
+        similarity = torch.einsum("bnkd,bdhw->bnkhw", queries, pixels) / math.sqrt(queries.shape[-1])
+        return conjunction_logits(self.logit_scale * similarity + self.logit_bias / self.slots, dim=2)
+
+
+def conjunction_logits(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    """The logit of "every one of them", the product of the sigmoids of ``logits`` along ``dim`` (reduced).
+
+    ``log p = sum(log sigmoid(l))`` and ``logit = log p - log(1 - p)``; ``log p`` is kept below ``-1e-6`` so that
+    ``1 - p`` stays representable (the logit is then at most about 13.8).
+    """
+    log_all = F.logsigmoid(logits.float()).sum(dim=dim).clamp(max=-1e-6)
+    return (log_all - torch.log(-torch.expm1(log_all))).to(logits.dtype)
 
 
 def name_presence_logits(name_logits: torch.Tensor) -> torch.Tensor:
@@ -166,5 +215,5 @@ def listed_name_targets(target_masks: torch.Tensor, name_labels: torch.Tensor) -
     return target_masks.float()[:, None] * name_labels.float()[..., None, None]
 
 
-__all__ = ["INITIAL_LOGIT_BIAS", "NameGroundingHead", "listed_name_targets", "name_anomaly_map", "name_grounding_loss",
-           "name_presence_logits", "object_gated_logits"]
+__all__ = ["INITIAL_LOGIT_BIAS", "FrameShapeEncoder", "NameGroundingHead", "conjunction_logits", "listed_name_targets",
+           "name_anomaly_map", "name_grounding_loss", "name_presence_logits", "object_gated_logits"]
