@@ -137,7 +137,7 @@ def write_corpus(rows: Iterable[RowFactory], num_samples: int, out_dir: str | Pa
     i and the build's fixed seed/options, which makes shards reproducible and lets a rerun skip complete shards without
     calling their factories. A source with fewer items ends the build early (the card counts what was written).
     """
-    from tqdm.auto import tqdm
+    from ..processing.progress import Progress
 
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
@@ -161,7 +161,8 @@ def write_corpus(rows: Iterable[RowFactory], num_samples: int, out_dir: str | Pa
     source_counts: Counter = Counter()
     anomalous = written = 0
     factories = iter(rows)
-    bar = tqdm(total=num_samples, unit="sample", desc=f"building {info.name}", disable=progress is False)
+    # a bar on a terminal, plain lines in a log (long builds run under nohup and CI), nothing with progress=False
+    bar = Progress(f"building {info.name}", total=num_samples, unit="sample", enabled=progress is not False)
     for shard in range(count):
         start, stop = shard * shard_size, min(num_samples, (shard + 1) * shard_size)
         path = out_dir / SHARD_PATTERN.format(split=info.split, index=shard, count=count)
@@ -174,7 +175,7 @@ def write_corpus(rows: Iterable[RowFactory], num_samples: int, out_dir: str | Pa
             source_counts.update(table.column("source").to_pylist())
             anomalous += sum(table.column("is_anomalous").to_pylist())
             written += stop - start
-            bar.update(stop - start)
+            bar.advance(stop - start)
             continue
         encoded = []
         for _ in range(start, stop):
@@ -185,7 +186,7 @@ def write_corpus(rows: Iterable[RowFactory], num_samples: int, out_dir: str | Pa
             source_counts[row["source"]] += 1
             anomalous += int(row["is_anomalous"])
             encoded.append(row)
-            bar.update(1)
+            bar.advance(1)
         if encoded:
             _write_shard(encoded, path, features)
             written += len(encoded)
