@@ -19,6 +19,9 @@ from .errors import UserInputError
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_BATCH_SIZE = 2  # clips per model call: the pipeline's ``batch_size``, ``lavida detect --clip-batch-size``
+# model calls' worth of clips the pipeline decodes and preprocesses ahead, in a background thread, while the model runs
+# (0: decode in the calling thread, one clip at a time); the pipeline's ``prefetch_batches``
+DEFAULT_PREFETCH_BATCHES = 2
 
 
 def check_threshold(threshold: float) -> float:
@@ -112,5 +115,5 @@ class DetectionOptions:
         return settings
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_THRESHOLD", "DetectionOptions", "check_pixel_budget", "check_positive_int",
-           "check_smoothing_sigma", "check_threshold"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_PREFETCH_BATCHES", "DEFAULT_THRESHOLD", "DetectionOptions", "check_pixel_budget",
+           "check_positive_int", "check_smoothing_sigma", "check_threshold"]

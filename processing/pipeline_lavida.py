@@ -19,7 +19,8 @@ the ``DetectionOptions`` fields (``stride``, ``threshold``, ``min_event_frames``
 call) and transformers' ``batch_size`` (clips per model call, ``DEFAULT_BATCH_SIZE`` by default; clips of consecutive
 videos share calls) and ``num_workers``. Anything else raises ``TypeError`` naming the allowed arguments.
 
-It is a chunk pipeline, as transformers' mask-generation pipeline: ``preprocess`` decodes the video once, streaming,
+It is a chunk pipeline, as transformers' mask-generation pipeline: ``preprocess`` decodes the video once, streaming
+(in a background thread, ``prefetch_batches`` model calls ahead, so that decoding overlaps the model),
 at the size the processor needs (``LavidaProcessor.decoding_size``: a huge video is scaled by the decoder, so memory
 does not grow with resolution) and upright, and yields one clip of ``clip_length`` sampled frames at a time as model
 tensors (``LavidaProcessor``); ``_forward``
@@ -40,6 +41,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -49,16 +52,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 from transformers import AutoModel
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import ChunkPipeline, no_collate_fn
-from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
+from transformers.pipelines.pt_utils import PipelineIterator, PipelinePackIterator
 
 from .anomaly_names import parse_anomaly_names
 from .detection import FrameMasks, LowResMaskStore, VideoDetection
-from .options import DEFAULT_BATCH_SIZE, DetectionOptions
+from .options import DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH_BATCHES, DetectionOptions, check_positive_int
 from .postprocessing import name_events
 from .video_io import Clip, FrameArray, VideoInfo, VideoReader, VideoSource, is_frame_list, iter_clips
 
@@ -125,16 +128,22 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def __init__(self, *args, model_id: str | None = None, **kwargs):
+    def __init__(self, *args, model_id: str | None = None, prefetch_batches: int = DEFAULT_PREFETCH_BATCHES,
+                 **kwargs):
         """
         Args:
             model_id: recorded in each result (default: the checkpoint path or Hub id the model was loaded from).
+            prefetch_batches: model calls' worth of clips decoded and preprocessed ahead in a background thread while
+                the model runs (0: in the calling thread, one clip at a time). The results do not depend on it.
             Others: as ``transformers.Pipeline`` (``model``, ``processor``, ``device``, ``batch_size``...), plus
                 default call arguments.
         """
         super().__init__(*args, **kwargs)
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE
+        if prefetch_batches != 0:
+            check_positive_int("prefetch_batches", prefetch_batches)
+        self.prefetch_batches = int(prefetch_batches)
         self.model_id = model_id or str(getattr(self.model, "name_or_path", "") or type(self.model).__name__)
         self._mask_stores: dict[str, LowResMaskStore] = {}
         self._class_cache: dict[tuple[str, ...], torch.Tensor] = {}
@@ -152,7 +161,13 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
             videos = [FrameArray(video) if is_frame_list(video) else video for video in videos]
         if anomalies is not None:
             kwargs["anomalies"] = anomalies
-        return super().__call__(videos, **kwargs)
+        started = set(self._mask_stores)
+        try:
+            return super().__call__(videos, **kwargs)
+        except BaseException:  # a call stopped early (an error, a cancelled request) keeps none of its masks
+            for key in set(self._mask_stores) - started:
+                self._mask_stores.pop(key, None)
+            raise
 
     def _sanitize_parameters(self, anomalies: list[str] | str | None = None, progress: ProgressFn | None = None,
                              **options) -> tuple[dict, dict, dict]:
@@ -306,7 +321,8 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
             logger.warning("A chunk pipeline reads its inputs in order: using num_workers=1 instead of %d.",
                            num_workers)
             num_workers = 1
-        dataset = PipelineChunkIterator(inputs, self.preprocess, preprocess_params)
+        chunks = _VideoChunks(inputs, self.preprocess, preprocess_params)
+        dataset = _PrefetchedChunks(chunks, self.prefetch_batches * batch_size) if self.prefetch_batches else chunks
         collate = no_collate_fn if batch_size == 1 else self._collate_clips
         loader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate)
         model_iterator = PipelinePackIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
@@ -358,6 +374,89 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         super().save_pretrained(save_directory, **kwargs)
         self.processor.save_pretrained(save_directory)
         declare_pipeline(save_directory)
+
+
+class _VideoChunks(IterableDataset):
+    """Every clip ``preprocess`` yields for each video of ``videos``, in order (``PipelineChunkIterator``'s items, as
+    one generator, so that closing it closes the video being decoded)."""
+
+    def __init__(self, videos: Iterable[Any], preprocess: Callable[..., Iterator[dict[str, Any]]],
+                 params: dict[str, Any]):
+        self.videos, self.preprocess, self.params = videos, preprocess, params
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for video in self.videos:
+            yield from self.preprocess(video, **self.params)
+
+
+class _PrefetchedChunks(IterableDataset):
+    """``chunks`` iterated in a background thread, at most ``depth`` items ahead of the consumer.
+
+    Decoding (PyAV) and preprocessing (numpy, torch) the next clips overlap the model's forward on the current ones:
+    all three release the GIL in their heavy parts. The thread runs torch on one thread of its own: its resizes are
+    small, and a second full team of OpenMP threads would fight the model's for the cores (on a 2-core machine that
+    made detection slower than no prefetching at all). The items and their order are those of ``chunks``; an exception
+    in the thread is raised to the consumer at the item where it happened. When the consumer stops early (an error, a
+    cancelled request) the thread stops at its next item and closes ``chunks``, which closes the video it was
+    decoding.
+    """
+
+    _END = object()
+    _POLL_S = 0.1  # how often a producer blocked on a full queue checks whether the consumer is gone
+
+    def __init__(self, chunks: Iterable[dict[str, Any]], depth: int):
+        self.chunks, self.depth = chunks, max(1, depth)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        items: queue.Queue = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+
+        def offer(entry: tuple[bool, Any]) -> bool:
+            while not stop.is_set():
+                try:
+                    items.put(entry, timeout=self._POLL_S)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            # torch's thread count is per thread once a thread has used torch, but set_num_threads also changes the
+            # process-wide default (and MKL's): settle this thread's own count first, then let the consumer restore
+            # the default for itself and for threads started later.
+            torch.get_num_threads()
+            torch.set_num_threads(1)
+            ready.set()
+            iterator = iter(self.chunks)
+            try:
+                for item in iterator:
+                    if not offer((True, item)):
+                        break
+                else:
+                    offer((True, self._END))
+            except BaseException as error:  # handed to the consumer, raised there
+                offer((False, error))
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+
+        threads, ready = torch.get_num_threads(), threading.Event()
+        worker = threading.Thread(target=produce, name="lavida-prefetch", daemon=True)
+        worker.start()
+        ready.wait()
+        torch.set_num_threads(threads)
+        try:
+            while True:
+                ok, value = items.get()
+                if not ok:
+                    raise value
+                if value is self._END:
+                    return
+                yield value
+        finally:
+            stop.set()
+            worker.join()
 
 
 def declare_pipeline(save_directory: str | os.PathLike) -> list[Path]:
