@@ -106,10 +106,10 @@ print(f"end to end ({end_to_end_s} s):")
 for name, description in end_to_end["models"].items():
     print(f"  {name}: {description}")
 for row in end_to_end["rows"]:
-    print(f"  {row['model']:>11}  {row['measure']:<24}  {row['frames']:>4} frames  {row['fps']:8.2f} frames/s  "
+    print(f"  {row['model']:>11}  {row['measure']:<32}  {row['frames']:>4} frames  {row['fps']:8.2f} frames/s  "
           f"{row['ratio_to_limit']:.2f}x limit")
 engine = [row for row in end_to_end["rows"]
-          if row["model"] == "full width" and row["measure"].startswith("detect engine")]
+          if row["model"] == "full width" and row["measure"] == "detect engine (pipeline)"]
 if not engine:
     sys.exit("end_to_end.json has no full-width detect engine row.")
 fps = engine[0]["fps"]

@@ -42,6 +42,7 @@ from ..atomic_files import staging_path
 from .detection import SCORE_DECIMALS, FrameMasks, VideoDetection
 from .errors import UserInputError
 from .postprocessing import resize_masks, threshold_scores
+from .prefetch import Prefetched
 from .progress import Progress
 from .video_io import iter_frames, write_video
 
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 RESULT_JSON, SCORES_CSV, SCORES_PNG, OVERLAY_MP4 = "result.json", "scores.csv", "scores.png", "overlay.mp4"
 MAX_PEAK_LABELS = 12
+OVERLAY_PREFETCH_FRAMES = 8  # overlay frames rendered ahead of the encoder
 MAX_LABEL_NAME = 24  # characters of an anomaly name in an event's label on the plot (longer ones end in "...")
 # The plot's fonts, in the order matplotlib looks for each glyph: matplotlib's own DejaVu Sans (Latin, Greek,
 # Cyrillic), then the first of these CJK fonts that is installed (Debian's fonts-noto-cjk: `make system-deps`; the
@@ -411,11 +413,13 @@ def render_overlay_frame(image: np.ndarray, score: float, threshold: float, mask
     frame[:height, :width] = image
     if mask is not None:
         alpha, outline = mask_tint(score, threshold, _mask_at_frame_size(mask, height, width), options)
-        if alpha.max() > 0:
+        rows, columns = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
+        if len(rows):  # blend only the box around the tinted pixels: elsewhere the picture stays as it is
+            box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
             color = np.asarray(options.mask_color, np.float32)
-            canvas = image.astype(np.float32)
-            canvas += (color - canvas) * alpha[..., None]
-            frame[:height, :width] = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+            canvas = image[box].astype(np.float32)
+            canvas += (color - canvas) * alpha[box][..., None]
+            frame[box] = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
         if outline is not None:
             frame[:height, :width][outline] = options.mask_outline_color
     _draw_score_band(frame[height:], width, score, threshold, options)
@@ -425,8 +429,6 @@ def render_overlay_frame(image: np.ndarray, score: float, threshold: float, mask
 def _draw_score_band(band: np.ndarray, width: int, score: float, threshold: float, options: OutputOptions) -> None:
     """Draw the score text and bar on ``band`` (``uint8 [B, W', 3]``, the rows below a picture ``width`` wide), in
     place: the text on the upper rows, the bar on the lower quarter."""
-    from PIL import Image, ImageDraw
-
     rows = band.shape[0]
     bar = max(3, round(rows * 0.25))
     track = band[rows - bar:, :width]
@@ -445,9 +447,22 @@ def _draw_score_band(band: np.ndarray, width: int, score: float, threshold: floa
                   f"{score:.2f}")
     margin = max(2, rows // 8)
     text, size = _fitted_label(candidates, width - 2 * margin, text_rows)
-    strip = Image.fromarray(band[:text_rows])
-    ImageDraw.Draw(strip).text((margin, text_rows / 2), text, fill=(255, 255, 255), font=_font(size), anchor="lm")
-    band[:text_rows] = np.asarray(strip)
+    band[:text_rows] = _text_strip(text, size, text_rows, band.shape[1], margin, tuple(options.band_color))
+
+
+@lru_cache(maxsize=256)
+def _text_strip(text: str, size: int, rows: int, width: int, margin: int, band_color: tuple[int, int, int]
+                ) -> np.ndarray:
+    """``uint8 [rows, width, 3]``: ``text`` in white on the band's colour, vertically centred, ``margin`` px from the
+    left. Cached: a video shows at most a few hundred different score texts, and drawing text is most of a band's
+    cost."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, rows), band_color)
+    ImageDraw.Draw(strip).text((margin, rows / 2), text, fill=(255, 255, 255), font=_font(size), anchor="lm")
+    array = np.asarray(strip)
+    array.flags.writeable = False
+    return array
 
 
 @lru_cache(maxsize=32)
@@ -505,8 +520,10 @@ def write_overlay(path: str | Path, detection: VideoDetection, options: OutputOp
         if count != video.num_frames:
             raise ValueError(f"{detection.name} decoded to {count} frames but {video.num_frames} were scored.")
 
-    write_video(path, frames(), video.fps, crf=options.overlay_crf, preset=options.overlay_preset,
-                frame_times_s=video.frame_times_s, x264_params=options.overlay_x264_params)
+    # frames are decoded and rendered in a background thread while the encoder compresses the previous ones
+    write_video(path, Prefetched(frames(), OVERLAY_PREFETCH_FRAMES, name="lavida-overlay"), video.fps,
+                crf=options.overlay_crf, preset=options.overlay_preset, frame_times_s=video.frame_times_s,
+                x264_params=options.overlay_x264_params)
 
 
 def format_summary(detection: VideoDetection, max_events: int = 5) -> str:

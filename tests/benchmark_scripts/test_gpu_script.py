@@ -74,7 +74,7 @@ def test_cpu_check_writes_both_reports_and_the_summary(tmp_path):
     end_to_end = json.loads((out / "end_to_end.json").read_text())
     assert end_to_end["dtype"] == "bfloat16" and end_to_end["environment"]["device"] == "cpu"
     engine = next(row for row in end_to_end["rows"]
-                  if row["model"] == "full width" and row["measure"].startswith("detect engine"))
+                  if row["model"] == "full width" and row["measure"] == "detect engine (pipeline)")
     summary = result.stdout.split("== summary:", 1)[1]
     assert "toy sizes" in summary
     # the headline line carries the engine's measured figure from the JSON report

@@ -32,8 +32,8 @@ methods, names each event after the anomaly that drove it when the model scores 
 keeps) and returns a ``VideoDetection`` whose ``masks`` are read one frame at a time at the video's upright size.
 
 This file and its siblings (``detection``, ``options``, ``video_io``, ``postprocessing``, ``anomaly_names``,
-``processing_lavida``, ``errors``) are copied next to saved checkpoints (``declare_pipeline``): they import only
-torch, numpy and transformers (PyAV when a video file is decoded).
+``processing_lavida``, ``prefetch``, ``errors``) are copied next to saved checkpoints (``declare_pipeline``): they
+import only torch, numpy and transformers (PyAV when a video file is decoded).
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -63,6 +61,7 @@ from .anomaly_names import parse_anomaly_names
 from .detection import FrameMasks, LowResMaskStore, VideoDetection
 from .options import DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH_BATCHES, DetectionOptions, check_positive_int
 from .postprocessing import name_events
+from .prefetch import Prefetched
 from .video_io import Clip, FrameArray, VideoInfo, VideoReader, VideoSource, is_frame_list, iter_clips
 
 logger = logging.getLogger(__name__)
@@ -322,7 +321,7 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
                            num_workers)
             num_workers = 1
         chunks = _VideoChunks(inputs, self.preprocess, preprocess_params)
-        dataset = _PrefetchedChunks(chunks, self.prefetch_batches * batch_size) if self.prefetch_batches else chunks
+        dataset = Prefetched(chunks, self.prefetch_batches * batch_size) if self.prefetch_batches else chunks
         collate = no_collate_fn if batch_size == 1 else self._collate_clips
         loader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate)
         model_iterator = PipelinePackIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
@@ -387,76 +386,6 @@ class _VideoChunks(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for video in self.videos:
             yield from self.preprocess(video, **self.params)
-
-
-class _PrefetchedChunks(IterableDataset):
-    """``chunks`` iterated in a background thread, at most ``depth`` items ahead of the consumer.
-
-    Decoding (PyAV) and preprocessing (numpy, torch) the next clips overlap the model's forward on the current ones:
-    all three release the GIL in their heavy parts. The thread runs torch on one thread of its own: its resizes are
-    small, and a second full team of OpenMP threads would fight the model's for the cores (on a 2-core machine that
-    made detection slower than no prefetching at all). The items and their order are those of ``chunks``; an exception
-    in the thread is raised to the consumer at the item where it happened. When the consumer stops early (an error, a
-    cancelled request) the thread stops at its next item and closes ``chunks``, which closes the video it was
-    decoding.
-    """
-
-    _END = object()
-    _POLL_S = 0.1  # how often a producer blocked on a full queue checks whether the consumer is gone
-
-    def __init__(self, chunks: Iterable[dict[str, Any]], depth: int):
-        self.chunks, self.depth = chunks, max(1, depth)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        items: queue.Queue = queue.Queue(maxsize=self.depth)
-        stop = threading.Event()
-
-        def offer(entry: tuple[bool, Any]) -> bool:
-            while not stop.is_set():
-                try:
-                    items.put(entry, timeout=self._POLL_S)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            # torch's thread count is per thread once a thread has used torch, but set_num_threads also changes the
-            # process-wide default (and MKL's): settle this thread's own count first, then let the consumer restore
-            # the default for itself and for threads started later.
-            torch.get_num_threads()
-            torch.set_num_threads(1)
-            ready.set()
-            iterator = iter(self.chunks)
-            try:
-                for item in iterator:
-                    if not offer((True, item)):
-                        break
-                else:
-                    offer((True, self._END))
-            except BaseException as error:  # handed to the consumer, raised there
-                offer((False, error))
-            finally:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    close()
-
-        threads, ready = torch.get_num_threads(), threading.Event()
-        worker = threading.Thread(target=produce, name="lavida-prefetch", daemon=True)
-        worker.start()
-        ready.wait()
-        torch.set_num_threads(threads)
-        try:
-            while True:
-                ok, value = items.get()
-                if not ok:
-                    raise value
-                if value is self._END:
-                    return
-                yield value
-        finally:
-            stop.set()
-            worker.join()
 
 
 def declare_pipeline(save_directory: str | os.PathLike) -> list[Path]:
