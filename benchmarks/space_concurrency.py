@@ -6,11 +6,16 @@ Usage (from the repository root):
 
 For every (concurrency, threads) setup the script starts ``lavida demo`` on 127.0.0.1 in a fresh process (torch's
 thread count is per process), with ``LAVIDA_SPACE_CONCURRENCY_LIMIT`` and ``LAVIDA_SPACE_TORCH_THREADS`` set when
-given (unset: the app's defaults), sends one request alone (the model's warm-up and the latency of a lone visitor),
-then ``--clients`` requests at the same moment through ``gradio_client``, one client per thread, each the way
-``space/README.md`` documents the ``/detect`` endpoint. A request's latency runs from its call to its answer
-(upload, queue wait, detection, download). Every answer's ``result.json`` scores must equal the lone request's, else
-the request counts as not served. Figures are reported as measured; nothing is asserted on timings.
+given (unset: the app's defaults), sends one request to warm up (the first model call, matplotlib's first plot), then
+one request alone (the latency of a lone visitor), then ``--clients`` requests at the same moment through
+``gradio_client``, one client per thread, each the way ``space/README.md`` documents the ``/detect`` endpoint. A
+request's latency runs from its call to its answer (upload, queue wait, detection, download). Every answer's
+``result.json`` scores must equal the lone request's, else the request counts as not served. Figures are reported as
+measured; nothing is asserted on timings.
+
+It also reports the CPU time the app's process (with its children) spent on the lone request and on the burst (Linux:
+``/proc``; elsewhere none): the burst's CPU time divided by the cores is the least time the burst can take, whatever
+the scheduling, unless requests share work.
 """
 
 from __future__ import annotations
@@ -75,6 +80,21 @@ def _wait_until_serving(url: str, server: subprocess.Popen, log: Path) -> float:
     raise RuntimeError(f"lavida demo did not answer within {START_TIMEOUT_S:.0f} s: {log.read_text()[-2000:]}")
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` and of its waited-for children, or None where ``/proc`` is
+    missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # after the command name: state is field 3, utime/stime/cutime/cstime are fields 14-17 (man 5 proc)
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
 def _request(url: str, config: ConcurrencyConfig, anomalies: str, downloads: Path) -> tuple[float, list[float]]:
     """One visitor's request: (seconds from call to answer, the scores of its result.json)."""
     from gradio_client import Client, handle_file
@@ -106,7 +126,10 @@ def measure_setup(config: ConcurrencyConfig, concurrency: int | None, threads: i
         server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=stream, stderr=subprocess.STDOUT)
     try:
         start_s = _wait_until_serving(url, server, log)
+        _request(url, config, anomalies, workdir / f"{name}-warm-up")  # one-time costs stay out of the figures
+        cpu_start = _cpu_seconds(server.pid)
         alone_s, reference = _request(url, config, anomalies, workdir / f"{name}-alone")
+        cpu_alone = _cpu_seconds(server.pid)
         barrier = threading.Barrier(config.clients)
         outcomes: list[tuple[float, bool, str]] = [(0.0, False, "not run")] * config.clients
 
@@ -125,6 +148,7 @@ def measure_setup(config: ConcurrencyConfig, concurrency: int | None, threads: i
             worker.start()
         for worker in workers:
             worker.join(REQUEST_TIMEOUT_S)
+        cpu_burst = _cpu_seconds(server.pid)
     finally:
         server.terminate()
         try:
@@ -137,7 +161,9 @@ def measure_setup(config: ConcurrencyConfig, concurrency: int | None, threads: i
     return {"concurrency": concurrency or "default", "threads": threads or "default", "start_s": start_s,
             "alone_s": alone_s, "clients": config.clients, "served": len(served),
             "median_s": statistics.median(latencies), "max_s": latencies[-1], "min_s": latencies[0],
-            "latencies_s": latencies, "errors": sorted({error for _, ok, error in outcomes if not ok})}
+            "latencies_s": latencies, "alone_cpu_s": _spent(cpu_start, cpu_alone),
+            "burst_cpu_s": _spent(cpu_alone, cpu_burst),
+            "errors": sorted({error for _, ok, error in outcomes if not ok})}
 
 
 def run_benchmark(config: ConcurrencyConfig) -> dict[str, Any]:
@@ -161,7 +187,8 @@ def run_benchmark(config: ConcurrencyConfig) -> dict[str, Any]:
 COLUMNS = [Column("concurrency", "concurrency"), Column("threads", "torch threads"),
            Column("alone_s", "alone s", "{:.1f}"), Column("clients", "clients"), Column("served", "served"),
            Column("min_s", "first s", "{:.1f}"), Column("median_s", "median s", "{:.1f}"),
-           Column("max_s", "last s", "{:.1f}")]
+           Column("max_s", "last s", "{:.1f}"), Column("alone_cpu_s", "alone cpu s", "{:.1f}"),
+           Column("burst_cpu_s", "burst cpu s", "{:.1f}")]
 
 
 def _setting(text: str) -> int | None:

@@ -4,9 +4,12 @@ It takes the same route as ``lavida detect``: the ``video-anomaly-detection`` pi
 ``DetectionOptions``, then ``write_result_folder``, so a video gives the same ``result.json`` and ``scores.csv`` in the
 page and on the command line for the same model and settings. The upload is opened once (its header gives the
 duration, frame-count and frame-size checks, before any decoding) and that open reader is what the pipeline decodes;
-the overlay is the only second read. A request stops at its next batch of clips (or, while the overlay is written, its
-next frame) once its caller says it is cancelled (the visitor left), and once it has decoded more frames than the limit
-(a container that declared fewer); a stopped request leaves no files.
+the overlay is the only second read. The overlay's frames always have even sides (the score band below the picture),
+so overlay.mp4 is H.264 4:2:0, which browsers play as it is: the page shows that one file (its x264 preset is
+``settings.overlay_preset``, by default the command's; the scores and result files do not depend on it). A request
+stops at its next batch of clips (or, while the overlay is written, its next frame) once its caller says it is
+cancelled (the visitor left), and once it has decoded more frames than the limit (a container that declared fewer); a
+stopped request leaves no files.
 
 Requests may run at the same time, each in a detection pipeline of its own (``settings.concurrency_limit`` of them,
 all around the one loaded model): a pipeline keeps state between its steps (the name embeddings it has encoded, the
@@ -39,8 +42,8 @@ from lavida.processing.calibration import Calibration, calibration_record, load_
 from lavida.processing.options import DetectionOptions
 from lavida.processing.pipeline_lavida import TASK, VideoAnomalyDetectionPipeline
 from lavida.processing.result_writers import (OVERLAY_MP4, RESULT_JSON, SCORES_CSV, SCORES_PNG, OutputOptions,
-                                              format_summary, overlay_size, write_result_folder)
-from lavida.processing.video_io import VideoInfo, VideoReader, iter_frames, write_video
+                                              format_summary, write_result_folder)
+from lavida.processing.video_io import VideoReader
 
 from .settings import SpaceSettings
 
@@ -52,7 +55,6 @@ SCORING_SHARE = 0.8  # part of the progress bar given to scoring; writing the pl
 OVERLAY_PROGRESS_STEPS = 100  # progress updates at most while the overlay is written (one per frame for short videos)
 # "anomaly": the name the event names (empty for a model that scores no names)
 EVENT_COLUMNS = ["#", "anomaly", "start (s)", "end (s)", "start frame", "end frame", "peak score", "mean score"]
-BROWSER_OVERLAY = "overlay-browser.mp4"
 
 
 class RequestCancelled(Exception):
@@ -65,7 +67,7 @@ class SpaceResult:
 
     folder: Path
     plot: Path
-    overlay: Path  # browser-playable (4:2:0) copy when the source has an odd size, else overlay.mp4 itself
+    overlay: Path  # overlay.mp4 (H.264 4:2:0, even sides: browsers play it as it is)
     result_json: Path
     scores_csv: Path
     events: list[list[float | int]]  # rows of the events table, EVENT_COLUMNS
@@ -245,7 +247,9 @@ class DetectionService:
 
         started = time.perf_counter()
         with reader, _named(path), self._borrowed_detector() as detector:
+            scoring = time.perf_counter()
             detection = detector(reader, anomalies=names, progress=scored, **vars(options))
+        writing = time.perf_counter()
         if site is not None:  # recorded by the file's name: result.json never carries a server path
             detection.calibration = calibration_record(calibration, site, name=Path(calibration).name)
         info = detection.video
@@ -265,21 +269,25 @@ class DetectionService:
 
         request_folder = self._kept_folder() if keep else self._new_request_folder()
         folder = request_folder / (path.stem or "video")
-        outputs = OutputOptions(progress=False, overlay_progress=written)
+        outputs = OutputOptions(progress=False, overlay_progress=written, overlay_preset=self.settings.overlay_preset)
         try:
             write_result_folder(folder, detection, outputs)
-            overlay = browser_playable(folder / OVERLAY_MP4, info, outputs)
         except BaseException:
             shutil.rmtree(request_folder, ignore_errors=True)
             raise
         report(1.0, "Done")
-        logger.info("%s: %d frames in %.1f s", path.name, info.num_frames, time.perf_counter() - started)
+        done = time.perf_counter()
+        # where a request's time goes, to tell waiting for a pipeline from the work (benchmarks.space_concurrency)
+        logger.info("%s: %d frames in %.2f s (waited %.2f s for a pipeline, scored in %.2f s, wrote the files in "
+                    "%.2f s)", path.name, info.num_frames, done - started, scoring - started, writing - scoring,
+                    done - writing)
         rows = [[number, event.anomaly or "", round(event.start_s, 3), round(event.end_s, 3), event.start_frame,
                  event.end_frame, round(event.peak_score, 3), round(event.mean_score, 3)]
                 for number, event in enumerate(detection.events, start=1)]
         summary = "; ".join([format_summary(detection), *notes])
-        return SpaceResult(folder=folder, plot=folder / SCORES_PNG, overlay=overlay, result_json=folder / RESULT_JSON,
-                           scores_csv=folder / SCORES_CSV, events=rows, summary=summary)
+        return SpaceResult(folder=folder, plot=folder / SCORES_PNG, overlay=folder / OVERLAY_MP4,
+                           result_json=folder / RESULT_JSON, scores_csv=folder / SCORES_CSV, events=rows,
+                           summary=summary)
 
     def _new_request_folder(self) -> Path:
         """A fresh folder for one request; the oldest ones beyond ``keep_results`` are removed first."""
@@ -322,18 +330,5 @@ def _named(path: Path) -> Iterator[None]:
         raise UserInputError(visitor_message(str(error), path)) from None
 
 
-def browser_playable(overlay: Path, info: VideoInfo, options: OutputOptions) -> Path:
-    """``overlay`` (written with ``options`` for a video described by ``info``) itself when browsers can play it;
-    for an odd-sized overlay (encoded 4:4:4 to keep its exact size, which browsers do not play) a 4:2:0 copy padded
-    by one row/column, written next to it with the same frame times."""
-    height, width = overlay_size(info.height, info.width, options.overlay_max_side)
-    if width % 2 == 0 and height % 2 == 0:
-        return overlay
-    target = overlay.with_name(BROWSER_OVERLAY)
-    write_video(target, (frame for _, frame in iter_frames(overlay)), info.fps, odd_size="pad",
-                frame_times_s=info.frame_times_s)
-    return target
-
-
-__all__ = ["EVENT_COLUMNS", "DetectionService", "RequestCancelled", "SpaceResult", "browser_playable",
-           "embedded_model_id", "visitor_message"]
+__all__ = ["EVENT_COLUMNS", "DetectionService", "RequestCancelled", "SpaceResult", "embedded_model_id",
+           "visitor_message"]

@@ -703,3 +703,60 @@ def test_a_request_cancelled_while_its_overlay_is_written_stops_and_leaves_nothi
                     cancelled=lambda: "Writing the overlay video (4/16 frames)" in seen)
     assert "Writing the overlay video (6/16 frames)" not in seen
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+# -- the overlay shown in the page ----------------------------------------------------------------------------------
+
+
+def test_an_odd_sized_video_is_shown_with_its_one_overlay_written_once(service, videos, monkeypatch):
+    """The overlay's frames always have even sides (the score band below, a column on the right of an odd width), so
+    overlay.mp4 plays in browsers as it is: no second copy is decoded and encoded from it."""
+    import av
+
+    import lavida.processing.result_writers as writers
+
+    encoded = []
+    original = writers.write_video
+    monkeypatch.setattr(writers, "write_video", lambda path, *a, **k: (encoded.append(Path(path).name),
+                                                                       original(path, *a, **k))[1])
+    result = service.run(videos["odd"], "blue square", 1, 0.5)
+    assert sorted(p.name for p in result.folder.iterdir()) == ["overlay.mp4", "result.json", "scores.csv",
+                                                               "scores.png"]
+    assert result.overlay == result.folder / "overlay.mp4" and len(encoded) == 1
+    with av.open(str(result.overlay)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.format.name) == ("h264", "yuv420p")
+        assert (stream.height, stream.width) == writers.overlay_frame_size(45, 61)
+
+
+def test_the_overlay_is_encoded_with_the_settings_preset(reference_model, videos, tmp_path, monkeypatch):
+    """By default the page's overlay is encoded as ``lavida detect`` encodes it; a faster preset can be chosen."""
+    import lavida.processing.result_writers as writers
+
+    presets = []
+    original = writers.write_video
+    monkeypatch.setattr(writers, "write_video", lambda *a, **k: (presets.append(k["preset"]), original(*a, **k))[1])
+    assert SpaceSettings().overlay_preset == writers.OutputOptions().overlay_preset
+    for preset in ("ultrafast", "medium"):
+        service = _limited_service(reference_model, tmp_path / preset, overlay_preset=preset)
+        service.run(videos["walk"], "fire", 2, 0.5)
+    assert presets == ["ultrafast", "medium"]
+
+
+@pytest.mark.parametrize("value", ["speedy", ""])
+def test_an_unknown_overlay_preset_names_the_setting_and_the_choices(value):
+    with pytest.raises(UserInputError, match=r"overlay_preset must be one of ultrafast, .*veryslow, got"):
+        SpaceSettings(overlay_preset=value)
+    assert SpaceSettings.from_env({"LAVIDA_SPACE_OVERLAY_PRESET": "ultrafast"}).overlay_preset == "ultrafast"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_the_concurrency_benchmark_reads_a_process_cpu_time():
+    import os
+
+    from benchmarks.space_concurrency import _cpu_seconds
+
+    sum(i * i for i in range(300_000))  # some CPU time of this process's own
+    reported, times = _cpu_seconds(os.getpid()), os.times()
+    assert reported == pytest.approx(sum(times[:4]), abs=0.05)  # user + system, own and children's
+    assert _cpu_seconds(2**22 + 1) is None  # above the kernel's largest pid: no such process
