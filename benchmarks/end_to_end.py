@@ -23,7 +23,9 @@ For each model:
 - **overlay pass**: ``write_overlay`` on the engine's result (masks kept): decoding the video again, drawing each frame
   and encoding ``overlay.mp4``; its frames/s is compared with the engine's (the scoring pass);
 - for lavida-tiny also the **``lavida detect`` command** in-process (with and without ``overlay.mp4``), which adds
-  loading the checkpoint (timed on its own) and writing the result files.
+  loading the checkpoint (timed on its own) and writing the result files, and once as a **fresh process** from start
+  to exit (imports, load, scoring, result files, overlay): what a user waits for. The ``s / model s`` column puts
+  each row's seconds over the model forward's on the same frames (lavida-tiny's default video is 10 s long).
 
 ``--profile`` adds a cProfile summary of one engine run per model (the functions with the most time of their own),
 which says where the engine's time goes beyond the model.
@@ -35,7 +37,9 @@ import argparse
 import cProfile
 import io
 import pstats
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +60,7 @@ ANOMALIES = ["red square", "fighting", "fire", "bicycle"]
 # detect engine frames/s against the backbones-only limit, per model; the overlay pass against the scoring pass
 TARGET_RATIO = {"lavida-tiny": 0.8, "full width": 0.95}
 OVERLAY_TARGET_RATIO = 0.8
+DETECT_WALL_TARGET = 1.5  # lavida detect's wall time, process start to exit, at most this many times the model's
 PROFILE_LINES = 15
 
 
@@ -341,6 +346,16 @@ def measure_cli(model, processor, video: Path, num_frames: int, workdir: Path, l
         rows.append({"model": "lavida-tiny", "measure": f"{label}, excl. load", "frames": num_frames,
                      "seconds": seconds - load_s, "fps": num_frames / (seconds - load_s),
                      "ratio_to_limit": num_frames / (seconds - load_s) / limit_fps})
+    # what a user waits for: a fresh process from start to exit (imports, load, scoring, result files, overlay)
+    copy = _fresh_copy(video, workdir, 102)
+    command = [sys.executable, "-m", "lavida.cli", "detect", str(copy), "--anomalies", ", ".join(ANOMALIES),
+               "--model", str(checkpoint), "--out", str(workdir / "cli-process"), "--clip-batch-size",
+               str(clip_batch_size)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    seconds = time.perf_counter() - start
+    rows.append({"model": "lavida-tiny", "measure": "lavida detect, fresh process", "frames": num_frames,
+                 "seconds": seconds, "fps": num_frames / seconds, "ratio_to_limit": num_frames / seconds / limit_fps})
     return rows
 
 
@@ -352,7 +367,7 @@ def measure_cli(model, processor, video: Path, num_frames: int, workdir: Path, l
 @dataclass
 class EndToEndConfig:
     model: str | None = None
-    tiny_frames: int = 192
+    tiny_frames: int = 250  # 10 s at the synthetic video's 25 frames/s
     tiny_size: tuple[int, int] = (240, 320)  # height, width
     full_frames: int = 16
     full_size: tuple[int, int] = (360, 640)
@@ -400,9 +415,17 @@ def run_benchmark(config: EndToEndConfig) -> dict[str, Any]:
             rows += full_rows
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    model_seconds = {row["model"]: row["seconds"] for row in rows if row["measure"].startswith("model forward")}
+    for row in rows:
+        if not row["measure"].startswith(("backbones", "model forward")):
+            row["seconds_per_model"] = row["seconds"] / model_seconds[row["model"]]
     targets = [{"model": row["model"], "measure": "detect engine / backbones only", "ratio": row["ratio_to_limit"],
                 "target": TARGET_RATIO[row["model"]], "met": row["ratio_to_limit"] >= TARGET_RATIO[row["model"]]}
                for row in rows if row["measure"] == "detect engine (pipeline)"]
+    targets += [{"model": row["model"], "measure": "model forward seconds / lavida detect wall seconds (fresh process)",
+                 "ratio": 1 / row["seconds_per_model"], "target": 1 / DETECT_WALL_TARGET,
+                 "met": row["seconds_per_model"] <= DETECT_WALL_TARGET}
+                for row in rows if row["measure"] == "lavida detect, fresh process"]
     targets += [{"model": row["model"], "measure": "overlay pass / scoring pass (frames/s)",
                  "ratio": row["ratio_to_engine"], "target": OVERLAY_TARGET_RATIO,
                  "met": row["ratio_to_engine"] >= OVERLAY_TARGET_RATIO}
@@ -416,13 +439,13 @@ def run_benchmark(config: EndToEndConfig) -> dict[str, Any]:
 
 COLUMNS = [Column("model", "model"), Column("measure", "measure"), Column("frames", "frames"),
            Column("seconds", "seconds", "{:.2f}"), Column("fps", "frames/s", "{:.2f}"),
-           Column("ratio_to_limit", "x limit", "{:.2f}")]
+           Column("ratio_to_limit", "x limit", "{:.2f}"), Column("seconds_per_model", "s / model s", "{:.2f}")]
 
 
 def parse_args(argv: list[str] | None) -> tuple[EndToEndConfig, str]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="lavida-tiny checkpoint (default: random weights)")
-    parser.add_argument("--tiny-frames", type=int, default=192)
+    parser.add_argument("--tiny-frames", type=int, default=250, help="frames of lavida-tiny's video (25 frames/s)")
     parser.add_argument("--full-frames", type=int, default=16)
     parser.add_argument("--full-llm-layers", type=int, default=None)
     parser.add_argument("--full-vision-depth", type=int, default=None)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..atomic_files import staging_path
 from .detection import SCORE_DECIMALS, FrameMasks, VideoDetection
@@ -335,6 +336,8 @@ def overlay_frame_size(height: int, width: int, options: OutputOptions | None = 
 def _mask_at_frame_size(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """``float32 [H, W]`` probabilities in [0, 1] from a mask at any size (masks from a detection are already
     ``[H, W]``)."""
+    if isinstance(mask, np.ndarray) and mask.dtype == np.float16:  # torch converts it several times faster
+        mask = torch.from_numpy(mask).float().numpy()
     mask = np.asarray(mask, dtype=np.float32)
     if mask.shape != (height, width):
         mask = resize_masks(mask, (height, width))
@@ -409,17 +412,17 @@ def render_overlay_frame(image: np.ndarray, score: float, threshold: float, mask
     height, width = image.shape[:2]
     frame_height, frame_width = overlay_frame_size(height, width, options)
     frame = np.empty((frame_height, frame_width, 3), dtype=np.uint8)
-    frame[...] = options.band_color
     frame[:height, :width] = image
+    frame[height:] = options.band_color  # the band, and the column that evens an odd width
+    frame[:height, width:] = options.band_color
     if mask is not None:
         alpha, outline = mask_tint(score, threshold, _mask_at_frame_size(mask, height, width), options)
-        rows, columns = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
-        if len(rows):  # blend only the box around the tinted pixels: elsewhere the picture stays as it is
-            box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+        tinted = alpha > 0
+        if tinted.any():  # blend the tinted pixels only: elsewhere the picture stays as it is
             color = np.asarray(options.mask_color, np.float32)
-            canvas = image[box].astype(np.float32)
-            canvas += (color - canvas) * alpha[box][..., None]
-            frame[box] = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+            pixels = image[tinted].astype(np.float32)  # (n, 3)
+            pixels += (color - pixels) * alpha[tinted][:, None]
+            frame[:height, :width][tinted] = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
         if outline is not None:
             frame[:height, :width][outline] = options.mask_outline_color
     _draw_score_band(frame[height:], width, score, threshold, options)
