@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(report["rows"], COLUMNS))
     for check in report["targets"]:
         print(f"{check['model']}: {check['measure']} = {check['ratio']:.2f}x "
-              f"(target >= {check['target']}x: {'met' if check['met'] else 'NOT met'})")
+              f"(target >= {check['target']:.2f}x: {'met' if check['met'] else 'NOT met'})")
     for name, text in report["profiles"].items():
         if text:
             print(f"\n{name}: one engine run, the {PROFILE_LINES} functions with the most time of their own\n{text}")
