@@ -89,7 +89,10 @@ class OutputOptions:
     band_fraction: float = 0.06  # the band's height as a share of the picture's height ...
     min_band_px: int = 20  # ... and at least this, so the score text stays legible on small videos
     overlay_crf: int = 20
-    overlay_preset: str = "medium"
+    # x264's speed. The overlay pass is CPU-bound (decoding, drawing and encoding share the cores): on a 10 s 720p
+    # clip on 2 cores "veryfast" took 3.7 s (6.3 CPU s) against "medium"'s 4.9 s (8.4 CPU s), for a file about a
+    # third larger at the same quality (crf)
+    overlay_preset: str = "veryfast"
     # x264's macroblock tree reads memory it has not written on frames with large still areas (the score band), so
     # the same frames could encode to different bytes from one process to the next; without it they do not.
     overlay_x264_params: str = "mbtree=0"

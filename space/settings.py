@@ -71,7 +71,7 @@ class SpaceSettings:
     default_threshold: float = DetectionOptions.threshold
     max_stride: int = 32
     clip_batch_size: int = DEFAULT_BATCH_SIZE
-    overlay_preset: str = "medium"  # lavida detect's (OutputOptions.overlay_preset)
+    overlay_preset: str = "veryfast"  # lavida detect's (OutputOptions.overlay_preset)
     work_dir: str | None = None
     keep_results: int = 64
 
