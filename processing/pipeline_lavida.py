@@ -20,7 +20,8 @@ call) and transformers' ``batch_size`` (clips per model call, ``DEFAULT_BATCH_SI
 videos share calls) and ``num_workers``. Anything else raises ``TypeError`` naming the allowed arguments.
 
 It is a chunk pipeline, as transformers' mask-generation pipeline: ``preprocess`` decodes the video once, streaming
-(in a background thread, ``prefetch_batches`` model calls ahead, so that decoding overlaps the model),
+(with the model on an accelerator, in a background thread ``prefetch_batches`` model calls ahead, so that
+decoding overlaps the model),
 at the size the processor needs (``LavidaProcessor.decoding_size``: a huge video is scaled by the decoder, so memory
 does not grow with resolution) and upright, and yields one clip of ``clip_length`` sampled frames at a time as model
 tensors (``LavidaProcessor``); ``_forward``
@@ -127,20 +128,22 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def __init__(self, *args, model_id: str | None = None, prefetch_batches: int = DEFAULT_PREFETCH_BATCHES,
-                 **kwargs):
+    def __init__(self, *args, model_id: str | None = None, prefetch_batches: int | None = None, **kwargs):
         """
         Args:
             model_id: recorded in each result (default: the checkpoint path or Hub id the model was loaded from).
             prefetch_batches: model calls' worth of clips decoded and preprocessed ahead in a background thread while
-                the model runs (0: in the calling thread, one clip at a time). The results do not depend on it.
+                the model runs (0: in the calling thread, one clip at a time); None: ``DEFAULT_PREFETCH_BATCHES`` when
+                the model is on an accelerator, 0 on CPU. The results do not depend on it.
             Others: as ``transformers.Pipeline`` (``model``, ``processor``, ``device``, ``batch_size``...), plus
                 default call arguments.
         """
         super().__init__(*args, **kwargs)
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE
-        if prefetch_batches != 0:
+        if prefetch_batches is None:
+            prefetch_batches = 0 if self.device.type == "cpu" else DEFAULT_PREFETCH_BATCHES
+        elif prefetch_batches != 0:
             check_positive_int("prefetch_batches", prefetch_batches)
         self.prefetch_batches = int(prefetch_batches)
         self.model_id = model_id or str(getattr(self.model, "name_or_path", "") or type(self.model).__name__)

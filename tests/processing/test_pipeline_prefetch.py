@@ -97,3 +97,9 @@ def test_the_callers_torch_thread_count_is_kept(model_and_processor, videos):
 def test_prefetch_batches_must_be_a_whole_number(model_and_processor):
     with pytest.raises(ValueError, match="prefetch_batches"):
         _detector(model_and_processor, -1)
+
+
+def test_on_cpu_the_pipeline_decodes_in_the_calling_thread_by_default(model_and_processor):
+    model, processor = model_and_processor
+    detector = VideoAnomalyDetectionPipeline(model=model, processor=processor, device="cpu", task=TASK)
+    assert detector.prefetch_batches == 0

@@ -20,7 +20,8 @@ from .errors import UserInputError
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_BATCH_SIZE = 2  # clips per model call: the pipeline's ``batch_size``, ``lavida detect --clip-batch-size``
 # model calls' worth of clips the pipeline decodes and preprocesses ahead, in a background thread, while the model runs
-# (0: decode in the calling thread, one clip at a time); the pipeline's ``prefetch_batches``
+# on an accelerator (the pipeline's ``prefetch_batches``). On CPU it decodes in the calling thread by default: the
+# model's own threads already keep the cores busy, and on 2 cores prefetching measured from 10 % faster to 7 % slower.
 DEFAULT_PREFETCH_BATCHES = 2
 
 
