@@ -475,7 +475,8 @@ def parse_args(argv: list[str] | None) -> tuple[EndToEndConfig, str]:
         full = FullWidthSpec(**{**vars(base), **{k: v for k, v in overrides.items() if v is not None}})
     config = EndToEndConfig(model=args.model, tiny_frames=args.tiny_frames, full_frames=args.full_frames, full=full,
                             skip_full=args.skip_full, skip_cli=args.skip_cli, clip_batch_size=args.clip_batch_size,
-                            repeats=args.repeats, profile=args.profile, dtype=args.dtype, device=args.device, seed=args.seed)
+                            repeats=args.repeats, profile=args.profile, dtype=args.dtype, device=args.device,
+                            seed=args.seed)
     return config, args.json
 
 

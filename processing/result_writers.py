@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 RESULT_JSON, SCORES_CSV, SCORES_PNG, OVERLAY_MP4 = "result.json", "scores.csv", "scores.png", "overlay.mp4"
 MAX_PEAK_LABELS = 12
-OVERLAY_PREFETCH_FRAMES = 8  # overlay frames rendered ahead of the encoder
+OVERLAY_PREFETCH_FRAMES = 8  # overlay frames decoded and drawn ahead of the encoder
 MAX_LABEL_NAME = 24  # characters of an anomaly name in an event's label on the plot (longer ones end in "...")
 # The plot's fonts, in the order matplotlib looks for each glyph: matplotlib's own DejaVu Sans (Latin, Greek,
 # Cyrillic), then the first of these CJK fonts that is installed (Debian's fonts-noto-cjk: `make system-deps`; the

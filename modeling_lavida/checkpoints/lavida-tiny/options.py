@@ -116,5 +116,5 @@ class DetectionOptions:
         return settings
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_PREFETCH_BATCHES", "DEFAULT_THRESHOLD", "DetectionOptions", "check_pixel_budget",
-           "check_positive_int", "check_smoothing_sigma", "check_threshold"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_PREFETCH_BATCHES", "DEFAULT_THRESHOLD", "DetectionOptions",
+           "check_pixel_budget", "check_positive_int", "check_smoothing_sigma", "check_threshold"]
