@@ -72,3 +72,38 @@ def test_the_image_encoder_joins_the_fpn_features_and_its_frames_are_required(gr
     assert not torch.allclose(pixels, head.pixel_embeddings(levels, frames.flip(-1)))
     with pytest.raises(ValueError, match="grounding_image_channels"):
         head.pixel_embeddings(levels)
+
+
+def test_frame_edges_outline_an_object_the_same_whatever_its_colour():
+    from lavida.name_grounding_head import frame_edges
+
+    red, blue = torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 16)
+    red[0, 0, 4:10, 5:12] = 2.0  # a red box on a grey background (SAM2's normalised units)
+    blue[0, 2, 4:10, 5:12] = -1.5  # the same box, darker, in blue
+    edges = frame_edges(red)
+    assert edges.shape == (1, 1, 16, 16) and set(edges.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(edges, frame_edges(blue))
+    assert edges[0, 0, 6, 8] == 0 and edges[0, 0, 0, 0] == 0  # inside and far outside: no edge
+    assert edges[0, 0, 6, 4] == 1 and edges[0, 0, 6, 11] == 1  # both sides of the box
+    assert frame_edges(red * 0.2).sum() == 0  # steps below EDGE_STEP are no edge
+
+
+def test_an_edge_input_encoder_sees_the_outline_only(grounding_config):
+    grounding_config.grounding_image_channels = 8
+    grounding_config.grounding_image_input = "edges"
+    torch.manual_seed(0)
+    head = NameGroundingHead(grounding_config).eval()
+    assert head.image_encoder.layers[0].in_channels == 1
+    size = grounding_config.sam_config.vision_config.backbone_feature_sizes
+    fpn = grounding_config.sam_config.vision_config.fpn_hidden_size
+    levels = [torch.zeros(1, fpn, h, w) for h, w in size]
+    red, blue = torch.zeros(1, 3, 4 * size[0][0], 4 * size[0][1]), torch.zeros(1, 3, 4 * size[0][0], 4 * size[0][1])
+    red[0, 0, 8:20, 8:20], blue[0, 2, 8:20, 8:20] = 2.0, 2.0
+    torch.testing.assert_close(head.pixel_embeddings(levels, red), head.pixel_embeddings(levels, blue))
+    moved = torch.roll(red, shifts=6, dims=-1)
+    assert not torch.allclose(head.pixel_embeddings(levels, red), head.pixel_embeddings(levels, moved))
+
+
+def test_config_refuses_an_unknown_image_input():
+    with pytest.raises(ValueError, match="grounding_image_input"):
+        LavidaConfig(grounding_image_input="grey")

@@ -31,6 +31,7 @@ MASK_LOSS_NORMALIZATION_MODES = ("all_frames", "positive_frames")
 QFORMER_ACTIVATIONS = ("relu", "gelu")
 FRAME_SCORE_MODES = ("object_score", "name_grounding")
 MASK_SOURCE_MODES = ("decoder", "name_grounding", "gated")
+GROUNDING_IMAGE_INPUTS = ("rgb", "edges")
 MODULE_DTYPE_NAMES = ("float32", "bfloat16", "float16", "float64")
 
 # Qwen2-VL-7B-Instruct (text side) and SAM 2.1 Hiera-Small, the paper's towers.
@@ -120,6 +121,9 @@ class LavidaConfig(PreTrainedConfig):
         input pixels, stride 4) whose features join SAM2's FPN features in the head's pixel encoder; 0 = none. SAM2's
         image features, trained to segment the named object, need not keep an object's shape (a uniformly coloured
         blob is segmented by its colour); this encoder gives the head shape evidence of its own.
+    grounding_image_input (`str`, defaults to `"rgb"`): what that encoder sees: ``"rgb"``, the frame; ``"edges"``, a
+        binary map of the frame's colour edges (``frame_edges``), the same for an outline whatever its colours, so the
+        shape evidence it learns cannot be tied to one colour.
     mask_source (`str`, defaults to `"decoder"`): where the returned anomaly map (``mask_logits``) comes from; an
         inference-time choice (training always trains SAM2's candidate masks). ``"decoder"`` is the paper's: the mask
         decoder's candidate with the highest predicted IoU. With the name-grounding head (``frame_score=
@@ -190,6 +194,7 @@ class LavidaConfig(PreTrainedConfig):
     grounding_positive_weight: float = 10.0
     grounding_name_slots: int = 1
     grounding_image_channels: int = 0
+    grounding_image_input: str = "rgb"
     mask_source: str = "decoder"
     mask_object_threshold: float = 0.12
 
@@ -235,6 +240,9 @@ class LavidaConfig(PreTrainedConfig):
             raise ValueError(f"mask_source must be one of {MASK_SOURCE_MODES}, got {self.mask_source!r}.")
         if not 0.0 < self.mask_object_threshold < 1.0:
             raise ValueError(f"mask_object_threshold must be in (0, 1), got {self.mask_object_threshold}.")
+        if self.grounding_image_input not in GROUNDING_IMAGE_INPUTS:
+            raise ValueError(f"grounding_image_input must be one of {GROUNDING_IMAGE_INPUTS}, got "
+                             f"{self.grounding_image_input!r}.")
         if self.grounding_image_channels < 0:
             raise ValueError(f"grounding_image_channels must be >= 0 (0 = no image encoder), got "
                              f"{self.grounding_image_channels}.")

@@ -34,17 +34,33 @@ from .configuration_lavida import LavidaConfig
 INITIAL_LOGIT_BIAS = -4.0
 
 
+# a colour edge: some channel of SAM2's normalised input (about 1 per 60 grey levels) changes by more than this between
+# neighbouring pixels
+EDGE_STEP = 0.5
+
+
+def frame_edges(frames: torch.Tensor, step: float = EDGE_STEP) -> torch.Tensor:
+    """``[BT, C, S, S]`` frames -> ``[BT, 1, S, S]`` 1.0 where some channel changes by more than ``step`` to the next
+    pixel right or below, else 0.0: an object's outline, the same whatever its colours."""
+    right = (frames[..., :, 1:] - frames[..., :, :-1]).abs().amax(dim=1, keepdim=True)  # (BT, 1, S, S-1)
+    below = (frames[..., 1:, :] - frames[..., :-1, :]).abs().amax(dim=1, keepdim=True)  # (BT, 1, S-1, S)
+    edges = torch.zeros_like(frames[:, :1])
+    edges[..., :, :-1] = torch.maximum(edges[..., :, :-1], (right > step).to(frames.dtype))
+    edges[..., :-1, :] = torch.maximum(edges[..., :-1, :], (below > step).to(frames.dtype))
+    return edges
+
+
 class FrameShapeEncoder(nn.Module):
     """A small CNN on the frame: two stride-2 ``3x3`` convs, then two dilated ``3x3`` convs (dilation 2 and 4) so that
     each output cell sees about 40 input pixels, an object's whole outline at the sizes the head is used at.
 
-    ``[BT, 3, S, S]`` -> ``[BT, width, S / 4, S / 4]``.
+    ``[BT, C, S, S]`` -> ``[BT, width, S / 4, S / 4]`` (C = ``in_channels``: 3 for the frame, 1 for its edges).
     """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, in_channels: int = 3):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Conv2d(3, max(width // 2, 1), 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(in_channels, max(width // 2, 1), 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(max(width // 2, 1), width, 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.GELU(),
             nn.Conv2d(width, width, 3, padding=4, dilation=4),
@@ -71,7 +87,9 @@ class NameGroundingHead(nn.Module):
         levels = len(vision.backbone_feature_sizes)
         hidden, dim = config.grounding_hidden_size, config.grounding_embedding_size
         width = config.grounding_image_channels
-        self.image_encoder = FrameShapeEncoder(width) if width > 0 else None
+        self.image_input = config.grounding_image_input
+        in_channels = 1 if self.image_input == "edges" else 3
+        self.image_encoder = FrameShapeEncoder(width, in_channels) if width > 0 else None
         self.pixel_encoder = nn.Sequential(
             nn.Conv2d(levels * vision.fpn_hidden_size + width, hidden, 1), nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(),
@@ -95,6 +113,7 @@ class NameGroundingHead(nn.Module):
             if frames is None:
                 raise ValueError("This name-grounding head encodes the frames too (grounding_image_channels > 0): "
                                  "pass them to pixel_embeddings.")
+            frames = frame_edges(frames) if self.image_input == "edges" else frames
             image = self.image_encoder(frames.to(dtype))
             if tuple(image.shape[-2:]) != tuple(size):
                 image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
