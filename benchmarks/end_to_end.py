@@ -205,9 +205,9 @@ def prepare_model_inputs(model, processor, video: Path, clip_batch_size: int, de
     for start in range(0, len(clips), clip_batch_size):
         group = clips[start:start + clip_batch_size]
         inputs = processor([clip.frames for clip in group], [ANOMALIES] * len(group))
-        names = model.encode_class_names(inputs.pop("class_input_ids").to(device),
-                                         inputs.pop("class_attention_mask").to(device))
         inputs = {key: value.to(device) for key, value in inputs.items()}
+        # the ids stay: a grounding head that reads each word of a name encodes the words from them
+        names = model.encode_class_names(inputs["class_input_ids"], inputs["class_attention_mask"])
         inputs["sam_pixel_values"] = inputs["sam_pixel_values"].to(model.dtype)
         batches.append({**inputs, "class_embeddings": names})
     return batches

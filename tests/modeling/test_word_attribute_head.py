@@ -1,0 +1,93 @@
+"""The word-attribute name-grounding head (``grounding_head: word_attributes``): each word piece of a name is encoded
+alone and matched against a colour map and a shape map; a name is where all its words are."""
+
+import pytest
+import torch
+
+from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
+from lavida.model_factory import default_model_path
+from lavida.name_grounding_head import WordAttributeGroundingHead
+
+
+@pytest.fixture(scope="module")
+def embedded_model():
+    return LavidaForVideoAnomalyDetection.from_pretrained(default_model_path()).eval()
+
+
+@pytest.fixture
+def word_config():
+    config = LavidaConfig.from_pretrained(default_model_path())  # the embedded model's sizes
+    config.grounding_head, config.grounding_image_channels = "word_attributes", 16
+    return config
+
+
+def _tokens(model_path, names):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(f"{model_path}/class_tokenizer")
+    encoded = tokenizer(names, padding=True, return_tensors="pt")
+    return encoded["input_ids"][None], encoded["attention_mask"][None]  # (1, N, Lc)
+
+
+def test_each_piece_is_encoded_alone_between_the_names_special_tokens(embedded_model):
+    ids, mask = _tokens(default_model_path(), ["purple hexagon", "red circle", "fire"])
+    vectors, pieces = embedded_model.encode_name_words(ids, mask)
+    # "hexagon" is three word pieces for MiniLM's tokenizer: four pieces, two and one for the others
+    assert pieces[0].sum(dim=1).tolist() == [4, 2, 1]
+    assert vectors.shape == (1, 3, 4, embedded_model.config.text_embedding_size)
+    # a piece's vector is that of the piece as a name of its own, whatever the other words of its name
+    purple_ids, purple_mask = _tokens(default_model_path(), ["purple"])
+    purple = embedded_model.encode_class_names(purple_ids, purple_mask)[0, 0]
+    torch.testing.assert_close(vectors[0, 0, 0], purple)
+    red_ids, red_mask = _tokens(default_model_path(), ["red"])
+    torch.testing.assert_close(vectors[0, 1, 0], embedded_model.encode_class_names(red_ids, red_mask)[0, 0])
+    assert not torch.allclose(vectors[0, 0, 0], vectors[0, 1, 0])
+    assert (vectors[0, 1, 2:] == 0).all() and (vectors[0, 2, 1:] == 0).all()  # no piece there
+
+
+def test_a_name_is_the_product_of_its_words(word_config):
+    torch.manual_seed(0)
+    head = WordAttributeGroundingHead(word_config).eval()
+    dim = word_config.grounding_embedding_size
+    pixels = torch.randn(2, 2 * dim, 4, 4)
+    words = torch.randn(1, 3, 2, word_config.text_embedding_size)
+    mask = torch.tensor([[[True, True], [True, False], [True, True]]])
+    out = head(pixels, (words, mask), 2)  # (BT=2, N=3, 4, 4)
+    single = [head(pixels, (words[:, :, k:k + 1], torch.ones(1, 3, 1, dtype=torch.bool)), 2) for k in range(2)]
+    both = torch.logit(torch.sigmoid(single[0]) * torch.sigmoid(single[1]))
+    torch.testing.assert_close(out[:, [0, 2]], both[:, [0, 2]], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out[:, 1], single[0][:, 1], atol=1e-4, rtol=1e-4)  # a missing word changes nothing
+
+
+def test_the_colour_map_has_no_spatial_context_and_the_shape_map_no_colour(word_config):
+    torch.manual_seed(0)
+    head = WordAttributeGroundingHead(word_config).eval()
+    dim = word_config.grounding_embedding_size
+    features = [torch.zeros(1, 8, 8, 8)]  # only the grid size is read
+    frames = torch.full((2, 3, 32, 32), -1.0)
+    frames[0, :, 8:16, 8:16] = torch.tensor([2.0, -1.5, 2.0])[:, None, None]  # a purple-ish square
+    frames[1, :, 8:16, 8:16] = torch.tensor([-1.5, 2.0, -1.5])[:, None, None]  # the same square in green
+    maps = head.pixel_embeddings(features, frames)
+    assert maps.shape == (2, 2 * dim, 8, 8)
+    colour, shape = maps.split(dim, dim=1)
+    torch.testing.assert_close(shape[0], shape[1])  # same outline, any colour: same shape map
+    assert not torch.allclose(colour[0, :, 3, 3], colour[1, :, 3, 3])
+    # a cell's colour depends on its own pixels only: background cells far from and next to the square agree
+    torch.testing.assert_close(colour[0, :, 0, 0], colour[0, :, 1, 1])
+    with pytest.raises(ValueError, match="reads the frames"):
+        head.pixel_embeddings(features, None)
+
+
+def test_config_needs_a_shape_encoder_for_word_attributes():
+    with pytest.raises(ValueError, match="grounding_image_channels"):
+        LavidaConfig(grounding_head="word_attributes", grounding_image_channels=0)
+    with pytest.raises(ValueError, match="grounding_head"):
+        LavidaConfig(grounding_head="sentence")
+
+
+def test_a_word_attribute_model_needs_the_names_token_ids(word_config):
+    word_config.frame_score = "name_grounding"
+    model = LavidaForVideoAnomalyDetection(word_config)
+    with pytest.raises(ValueError, match="class_input_ids"):
+        model._grounding_names(torch.zeros(1, 2, word_config.text_embedding_size), None, None)
+    assert isinstance(model.name_grounding_head, WordAttributeGroundingHead)
