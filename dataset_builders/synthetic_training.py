@@ -9,10 +9,12 @@ reserved for the zero-shot benchmark (``synthetic_vad``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
+from ..processing.video_io import h264_roundtrip
 from .sampler import AnomalyExposureSampler
 from .synthetic_world import COLOUR_NAMES, SHAPES, SyntheticWorld, SyntheticWorldConfig, related_names
 
@@ -47,13 +49,16 @@ class SyntheticTrainingCorpus:
             when none does): the head is told that a "hexagon" is one whatever its colour, so its pixel features must
             carry shape apart from colour, which names of whole compositions never demand (a purple hexagon can be
             told from everything else by a conjunction of features that no held-out composition shares).
+        compress_frames: every clip's frames go through an H.264 encode and decode (``h264_roundtrip``: crf 18, 4:2:0
+            chroma, as the synthetic VAD benchmark's videos and most users' files are), so the model trains on the
+            blurred colour edges and block noise it meets in real files rather than on clean renders only.
         world: ``SyntheticWorldConfig`` fields (``size``, ``clip_length``, ...).
     """
 
     def __init__(self, num_samples: int = 1000, seed: int = 0, split: str = "train", max_names: int = 30,
                  anomaly_probability: float = 0.5, hard_negative_share: float = 0.0, curriculum_samples: int = 0,
                  contrast_pairs: bool = False, name_warmup_samples: int = 0, name_replay_share: float = 0.0,
-                 object_labels: bool = False, attribute_labels: bool = False,
+                 object_labels: bool = False, attribute_labels: bool = False, compress_frames: bool = False,
                  world: dict[str, Any] | None = None):
         if split not in SPLIT_SEED_OFFSETS:
             raise ValueError(f"split must be one of {sorted(SPLIT_SEED_OFFSETS)}, got {split!r}.")
@@ -73,6 +78,7 @@ class SyntheticTrainingCorpus:
                              "own masks.")
         self.object_labels = object_labels
         self.attribute_labels = attribute_labels
+        self.compress_frames = compress_frames
         self.warmup_sampler = AnomalyExposureSampler(max_names=1, anomaly_probability=1.0, min_distractors=0)
         self.group_size = 2 if contrast_pairs else 1
         # rows are independent draws already; the curriculum and the pairs need them read in order (LavidaTrainer)
@@ -90,6 +96,9 @@ class SyntheticTrainingCorpus:
             raise IndexError(f"index {index} out of range for {self.num_samples} samples")
         clip_index = index // self.group_size
         item = self.world.source_item(clip_index, self.seed)
+        if self.compress_frames:
+            clean = item.load_frames
+            item = dataclasses.replace(item, load_frames=lambda: h264_roundtrip(clean()))
         sampler = self.sampler
         pair_start = clip_index * self.group_size  # both rows of a pair share the curriculum stage
         stage_row = pair_start - self.name_warmup_samples

@@ -425,3 +425,15 @@ def test_the_header_estimates_the_frame_count_when_the_container_stores_none(tmp
 def test_an_empty_frame_array_is_refused_as_too_short():
     with pytest.raises(UserInputError, match="frame"):
         list(iter_frames(np.zeros((0, 8, 8, 3), np.uint8)))
+
+
+def test_h264_roundtrip_keeps_the_clip_shape_and_refuses_odd_sizes():
+    from lavida.processing.video_io import h264_roundtrip
+
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(0, 255, size=(1, 32, 48, 3), dtype=np.uint8), 3, axis=0)
+    out = h264_roundtrip(frames)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, frames)  # lossy: random pixels do not survive 4:2:0 chroma
+    with pytest.raises(ValueError, match="even size"):
+        h264_roundtrip(frames[:, :31])

@@ -278,6 +278,22 @@ def test_attribute_labels_name_each_colour_and_shape_with_the_objects_that_hold_
         SyntheticTrainingCorpus(num_samples=2, attribute_labels=True)
 
 
+def test_compressed_frames_are_the_clean_clip_through_h264_with_everything_else_unchanged():
+    from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
+    from lavida.processing.video_io import h264_roundtrip
+
+    options = dict(num_samples=4, seed=3, max_names=6, object_labels=True, world={"size": 64, "clip_length": 4})
+    clean, compressed = SyntheticTrainingCorpus(**options), SyntheticTrainingCorpus(**options, compress_frames=True)
+    for index in range(4):
+        before, row = clean[index], compressed[index]
+        assert row["names"] == before["names"] and np.array_equal(row["masks"], before["masks"])
+        assert row["object_names"] == before["object_names"]
+        assert row["frames"].shape == before["frames"].shape and row["frames"].dtype == np.uint8
+        assert np.array_equal(row["frames"], h264_roundtrip(before["frames"]))  # deterministic
+        difference = np.abs(row["frames"].astype(int) - before["frames"].astype(int))
+        assert 0.3 < difference.mean() < 8 and difference.max() > 20  # close, but the codec left its marks
+
+
 def test_object_labels_give_every_object_in_view_its_own_grounding_mask():
     from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
 
