@@ -39,6 +39,16 @@ def _upload(page, path: Path) -> None:
     page.locator("#input-video input[type=file]").set_input_files(str(path))
 
 
+def _run_a_text_file_named_like_a_video(page, videos, tmp_path) -> None:
+    """Upload a text file named ``clip.mp4`` (it gets past the file picker), run, and wait for the server's message."""
+    fake = tmp_path / "clip.mp4"
+    shutil.copy(videos["text"], fake)
+    _upload(page, fake)
+    page.locator("#input-video video").wait_for()
+    page.click("#run-button")
+    page.get_by_text("clip.mp4 could not be opened as a video").wait_for()
+
+
 def test_upload_run_and_recover_from_a_bad_file(page, videos, tmp_path):
     # 1. A text file: the page says it is not a video file; running without a video says so too.
     _upload(page, videos["text"])
@@ -47,12 +57,7 @@ def test_upload_run_and_recover_from_a_bad_file(page, videos, tmp_path):
     page.get_by_text("No video: upload one").wait_for()
 
     # 2. A text file named like a video gets past the file picker: the server's message is shown in the page.
-    fake = tmp_path / "clip.mp4"
-    shutil.copy(videos["text"], fake)
-    _upload(page, fake)
-    page.locator("#input-video video").wait_for()
-    page.click("#run-button")
-    page.get_by_text("clip.mp4 could not be opened as a video").wait_for()
+    _run_a_text_file_named_like_a_video(page, videos, tmp_path)
 
     # 3. The next valid request succeeds: plot, overlay video, events and downloads appear.
     _upload(page, videos["walk"])
@@ -105,12 +110,7 @@ def test_an_example_click_shows_its_results_and_a_failed_run_clears_them(page, t
     assert (shown["plot"], shown["overlay"], shown["downloads"]) == (1, 1, 1)
 
     # 2. A failed run takes the previous results off the page: nothing under the error belongs to another video.
-    fake = tmp_path / "clip.mp4"
-    shutil.copy(videos["text"], fake)
-    _upload(page, fake)
-    page.locator("#input-video video").wait_for()
-    page.click("#run-button")
-    page.get_by_text("clip.mp4 could not be opened as a video").wait_for()
+    _run_a_text_file_named_like_a_video(page, videos, tmp_path)
     page.wait_for_function("() => !document.querySelector('#score-plot img')", timeout=5000)
     assert _results_shown(page) == {"plot": 0, "overlay": 0, "events": 0, "downloads": 0}
     assert "held-out-crossing.mp4" not in page.inner_text("#summary")
