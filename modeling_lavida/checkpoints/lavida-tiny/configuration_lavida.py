@@ -32,6 +32,7 @@ QFORMER_ACTIVATIONS = ("relu", "gelu")
 FRAME_SCORE_MODES = ("object_score", "name_grounding")
 MASK_SOURCE_MODES = ("decoder", "name_grounding", "gated")
 GROUNDING_IMAGE_INPUTS = ("rgb", "edges")
+GROUNDING_HEADS = ("pooled_name", "word_attributes")
 MODULE_DTYPE_NAMES = ("float32", "bfloat16", "float16", "float64")
 
 # Qwen2-VL-7B-Instruct (text side) and SAM 2.1 Hiera-Small, the paper's towers.
@@ -124,6 +125,14 @@ class LavidaConfig(PreTrainedConfig):
     grounding_image_input (`str`, defaults to `"rgb"`): what that encoder sees: ``"rgb"``, the frame; ``"edges"``, a
         binary map of the frame's colour edges (``frame_edges``), the same for an outline whatever its colours, so the
         shape evidence it learns cannot be tied to one colour.
+    grounding_head (`str`, defaults to `"pooled_name"`): which name-grounding head. ``"pooled_name"``
+        (``NameGroundingHead``): one vector per name matched against SAM2's image features (and the options above).
+        ``"word_attributes"`` (``WordAttributeGroundingHead``): each word piece of a name encoded alone and matched
+        against a colour map (per pixel, no spatial context) and a shape map (a CNN of the frame's edges, of width
+        ``grounding_image_channels``, which must be > 0); a name is where all its words are. The head then cannot
+        hold a pair of words, so names whose words were seen in other pairs are read as well as the words. It needs
+        a text-encoder tokenizer that frames every name with one leading and one trailing special token (BERT's
+        ``[CLS] ... [SEP]``, as the bundled all-MiniLM-L6-v2's does): the tokens between them are the pieces.
     mask_source (`str`, defaults to `"decoder"`): where the returned anomaly map (``mask_logits``) comes from; an
         inference-time choice (training always trains SAM2's candidate masks). ``"decoder"`` is the paper's: the mask
         decoder's candidate with the highest predicted IoU. With the name-grounding head (``frame_score=
@@ -195,6 +204,7 @@ class LavidaConfig(PreTrainedConfig):
     grounding_name_slots: int = 1
     grounding_image_channels: int = 0
     grounding_image_input: str = "rgb"
+    grounding_head: str = "pooled_name"
     mask_source: str = "decoder"
     mask_object_threshold: float = 0.12
 
@@ -246,6 +256,11 @@ class LavidaConfig(PreTrainedConfig):
         if self.grounding_image_channels < 0:
             raise ValueError(f"grounding_image_channels must be >= 0 (0 = no image encoder), got "
                              f"{self.grounding_image_channels}.")
+        if self.grounding_head not in GROUNDING_HEADS:
+            raise ValueError(f"grounding_head must be one of {GROUNDING_HEADS}, got {self.grounding_head!r}.")
+        if self.grounding_head == "word_attributes" and self.grounding_image_channels < 1:
+            raise ValueError("grounding_head 'word_attributes' reads shape from a CNN of the frame's edges: set "
+                             f"grounding_image_channels >= 1 (its width), got {self.grounding_image_channels}.")
         if self.mask_source != "decoder" and self.frame_score != "name_grounding":
             raise ValueError(f"mask_source {self.mask_source!r} reads the name-grounding head's maps, which only a "
                              "model with frame_score='name_grounding' has; use mask_source='decoder'.")

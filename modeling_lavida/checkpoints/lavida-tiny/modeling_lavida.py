@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, AutoModelForImageTextToText, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -33,8 +34,9 @@ from transformers.utils import logging as hf_logging
 from .anomaly_mask_decoder import AnomalyMaskPrediction, SamFrameFeatures, decode_anomaly_masks, encode_frames
 from .configuration_lavida import LavidaConfig
 from .loss_lavida import LavidaLoss, LavidaLossTerms
-from .name_grounding_head import (INITIAL_LOGIT_BIAS, NameGroundingHead, listed_name_targets, name_anomaly_map,
-                                  name_grounding_loss, name_presence_logits, object_gated_logits)
+from .name_grounding_head import (INITIAL_LOGIT_BIAS, NameGroundingHead, WordAttributeGroundingHead,
+                                  listed_name_targets, name_anomaly_map, name_grounding_loss, name_presence_logits,
+                                  object_gated_logits)
 from .semantic_projector import NamePromptEncoder, SemanticProjector
 from .token_compressor import TokenCompressor, compress_sequence
 
@@ -302,6 +304,9 @@ class LavidaPreTrainedModel(PreTrainedModel):
         if isinstance(module, NameGroundingHead):
             nn.init.ones_(module.logit_scale)
             nn.init.constant_(module.logit_bias, INITIAL_LOGIT_BIAS)
+        if isinstance(module, WordAttributeGroundingHead):  # each name is a product of two or more word probabilities
+            nn.init.ones_(module.logit_scale)
+            nn.init.constant_(module.logit_bias, INITIAL_LOGIT_BIAS / 2)
 
 
 class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
@@ -324,7 +329,10 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         )
         self.semantic_projector = SemanticProjector(config)
         self.name_prompt_encoder = NamePromptEncoder(config) if config.name_prompt_tokens else None
-        self.name_grounding_head = NameGroundingHead(config) if config.frame_score == "name_grounding" else None
+        self.name_grounding_head = None
+        if config.frame_score == "name_grounding":
+            head_class = WordAttributeGroundingHead if config.grounding_head == "word_attributes" else NameGroundingHead
+            self.name_grounding_head = head_class(config)
         self.loss_function_lavida = LavidaLoss(config)
         self.text_encoder.register_load_state_dict_post_hook(self._clear_class_embedding_cache)
         self._apply_recorded_dtypes()
@@ -402,6 +410,56 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if not self._text_encoder_trainable():
             return self._cached_class_embeddings(ids, mask).reshape(batch, names, -1)
         return self._pool_text(ids, mask).reshape(batch, names, -1)
+
+    def encode_name_words(self, class_input_ids: torch.Tensor, class_attention_mask: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each word piece of each name encoded alone (``grounding_head="word_attributes"``).
+
+        A name tokenised as ``[CLS] t_1 ... t_k [SEP]`` gives k pieces, each encoded as ``[CLS] t_i [SEP]`` so that no
+        piece's vector depends on the other words of its name. A name with no token between its first and last (a
+        padding name) gets one piece, its second token.
+
+        Args:
+            class_input_ids, class_attention_mask: ``[B, N, Lc]``.
+
+        Returns:
+            ``[B, N, W, E]`` piece vectors (zeros where there is no piece) and ``[B, N, W]`` bool, the real pieces.
+        """
+        batch, names, length = class_input_ids.shape
+        ids = class_input_ids.reshape(batch * names, length)
+        lengths = class_attention_mask.reshape(batch * names, length).sum(dim=1)  # (M,)
+        pieces = max(int(lengths.max()) - 2, 1)
+        position = torch.arange(pieces, device=ids.device)  # piece w is token w + 1
+        piece_mask = (position[None] < (lengths[:, None] - 2)) | (position[None] == 0)  # (M, W)
+        first = ids[:, :1].expand(-1, pieces)
+        last = ids.gather(1, (lengths[:, None] - 1).clamp_min(0)).expand(-1, pieces)
+        middle = ids[:, 1:1 + pieces] if length > 1 else ids[:, :1]
+        if middle.shape[1] < pieces:
+            middle = F.pad(middle, (0, pieces - middle.shape[1]))
+        triples = torch.stack([first, middle, last], dim=-1)[piece_mask]  # (K, 3)
+        ones = torch.ones_like(triples)
+        vectors = (self._cached_class_embeddings(triples, ones) if not self._text_encoder_trainable()
+                   else self._pool_text(triples, ones))  # (K, E)
+        out = vectors.new_zeros(batch * names, pieces, vectors.shape[-1])
+        out[piece_mask] = vectors
+        return out.reshape(batch, names, pieces, -1), piece_mask.reshape(batch, names, pieces)
+
+    def _grounding_names(self, class_embeddings: torch.Tensor | None, class_input_ids: torch.Tensor | None,
+                         class_attention_mask: torch.Tensor | None
+                         ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """What the name-grounding head matches: the names' vectors ``[B, N, E]`` (``pooled_name``), or their word
+        pieces (``word_attributes``, from ``encode_name_words``, which needs the token ids)."""
+        if self.config.grounding_head != "word_attributes":
+            if class_embeddings is None:
+                class_embeddings = self.encode_class_names(class_input_ids, class_attention_mask)
+            return class_embeddings
+        if class_input_ids is None:
+            raise ValueError("This model's name-grounding head (grounding_head='word_attributes') reads each word of "
+                             "the names: pass class_input_ids and class_attention_mask (LavidaProcessor.encode_names) "
+                             "as well as or instead of class_embeddings.")
+        if class_attention_mask is None:
+            class_attention_mask = torch.ones_like(class_input_ids)
+        return self.encode_name_words(class_input_ids, class_attention_mask)
 
     def _text_encoder_trainable(self) -> bool:
         return any(p.requires_grad for p in self.text_encoder.parameters())
@@ -532,8 +590,10 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                           if class_mask is None else class_mask.bool())  # (B, N)
             # frames per sample: T for all, or [B] counts; per-frame work runs on the real frames only, sample-major
             per_sample = frames if frame_mask is None else frame_mask.sum(dim=1)
+            grounding_names = (None if self.name_grounding_head is None
+                               else self._grounding_names(class_embeddings, class_input_ids, class_attention_mask))
             predictions = self._predict_frames(prompts.seg_hidden_state, class_embeddings, class_mask,
-                                               _real_frames(sam_pixel_values, frame_mask), per_sample)
+                                               _real_frames(sam_pixel_values, frame_mask), per_sample, grounding_names)
 
             losses: dict[str, torch.Tensor | None] = {"lm_loss": prompts.lm_loss}
             if target_masks is not None:
@@ -592,7 +652,9 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         )
 
     def _predict_frames(self, seg_hidden: torch.Tensor, class_embeddings: torch.Tensor, class_mask: torch.Tensor,
-                        sam_frames: torch.Tensor, per_sample: int | torch.Tensor) -> _FramePredictions:
+                        sam_frames: torch.Tensor, per_sample: int | torch.Tensor,
+                        grounding_names: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
+                        ) -> _FramePredictions:
         """Projector, mask decoder and (when configured) the name heads on the real frames.
 
         Args:
@@ -600,6 +662,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             class_embeddings: ``[B, N, E]``; class_mask: ``[B, N]`` bool.
             sam_frames: ``[BT, 3, S, S]`` the real frames, sample-major.
             per_sample: T, or ``[B]`` real frames per sample.
+            grounding_names: what the name-grounding head matches (``_grounding_names``); None without the head.
         """
         features = encode_frames(self.sam, sam_frames)
         prompts = self.semantic_projector(seg_hidden, class_embeddings, class_mask, features.lowest,
@@ -614,7 +677,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             return _FramePredictions(decoded, self._anomaly_map(decoded, None, real_names), decoded.object_logits,
                                      None, None, None)
         pixels = self.name_grounding_head.pixel_embeddings(features.feature_maps, sam_frames)  # (BT, D, h, w)
-        grounding_maps = self.name_grounding_head(pixels, class_embeddings, per_sample)  # (BT, N, h, w)
+        grounding_maps = self.name_grounding_head(pixels, grounding_names, per_sample)  # (BT, N, h, w)
         # a padding name is never the most present one
         presence = name_presence_logits(grounding_maps).masked_fill(
             ~real_names, torch.finfo(grounding_maps.dtype).min)  # (BT, N)
@@ -665,8 +728,8 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         mask ``[B, T, H, W]`` for the true ones (``name_labels [B, N]``)."""
         weight = self.config.grounding_positive_weight
         if grounding_labels is not None:
-            embeddings = self.encode_class_names(grounding_labels["input_ids"], grounding_labels["attention_mask"])
-            maps = self.name_grounding_head(predictions.pixel_embeddings, embeddings, per_sample)  # (BT, M, h, w)
+            names = self._grounding_names(None, grounding_labels["input_ids"], grounding_labels["attention_mask"])
+            maps = self.name_grounding_head(predictions.pixel_embeddings, names, per_sample)  # (BT, M, h, w)
             targets = _real_frames(grounding_labels["targets"].transpose(1, 2), frame_mask)  # (BT, M, H, W)
             name_mask = grounding_labels["name_mask"].bool().repeat_interleave(per_sample, dim=0)  # (BT, M)
             return name_grounding_loss(maps, name_mask, targets, weight)

@@ -139,6 +139,90 @@ class NameGroundingHead(nn.Module):
         return conjunction_logits(self.logit_scale * similarity + self.logit_bias / self.slots, dim=2)
 
 
+class WordAttributeGroundingHead(nn.Module):
+    """Per-name pixel logits built word by word (``LavidaConfig.grounding_head = "word_attributes"``).
+
+    ``NameGroundingHead`` matches one vector per name against features that mix an object's colour and shape, and
+    learns the training names as wholes: a name whose pair of words it never saw together ("purple hexagon") lands
+    wherever its pooled vector happens to fall. Here each word piece of a name is encoded alone (the text encoder
+    never sees the pair either) and matched against two maps of the frame that each hold one kind of evidence:
+
+    - colour: a per-pixel MLP of the frame's RGB (``1x1`` convs, no spatial context, so it cannot carry shape),
+      averaged over each cell of the map;
+    - shape: ``FrameShapeEncoder`` on ``frame_edges`` (binary outlines, the same whatever the colours, so it cannot
+      carry colour), then a ``1x1`` conv.
+
+    A word's logit at a cell is ``s_c <q_c, colour> / sqrt(d) + s_s <q_s, shape> / sqrt(d) + b_word + b`` (queries and
+    word bias from the word's vector; scales and ``b`` learned) and a name is at a cell when all its words are (the
+    product of their probabilities, ``conjunction_logits``). Nothing in the head can represent a pair of words, so a
+    name of two seen words in an unseen pair is read as well as the words are.
+
+    Widths: ``grounding_hidden_size`` (colour MLP), ``grounding_image_channels`` (shape CNN, > 0),
+    ``grounding_embedding_size`` (d, per map).
+    """
+
+    def __init__(self, config: LavidaConfig):
+        super().__init__()
+        hidden, dim, width = config.grounding_hidden_size, config.grounding_embedding_size, config.grounding_image_channels
+        self.dim = dim
+        self.colour_encoder = nn.Sequential(nn.Conv2d(3, hidden, 1), nn.GELU(), nn.Conv2d(hidden, hidden, 1),
+                                            nn.GELU(), nn.Conv2d(hidden, dim, 1))
+        self.shape_encoder = nn.Sequential(FrameShapeEncoder(width, in_channels=1), nn.GELU(), nn.Conv2d(width, dim, 1))
+        self.word_encoder = nn.Sequential(nn.Linear(config.text_embedding_size, config.projector_hidden_size),
+                                          nn.GELU(), nn.Linear(config.projector_hidden_size, 2 * dim + 1))
+        self.logit_scale = nn.Parameter(torch.ones(2))
+        self.logit_bias = nn.Parameter(torch.full((), INITIAL_LOGIT_BIAS / 2))
+
+    def pixel_embeddings(self, feature_maps: list[torch.Tensor], frames: torch.Tensor | None = None) -> torch.Tensor:
+        """The frames ``[BT, 3, S, S]`` (SAM2's normalised input) -> ``[BT, 2 * dim, h, w]`` (colour, then shape), at
+        the size of SAM2's finest FPN level ``feature_maps[0]`` (the only use of the features: the maps' grid)."""
+        if frames is None:
+            raise ValueError("The word_attributes name-grounding head reads the frames: pass them to pixel_embeddings.")
+        size = tuple(feature_maps[0].shape[-2:])
+        frames = frames.to(self.colour_encoder[0].weight.dtype)
+        # per-pixel colours at half the frame's resolution (4x cheaper; 2x2 pixels of one object share a colour)
+        colour = F.adaptive_avg_pool2d(self.colour_encoder(F.avg_pool2d(frames, 2)), size)
+        shape = self.shape_encoder(frame_edges(frames))
+        if tuple(shape.shape[-2:]) != size:
+            shape = F.interpolate(shape, size=size, mode="bilinear", align_corners=False)
+        return torch.cat([colour, shape], dim=1)
+
+    def forward(self, pixels: torch.Tensor, names: tuple[torch.Tensor, torch.Tensor], frames_per_sample: int
+                ) -> torch.Tensor:
+        """
+        Args:
+            pixels: ``[B*T, 2 * dim, h, w]`` from ``pixel_embeddings``.
+            names: ``(word_embeddings [B, N, W, E], word_mask [B, N, W])`` from the model's ``encode_name_words``.
+            frames_per_sample: T.
+
+        Returns:
+            ``[B*T, N, h, w]`` per-name pixel logits.
+        """
+        embeddings, word_mask = names
+        word_mask = word_mask.bool()
+        # names share words ("purple" in every purple name, the same vector each time as pieces are encoded alone):
+        # each distinct piece is matched against the pixels once, then gathered per (name, piece)
+        distinct, index = torch.unique(embeddings[word_mask], dim=0, return_inverse=True)  # (U, E), (K,)
+        colour_query, shape_query, word_bias = self.word_encoder(distinct.to(pixels.dtype)).split(
+            [self.dim, self.dim, 1], dim=-1)  # (U, d), (U, d), (U, 1)
+        colour, shape = pixels.split(self.dim, dim=1)
+        scale = math.sqrt(self.dim)
+        logits = (self.logit_scale[0] * torch.einsum("ud,bdhw->buhw", colour_query, colour) / scale
+                  + self.logit_scale[1] * torch.einsum("ud,bdhw->buhw", shape_query, shape) / scale
+                  + word_bias[:, 0, None, None] + self.logit_bias)  # (BT, U, h, w)
+        piece_index = torch.zeros(word_mask.shape, dtype=torch.long, device=pixels.device)
+        piece_index[word_mask] = index
+        piece_index = piece_index.repeat_interleave(frames_per_sample, dim=0)  # (BT, N, W)
+        frames, count, pieces = piece_index.shape
+        height, width = logits.shape[-2:]
+        logits = logits.gather(1, piece_index.reshape(frames, -1, 1, 1).expand(-1, -1, height, width))
+        logits = logits.reshape(frames, count, pieces, height, width)  # (BT, N, W, h, w)
+        # a padding piece is always there: it leaves the product of the real pieces' probabilities as it is
+        real = word_mask.repeat_interleave(frames_per_sample, dim=0)
+        logits = logits.masked_fill(~real[..., None, None], torch.finfo(logits.dtype).max)
+        return conjunction_logits(logits, dim=2)
+
+
 def conjunction_logits(logits: torch.Tensor, dim: int) -> torch.Tensor:
     """The logit of "every one of them", the product of the sigmoids of ``logits`` along ``dim`` (reduced).
 
@@ -234,5 +318,6 @@ def listed_name_targets(target_masks: torch.Tensor, name_labels: torch.Tensor) -
     return target_masks.float()[:, None] * name_labels.float()[..., None, None]
 
 
-__all__ = ["INITIAL_LOGIT_BIAS", "FrameShapeEncoder", "NameGroundingHead", "conjunction_logits", "listed_name_targets",
-           "name_anomaly_map", "name_grounding_loss", "name_presence_logits", "object_gated_logits"]
+__all__ = ["INITIAL_LOGIT_BIAS", "FrameShapeEncoder", "NameGroundingHead", "WordAttributeGroundingHead",
+           "conjunction_logits", "listed_name_targets", "name_anomaly_map", "name_grounding_loss", "name_presence_logits",
+           "object_gated_logits"]

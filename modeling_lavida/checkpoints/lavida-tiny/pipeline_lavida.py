@@ -264,8 +264,13 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         clips = model_inputs.pop("clip")
         is_last = model_inputs.pop("is_last")
         infos: list[ClipInfo] = clips if isinstance(clips, list) else [clips]
-        class_embeddings, class_mask = self._class_embeddings([info.names for info in infos])
-        output = self.model(**model_inputs, class_embeddings=class_embeddings, class_mask=class_mask)
+        names = [info.names for info in infos]
+        class_embeddings, class_mask = self._class_embeddings(names)
+        # the token ids too: a model whose grounding head reads each word of a name encodes them from the ids
+        tokens = self.processor.encode_names([list(clip_names) for clip_names in names])
+        output = self.model(**model_inputs, class_embeddings=class_embeddings, class_mask=class_mask,
+                            class_input_ids=tokens["class_input_ids"].to(self.device),
+                            class_attention_mask=tokens["class_attention_mask"].to(self.device))
         probabilities = self.processor.post_process_frame_scores(output.frame_logits)  # (b, T)
         for row, info in enumerate(infos):
             if info.return_masks:

@@ -139,6 +139,20 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     logger.debug("Wrote %d frames to %s", count, path)
 
 
+def h264_roundtrip(frames: np.ndarray, crf: int = 18, fps: float = 25.0, preset: str = "veryfast") -> np.ndarray:
+    """``uint8 [T, H, W, 3]`` frames as they come back from an H.264 file written by ``write_video`` (4:2:0 chroma,
+    ``crf``): what a model meets in a real video file (colour edges blurred over two pixels, block noise), for training
+    data rendered in memory. Even ``H`` and ``W`` only (no padding row to remove)."""
+    import tempfile
+
+    if frames.ndim != 4 or frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"h264_roundtrip needs uint8 [T, H, W, 3] frames of even size, got {frames.shape}.")
+    with tempfile.TemporaryDirectory(prefix="lavida-h264-") as folder:
+        path = Path(folder) / "clip.mp4"
+        write_video(path, iter(frames), fps=fps, crf=crf, preset=preset)
+        return np.stack([frame.image for frame in iter_frames(path)])
+
+
 def _timestamps(frame_times_s: Sequence[float] | np.ndarray) -> np.ndarray:
     """``int64 [F]`` presentation timestamps in ``TIMESTAMP_CLOCK`` ticks, or ValueError."""
     times = np.asarray(frame_times_s, dtype=np.float64).reshape(-1)
