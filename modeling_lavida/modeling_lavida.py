@@ -34,7 +34,7 @@ from transformers.utils import logging as hf_logging
 from .anomaly_mask_decoder import AnomalyMaskPrediction, SamFrameFeatures, decode_anomaly_masks, encode_frames
 from .configuration_lavida import LavidaConfig
 from .loss_lavida import LavidaLoss, LavidaLossTerms
-from .name_grounding_head import (INITIAL_LOGIT_BIAS, NameGroundingHead, WordAttributeGroundingHead,
+from .name_grounding_head import (NameGroundingHead, WordAttributeGroundingHead,
                                   listed_name_targets, name_anomaly_map, name_grounding_loss, name_presence_logits,
                                   object_gated_logits)
 from .semantic_projector import NamePromptEncoder, SemanticProjector
@@ -301,12 +301,9 @@ class LavidaPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, SemanticProjector):
             nn.init.normal_(module.queries, std=self.config.initializer_range)
-        if isinstance(module, NameGroundingHead):
+        if isinstance(module, (NameGroundingHead, WordAttributeGroundingHead)):
             nn.init.ones_(module.logit_scale)
-            nn.init.constant_(module.logit_bias, INITIAL_LOGIT_BIAS)
-        if isinstance(module, WordAttributeGroundingHead):  # each name is a product of two or more word probabilities
-            nn.init.ones_(module.logit_scale)
-            nn.init.constant_(module.logit_bias, INITIAL_LOGIT_BIAS / 2)
+            nn.init.constant_(module.logit_bias, module.initial_logit_bias)
 
 
 class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
@@ -407,9 +404,13 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         batch, names, length = class_input_ids.shape
         ids = class_input_ids.reshape(batch * names, length)
         mask = class_attention_mask.reshape(batch * names, length)
+        return self._encode_texts(ids, mask).reshape(batch, names, -1)
+
+    def _encode_texts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[M, L]`` token ids -> ``[M, E]``: through the cache when the text encoder is frozen."""
         if not self._text_encoder_trainable():
-            return self._cached_class_embeddings(ids, mask).reshape(batch, names, -1)
-        return self._pool_text(ids, mask).reshape(batch, names, -1)
+            return self._cached_class_embeddings(ids, mask)
+        return self._pool_text(ids, mask)
 
     def encode_name_words(self, class_input_ids: torch.Tensor, class_attention_mask: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -437,9 +438,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if middle.shape[1] < pieces:
             middle = F.pad(middle, (0, pieces - middle.shape[1]))
         triples = torch.stack([first, middle, last], dim=-1)[piece_mask]  # (K, 3)
-        ones = torch.ones_like(triples)
-        vectors = (self._cached_class_embeddings(triples, ones) if not self._text_encoder_trainable()
-                   else self._pool_text(triples, ones))  # (K, E)
+        vectors = self._encode_texts(triples, torch.ones_like(triples))  # (K, E)
         out = vectors.new_zeros(batch * names, pieces, vectors.shape[-1])
         out[piece_mask] = vectors
         return out.reshape(batch, names, pieces, -1), piece_mask.reshape(batch, names, pieces)

@@ -148,7 +148,7 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         self.prefetch_batches = int(prefetch_batches)
         self.model_id = model_id or str(getattr(self.model, "name_or_path", "") or type(self.model).__name__)
         self._mask_stores: dict[str, LowResMaskStore] = {}
-        self._class_cache: dict[tuple[str, ...], torch.Tensor] = {}
+        self._class_cache: dict[tuple[tuple[str, ...], ...], dict[str, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------------------------------------ call
     def __call__(self, videos: VideoSource | list[VideoSource], anomalies: list[str] | str | None = None,
@@ -264,13 +264,7 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         clips = model_inputs.pop("clip")
         is_last = model_inputs.pop("is_last")
         infos: list[ClipInfo] = clips if isinstance(clips, list) else [clips]
-        names = [info.names for info in infos]
-        class_embeddings, class_mask = self._class_embeddings(names)
-        # the token ids too: a model whose grounding head reads each word of a name encodes them from the ids
-        tokens = self.processor.encode_names([list(clip_names) for clip_names in names])
-        output = self.model(**model_inputs, class_embeddings=class_embeddings, class_mask=class_mask,
-                            class_input_ids=tokens["class_input_ids"].to(self.device),
-                            class_attention_mask=tokens["class_attention_mask"].to(self.device))
+        output = self.model(**model_inputs, **self._class_inputs([info.names for info in infos]))
         probabilities = self.processor.post_process_frame_scores(output.frame_logits)  # (b, T)
         for row, info in enumerate(infos):
             if info.return_masks:
@@ -356,23 +350,21 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
                 batch[key] = torch.cat(values)
         return batch
 
-    def _class_embeddings(self, names_per_clip: list[tuple[str, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[b, N, E]`` name embeddings and ``[b, N]`` mask for a batch of clips; each name list is encoded once."""
-        for names in dict.fromkeys(names_per_clip):
-            if names not in self._class_cache:
-                if len(self._class_cache) >= _CLASS_CACHE_SIZE:
-                    self._class_cache.clear()
-                encoded = self.processor.encode_names([list(names)])
-                self._class_cache[names] = self.model.encode_class_names(
-                    encoded["class_input_ids"].to(self.device), encoded["class_attention_mask"].to(self.device))[0]
-        vectors = [self._class_cache[names] for names in names_per_clip]  # (N_i, E) each
-        most = max(len(vector) for vector in vectors)
-        embeddings = vectors[0].new_zeros(len(vectors), most, vectors[0].shape[-1])  # (b, N, E)
-        mask = torch.zeros(len(vectors), most, dtype=torch.bool, device=embeddings.device)  # (b, N)
-        for row, vector in enumerate(vectors):
-            embeddings[row, : len(vector)] = vector
-            mask[row, : len(vector)] = True
-        return embeddings, mask
+    def _class_inputs(self, names_per_clip: list[tuple[str, ...]]) -> dict[str, torch.Tensor]:
+        """The names of a batch of clips as the model takes them, encoded once per batch of name lists (a video's
+        batches share theirs): ``class_embeddings [b, N, E]``, ``class_mask [b, N]`` and the token ids
+        ``class_input_ids`` / ``class_attention_mask [b, N, Lc]`` (a grounding head that reads each word of a name
+        encodes the words from them)."""
+        key = tuple(names_per_clip)
+        if key not in self._class_cache:
+            if len(self._class_cache) >= _CLASS_CACHE_SIZE:
+                self._class_cache.clear()
+            encoded = {name: value.to(self.device)
+                       for name, value in self.processor.encode_names([list(names) for names in key]).items()}
+            encoded["class_embeddings"] = self.model.encode_class_names(encoded["class_input_ids"],
+                                                                        encoded["class_attention_mask"])
+            self._class_cache[key] = encoded
+        return self._class_cache[key]
 
     # ------------------------------------------------------------------------------------------------ saving
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:

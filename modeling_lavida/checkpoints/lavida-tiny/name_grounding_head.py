@@ -81,6 +81,8 @@ class NameGroundingHead(nn.Module):
     serves every name list of the same frames.
     """
 
+    initial_logit_bias = INITIAL_LOGIT_BIAS
+
     def __init__(self, config: LavidaConfig):
         super().__init__()
         vision = config.sam_config.vision_config
@@ -100,7 +102,7 @@ class NameGroundingHead(nn.Module):
         self.name_encoder = nn.Sequential(nn.Linear(config.text_embedding_size, config.projector_hidden_size),
                                           nn.GELU(), nn.Linear(config.projector_hidden_size, self.slots * dim))
         self.logit_scale = nn.Parameter(torch.ones(()))
-        self.logit_bias = nn.Parameter(torch.full((), INITIAL_LOGIT_BIAS))
+        self.logit_bias = nn.Parameter(torch.full((), self.initial_logit_bias))
 
     def pixel_embeddings(self, feature_maps: list[torch.Tensor], frames: torch.Tensor | None = None) -> torch.Tensor:
         """FPN levels ``[BT, C, H_i, W_i]`` (finest first) and, with ``grounding_image_channels``, the frames
@@ -161,6 +163,8 @@ class WordAttributeGroundingHead(nn.Module):
     ``grounding_embedding_size`` (d, per map).
     """
 
+    initial_logit_bias = INITIAL_LOGIT_BIAS / 2  # each name is a product of two or more piece probabilities
+
     def __init__(self, config: LavidaConfig):
         super().__init__()
         hidden, dim, width = config.grounding_hidden_size, config.grounding_embedding_size, config.grounding_image_channels
@@ -171,7 +175,7 @@ class WordAttributeGroundingHead(nn.Module):
         self.word_encoder = nn.Sequential(nn.Linear(config.text_embedding_size, config.projector_hidden_size),
                                           nn.GELU(), nn.Linear(config.projector_hidden_size, 2 * dim + 1))
         self.logit_scale = nn.Parameter(torch.ones(2))
-        self.logit_bias = nn.Parameter(torch.full((), INITIAL_LOGIT_BIAS / 2))
+        self.logit_bias = nn.Parameter(torch.full((), self.initial_logit_bias))
 
     def pixel_embeddings(self, feature_maps: list[torch.Tensor], frames: torch.Tensor | None = None) -> torch.Tensor:
         """The frames ``[BT, 3, S, S]`` (SAM2's normalised input) -> ``[BT, 2 * dim, h, w]`` (colour, then shape), at
