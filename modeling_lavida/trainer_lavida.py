@@ -218,8 +218,8 @@ class LavidaDataCollator:
     batch is the same on every process and after a resume.
 
     Rows with ``object_names`` and ``object_masks`` (``[K, T, H, W]``, every object in view with its own mask) also give
-    the name-grounding head's labels, ``grounding_labels`` (a ``GroundingLabels`` dict: ``input_ids`` and
-    ``attention_mask [B, M, Lc]``, ``name_mask [B, M]``, ``targets [B, M, T, S, S]``), where the M names of a row are
+    the name-grounding head's labels, ``grounding_labels`` (a ``GroundingLabels`` dict: ``input_ids``,
+    ``attention_mask`` and ``word_ids [B, M, Lc]``, ``name_mask [B, M]``, ``targets [B, M, T, S, S]``), where the M names of a row are
     its objects' names (each with its mask) followed by its listed distractors (empty masks).
     """
 
@@ -259,7 +259,7 @@ class LavidaDataCollator:
         for i, object_masks in enumerate(masks):
             targets[i, : len(object_masks), : object_masks.shape[1]] = object_masks
         return {"input_ids": encoded["class_input_ids"], "attention_mask": encoded["class_attention_mask"],
-                "name_mask": encoded["class_mask"], "targets": targets}
+                "word_ids": encoded["class_word_ids"], "name_mask": encoded["class_mask"], "targets": targets}
 
 
 def _as_array(value: Any, channels: int | None) -> np.ndarray:

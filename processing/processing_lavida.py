@@ -24,7 +24,7 @@ import random
 
 import numpy as np
 import torch
-from transformers import BatchFeature
+from transformers import BatchEncoding, BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .options import check_pixel_budget
@@ -201,7 +201,7 @@ class LavidaProcessor(ProcessorMixin):
 
         Returns:
             ``BatchFeature`` with ``input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
-            video_grid_thw, sam_pixel_values, class_input_ids, class_attention_mask, class_mask``, with
+            video_grid_thw, sam_pixel_values, class_input_ids, class_attention_mask, class_word_ids, class_mask``, with
             targets ``labels`` (assistant answer only) and ``target_masks [B, T, S, S]``, and, when the clips differ
             in length, ``frame_mask [B, T]``.
         """
@@ -304,7 +304,9 @@ class LavidaProcessor(ProcessorMixin):
 
     def encode_names(self, anomalies: list[list[str]]) -> dict[str, torch.Tensor]:
         """Tokenise each name for the class-name encoder: ``class_input_ids/attention_mask [B, N, Lc]``,
-        ``class_mask [B, N]`` (False for padding slots when lists differ in length)."""
+        ``class_word_ids [B, N, Lc]`` (the word of each token, ``-1`` for special and padding tokens; each token its own
+        word for a tokenizer that does not track words), ``class_mask [B, N]`` (False for padding slots when lists
+        differ in length)."""
         flat = [name for names in anomalies for name in names]
         eos = self.class_tokenizer.eos_token
         probe = self.class_tokenizer("a")["input_ids"]
@@ -316,14 +318,26 @@ class LavidaProcessor(ProcessorMixin):
         ids = torch.full((len(anomalies), most, width), self.class_tokenizer.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros(len(anomalies), most, width, dtype=torch.long)
         real = torch.zeros(len(anomalies), most, dtype=torch.bool)
+        flat_words = torch.tensor([[-1 if word is None else word for word in self._word_ids(tokens, k)]
+                                   for k in range(len(flat))], dtype=torch.long).reshape(len(flat), width)
+        words = torch.full((len(anomalies), most, width), -1, dtype=torch.long)
         start = 0
         for row, names in enumerate(anomalies):
             ids[row, : len(names)] = tokens["input_ids"][start:start + len(names)]
             mask[row, : len(names)] = tokens["attention_mask"][start:start + len(names)]
+            words[row, : len(names)] = flat_words[start:start + len(names)]
             mask[row, len(names):, 0] = 1  # padding names attend to one token so encoders stay finite
             real[row, : len(names)] = True
             start += len(names)
-        return {"class_input_ids": ids, "class_attention_mask": mask, "class_mask": real}
+        return {"class_input_ids": ids, "class_attention_mask": mask, "class_word_ids": words, "class_mask": real}
+
+    def _word_ids(self, tokens: BatchEncoding, index: int) -> list[int | None]:
+        """Name ``index``'s word of each token (from a fast tokenizer; otherwise each token its own word), None for
+        special tokens (an end-of-text token appended to the name is not a word)."""
+        special = set(self.class_tokenizer.all_special_ids)
+        ids = tokens["input_ids"][index].tolist()
+        words = tokens.word_ids(index) if getattr(tokens, "encodings", None) else list(range(len(ids)))
+        return [None if token in special else word for token, word in zip(ids, words)]
 
     def _answer_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, texts: list[str],
                        answers: list[str]) -> torch.Tensor:

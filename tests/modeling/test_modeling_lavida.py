@@ -472,6 +472,10 @@ def test_grounding_labels_must_be_a_complete_dict_of_matching_shapes(tiny_batch)
               "targets": tiny_batch["target_masks"][:, None].repeat(1, names.shape[1], 1, 1, 1)}
     out = model(**tiny_batch, grounding_labels=labels)
     assert torch.isfinite(out.grounding_loss) and out.object_score_loss is None
+    with_words = model(**tiny_batch, grounding_labels={**labels, "word_ids": torch.full_like(names, -1)})
+    assert torch.isfinite(with_words.grounding_loss)  # the optional key is taken
+    with pytest.raises(ValueError, match="grounding_labels must be a dict with the keys"):
+        model(**tiny_batch, grounding_labels={**labels, "words": torch.full_like(names, -1)})
     with pytest.raises(ValueError, match="grounding_labels must be a dict with the keys"):
         model(**tiny_batch, grounding_labels={**labels, "mask": labels.pop("name_mask")})
     labels["name_mask"] = torch.ones(names.shape[:2], dtype=torch.bool)

@@ -1,4 +1,4 @@
-"""The word-attribute name-grounding head (``grounding_head: word_attributes``): each word piece of a name is encoded
+"""The word-attribute name-grounding head (``grounding_head: word_attributes``): each word of a name is encoded
 alone and matched against a colour map and a shape map; a name is where all its words are."""
 
 import pytest
@@ -29,20 +29,32 @@ def _tokens(model_path, names):
     return encoded["input_ids"][None], encoded["attention_mask"][None]  # (1, N, Lc)
 
 
-def test_each_piece_is_encoded_alone_between_the_names_special_tokens(embedded_model):
-    ids, mask = _tokens(default_model_path(), ["purple hexagon", "red circle", "fire"])
-    vectors, pieces = embedded_model.encode_name_words(ids, mask)
-    # "hexagon" is three word pieces for MiniLM's tokenizer: four pieces, two and one for the others
-    assert pieces[0].sum(dim=1).tolist() == [4, 2, 1]
-    assert vectors.shape == (1, 3, 4, embedded_model.config.text_embedding_size)
-    # a piece's vector is that of the piece as a name of its own, whatever the other words of its name
-    purple_ids, purple_mask = _tokens(default_model_path(), ["purple"])
-    purple = embedded_model.encode_class_names(purple_ids, purple_mask)[0, 0]
-    torch.testing.assert_close(vectors[0, 0, 0], purple)
-    red_ids, red_mask = _tokens(default_model_path(), ["red"])
-    torch.testing.assert_close(vectors[0, 1, 0], embedded_model.encode_class_names(red_ids, red_mask)[0, 0])
+def _name_vector(model, name):
+    ids, mask = _tokens(default_model_path(), [name])
+    return model.encode_class_names(ids, mask)[0, 0]
+
+
+def test_each_word_is_encoded_alone_and_a_word_in_pieces_stays_one_word(embedded_model):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(default_model_path())
+    names = processor.encode_names([["purple hexagon", "red circle", "fire"]])
+    # "hexagon" is three word pieces for MiniLM's tokenizer (he ##xa ##gon), all of word 1
+    assert names["class_word_ids"][0, 0].tolist()[:6] == [-1, 0, 1, 1, 1, -1]
+    vectors, words = embedded_model.encode_name_words(names["class_input_ids"], names["class_attention_mask"],
+                                                      names["class_word_ids"])
+    assert words[0].sum(dim=1).tolist() == [2, 2, 1]
+    assert vectors.shape == (1, 3, 2, embedded_model.config.text_embedding_size)
+    # a word's vector is that of the word as a name of its own, whatever the other words of its name
+    torch.testing.assert_close(vectors[0, 0, 0], _name_vector(embedded_model, "purple"))
+    torch.testing.assert_close(vectors[0, 0, 1], _name_vector(embedded_model, "hexagon"))
+    torch.testing.assert_close(vectors[0, 1, 0], _name_vector(embedded_model, "red"))
     assert not torch.allclose(vectors[0, 0, 0], vectors[0, 1, 0])
-    assert (vectors[0, 1, 2:] == 0).all() and (vectors[0, 2, 1:] == 0).all()  # no piece there
+    assert (vectors[0, 2, 1:] == 0).all()  # no second word there
+    # without word ids every piece is a word: four for "purple hexagon"
+    pieces, piece_mask = embedded_model.encode_name_words(names["class_input_ids"], names["class_attention_mask"])
+    assert piece_mask[0].sum(dim=1).tolist() == [4, 2, 1]
+    torch.testing.assert_close(pieces[0, 0, 1], _name_vector(embedded_model, "he"))
 
 
 def test_a_name_is_the_product_of_its_words(word_config):

@@ -35,6 +35,10 @@ def test_batch_has_every_model_input_and_the_model_runs(processor):
     assert batch["sam_pixel_values"].shape == (2, 8, 3, 128, 128)
     assert batch["class_input_ids"].shape[:2] == (2, 2)
     assert batch["class_mask"].tolist() == [[True, True], [True, False]]
+    words = batch["class_word_ids"]  # the word of each name token: "red circle" has two, a padding name none
+    assert words.shape == batch["class_input_ids"].shape
+    assert sorted(set(words[0, 0].tolist()) - {-1}) == [0, 1] and (words[1, 1] == -1).all()
+    assert (words[batch["class_attention_mask"] == 0] == -1).all()
     video_id = processor.video_token_id
     per_row = (batch["input_ids"] == video_id).sum(1)
     assert per_row.tolist() == (batch["video_grid_thw"].prod(-1) // 4).tolist()

@@ -168,7 +168,7 @@ def test_the_grounding_loss_is_logged_under_its_own_name(tmp_path):
     trainer = LavidaTrainer(model=model, args=args, train_dataset=rows, object_score_warmup_steps=1,
                             data_collator=LavidaDataCollator(build_tiny_processor()))
     trainer.train()
-    assert all(set(call["grounding_labels"]) == {"input_ids", "attention_mask", "name_mask", "targets"}
+    assert all(set(call["grounding_labels"]) == {"input_ids", "attention_mask", "word_ids", "name_mask", "targets"}
                for call in calls)
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logs) == 3
@@ -322,7 +322,7 @@ def test_object_labels_give_every_object_in_view_its_own_grounding_mask():
                                                       mode="bilinear", align_corners=False)[:, 0] > 0.5
             assert torch.equal(targets[k] > 0.5, resized)
         assert not targets[len(row["object_names"]):].any()
-    assert set(batch["grounding_labels"]) == {"input_ids", "attention_mask", "name_mask", "targets"}
+    assert set(batch["grounding_labels"]) == {"input_ids", "attention_mask", "word_ids", "name_mask", "targets"}
     assert not any(key.startswith("grounding_") for key in batch if key != "grounding_labels")
     model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding"))
     out = model(**batch)

@@ -22,7 +22,7 @@ import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +44,9 @@ from .token_compressor import TokenCompressor, compress_sequence
 logger = hf_logging.get_logger(__name__)
 
 MAX_CACHED_NAMES = 50_000  # class-name vectors kept by a frozen text encoder's cache
-# the keys of a ``grounding_labels`` input (see ``GroundingLabels``)
+# the keys of a ``grounding_labels`` input (see ``GroundingLabels``), then the optional ones
 GROUNDING_LABEL_KEYS = ("input_ids", "attention_mask", "name_mask", "targets")
+OPTIONAL_GROUNDING_LABEL_KEYS = ("word_ids",)
 
 
 def module_dtype_map(model: nn.Module) -> dict[str, str] | None:
@@ -162,12 +163,14 @@ class GroundingLabels(TypedDict):
         attention_mask: ``[B, M, Lc]``.
         name_mask: ``[B, M]`` bool, False for padding names.
         targets: ``[B, M, T, H, W]`` each name's binary mask per frame (all zeros for a name not in view).
+        word_ids (optional): ``[B, M, Lc]`` the word of each token (``-1`` for special and padding tokens).
     """
 
     input_ids: torch.LongTensor
     attention_mask: torch.LongTensor
     name_mask: torch.BoolTensor
     targets: torch.FloatTensor
+    word_ids: NotRequired[torch.LongTensor]
 
 
 @dataclass
@@ -241,6 +244,19 @@ class _FramePredictions:
     name_logits: torch.Tensor | None  # (BT, N), with the name-grounding head
     pixel_embeddings: torch.Tensor | None  # (BT, D, h, w), with the name-grounding head
     grounding_maps: torch.Tensor | None  # (BT, N, h, w), with the name-grounding head
+
+
+def _name_words(tokens: list[int], word_ids: list[int]) -> list[list[int]]:
+    """One name's token ids and word ids (``-1``: a special token) -> each word's tokens between the name's leading
+    and trailing special tokens; a name without a word (a padding name) gives one, its second token (or its first)."""
+    words = [position for position, word in enumerate(word_ids) if word >= 0]
+    if not words:
+        return [[tokens[0], tokens[1], tokens[-1]] if len(tokens) > 2 else tokens[:1]]
+    head, tail = tokens[: words[0]], tokens[words[-1] + 1:]
+    groups: dict[int, list[int]] = {}
+    for position in words:
+        groups.setdefault(word_ids[position], []).append(tokens[position])
+    return [head + pieces + tail for pieces in groups.values()]
 
 
 def _real_frames(values: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
@@ -412,42 +428,54 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             return self._cached_class_embeddings(ids, mask)
         return self._pool_text(ids, mask)
 
-    def encode_name_words(self, class_input_ids: torch.Tensor, class_attention_mask: torch.Tensor
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each word piece of each name encoded alone (``grounding_head="word_attributes"``).
+    def encode_name_words(self, class_input_ids: torch.Tensor, class_attention_mask: torch.Tensor,
+                          class_word_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each word of each name encoded alone (``grounding_head="word_attributes"``).
 
-        A name tokenised as ``[CLS] t_1 ... t_k [SEP]`` gives k pieces, each encoded as ``[CLS] t_i [SEP]`` so that no
-        piece's vector depends on the other words of its name. A name with no token between its first and last (a
-        padding name) gets one piece, its second token.
+        With the tokenizer's word ids, a name tokenised as ``[CLS] he ##xa ##gon ... [SEP]`` gives one vector per word,
+        each word's pieces encoded between the name's own leading and trailing special tokens (``[CLS] he ##xa ##gon
+        [SEP]``), so that no word's vector depends on the other words of its name and a word split into pieces is
+        still read as the word. Without word ids, every token between the name's first and last is a word of its own
+        (``[CLS] t_i [SEP]``). A name with no word (a padding name) gets one, its second token.
 
         Args:
             class_input_ids, class_attention_mask: ``[B, N, Lc]``.
+            class_word_ids: ``[B, N, Lc]`` the word each token belongs to (``LavidaProcessor.encode_names``:
+                ``-1`` for special and padding tokens), or None.
 
         Returns:
-            ``[B, N, W, E]`` piece vectors (zeros where there is no piece) and ``[B, N, W]`` bool, the real pieces.
+            ``[B, N, W, E]`` word vectors (zeros where there is no word) and ``[B, N, W]`` bool, the real words.
         """
         batch, names, length = class_input_ids.shape
-        ids = class_input_ids.reshape(batch * names, length)
-        lengths = class_attention_mask.reshape(batch * names, length).sum(dim=1)  # (M,)
-        pieces = max(int(lengths.max()) - 2, 1)
-        position = torch.arange(pieces, device=ids.device)  # piece w is token w + 1
-        piece_mask = (position[None] < (lengths[:, None] - 2)) | (position[None] == 0)  # (M, W)
-        first = ids[:, :1].expand(-1, pieces)
-        last = ids.gather(1, (lengths[:, None] - 1).clamp_min(0)).expand(-1, pieces)
-        middle = ids[:, 1:1 + pieces] if length > 1 else ids[:, :1]
-        if middle.shape[1] < pieces:
-            middle = F.pad(middle, (0, pieces - middle.shape[1]))
-        triples = torch.stack([first, middle, last], dim=-1)[piece_mask]  # (K, 3)
-        vectors = self._encode_texts(triples, torch.ones_like(triples))  # (K, E)
-        out = vectors.new_zeros(batch * names, pieces, vectors.shape[-1])
-        out[piece_mask] = vectors
-        return out.reshape(batch, names, pieces, -1), piece_mask.reshape(batch, names, pieces)
+        rows = class_input_ids.reshape(batch * names, length).tolist()
+        lengths = class_attention_mask.reshape(batch * names, length).sum(dim=1).tolist()
+        if class_word_ids is None:  # every token between the first and the last is a word
+            word_rows = [[-1] + list(range(max(n - 2, 0))) + [-1] * (length - max(n - 2, 0) - 1) for n in lengths]
+        else:
+            word_rows = class_word_ids.reshape(batch * names, length).tolist()
+        texts = [_name_words(row[:n], words[:n]) for row, words, n in zip(rows, word_rows, lengths)]  # M x [tokens]
+        count = max(len(words) for words in texts)
+        flat = [word for words in texts for word in words]
+        vectors: list[torch.Tensor | None] = [None] * len(flat)
+        for size in sorted({len(word) for word in flat}):  # words of one length encode together, with no padding
+            index = [k for k, word in enumerate(flat) if len(word) == size]
+            ids = torch.tensor([flat[k] for k in index], device=class_input_ids.device)
+            for k, vector in zip(index, self._encode_texts(ids, torch.ones_like(ids))):
+                vectors[k] = vector
+        out = vectors[0].new_zeros(batch * names, count, vectors[0].shape[-1])
+        word_mask = torch.zeros(batch * names, count, dtype=torch.bool, device=class_input_ids.device)
+        position = 0
+        for row, words in enumerate(texts):
+            out[row, : len(words)] = torch.stack(vectors[position:position + len(words)])
+            word_mask[row, : len(words)] = True
+            position += len(words)
+        return out.reshape(batch, names, count, -1), word_mask.reshape(batch, names, count)
 
     def _grounding_names(self, class_embeddings: torch.Tensor | None, class_input_ids: torch.Tensor | None,
-                         class_attention_mask: torch.Tensor | None
+                         class_attention_mask: torch.Tensor | None, class_word_ids: torch.Tensor | None = None
                          ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """What the name-grounding head matches: the names' vectors ``[B, N, E]`` (``pooled_name``), or their word
-        pieces (``word_attributes``, from ``encode_name_words``, which needs the token ids)."""
+        """What the name-grounding head matches: the names' vectors ``[B, N, E]`` (``pooled_name``), or their words
+        (``word_attributes``, from ``encode_name_words``, which needs the token ids and reads the word ids)."""
         if self.config.grounding_head != "word_attributes":
             if class_embeddings is None:
                 class_embeddings = self.encode_class_names(class_input_ids, class_attention_mask)
@@ -458,7 +486,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                              "as well as or instead of class_embeddings.")
         if class_attention_mask is None:
             class_attention_mask = torch.ones_like(class_input_ids)
-        return self.encode_name_words(class_input_ids, class_attention_mask)
+        return self.encode_name_words(class_input_ids, class_attention_mask, class_word_ids)
 
     def _text_encoder_trainable(self) -> bool:
         return any(p.requires_grad for p in self.text_encoder.parameters())
@@ -518,6 +546,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         attention_mask: torch.LongTensor | None = None,
         class_input_ids: torch.LongTensor | None = None,
         class_attention_mask: torch.LongTensor | None = None,
+        class_word_ids: torch.LongTensor | None = None,
         class_mask: torch.BoolTensor | None = None,
         class_embeddings: torch.FloatTensor | None = None,
         frame_mask: torch.BoolTensor | None = None,
@@ -541,6 +570,9 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             attention_mask: ``[B, S]``.
             class_input_ids, class_attention_mask: ``[B, N, Lc]`` anomaly names for the text encoder, or
             class_embeddings: ``[B, N, E]`` precomputed with ``encode_class_names`` (once per video).
+            class_word_ids: ``[B, N, Lc]`` the word of each name token (``-1`` for special and padding tokens), read
+                by the ``word_attributes`` grounding head so that a word split into pieces is one word
+                (``encode_name_words``); ``LavidaProcessor.encode_names`` gives them.
             class_mask: ``[B, N]`` bool, False for padding names (default: all real).
             frame_mask: ``[B, T]`` bool, False for padding frames, in a batch whose samples have different frame
                 counts (image samples, T = 1, beside 8-frame clips; ``LavidaProcessor`` pads them and gives the mask).
@@ -590,7 +622,8 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             # frames per sample: T for all, or [B] counts; per-frame work runs on the real frames only, sample-major
             per_sample = frames if frame_mask is None else frame_mask.sum(dim=1)
             grounding_names = (None if self.name_grounding_head is None
-                               else self._grounding_names(class_embeddings, class_input_ids, class_attention_mask))
+                               else self._grounding_names(class_embeddings, class_input_ids, class_attention_mask,
+                                                         class_word_ids))
             predictions = self._predict_frames(prompts.seg_hidden_state, class_embeddings, class_mask,
                                                _real_frames(sam_pixel_values, frame_mask), per_sample, grounding_names)
 
@@ -727,7 +760,8 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         mask ``[B, T, H, W]`` for the true ones (``name_labels [B, N]``)."""
         weight = self.config.grounding_positive_weight
         if grounding_labels is not None:
-            names = self._grounding_names(None, grounding_labels["input_ids"], grounding_labels["attention_mask"])
+            names = self._grounding_names(None, grounding_labels["input_ids"], grounding_labels["attention_mask"],
+                                          grounding_labels.get("word_ids"))
             maps = self.name_grounding_head(predictions.pixel_embeddings, names, per_sample)  # (BT, M, h, w)
             targets = _real_frames(grounding_labels["targets"].transpose(1, 2), frame_mask)  # (BT, M, H, W)
             name_mask = grounding_labels["name_mask"].bool().repeat_interleave(per_sample, dim=0)  # (BT, M)
@@ -813,10 +847,11 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             raise ValueError(f"Frame count mismatch: target_masks has {target_masks.shape[1]} frames, "
                              f"sam_pixel_values has {frames}.")
         if grounding_labels is not None:
-            if not isinstance(grounding_labels, Mapping) or set(grounding_labels) != set(GROUNDING_LABEL_KEYS):
+            if (not isinstance(grounding_labels, Mapping) or not set(GROUNDING_LABEL_KEYS) <= set(grounding_labels)
+                    or not set(grounding_labels) <= {*GROUNDING_LABEL_KEYS, *OPTIONAL_GROUNDING_LABEL_KEYS}):
                 given = sorted(grounding_labels) if isinstance(grounding_labels, Mapping) else type(grounding_labels)
                 raise ValueError(f"grounding_labels must be a dict with the keys {list(GROUNDING_LABEL_KEYS)} "
-                                 f"(GroundingLabels), got {given}.")
+                                 f"and optionally {list(OPTIONAL_GROUNDING_LABEL_KEYS)} (GroundingLabels), got {given}.")
             targets = grounding_labels["targets"]
             names = tuple(grounding_labels["name_mask"].shape)
             if targets.dim() != 5 or tuple(targets.shape[:3]) != (*names, frames):
