@@ -127,12 +127,13 @@ class LavidaConfig(PreTrainedConfig):
         shape evidence it learns cannot be tied to one colour.
     grounding_head (`str`, defaults to `"pooled_name"`): which name-grounding head. ``"pooled_name"``
         (``NameGroundingHead``): one vector per name matched against SAM2's image features (and the options above).
-        ``"word_attributes"`` (``WordAttributeGroundingHead``): each word piece of a name encoded alone and matched
+        ``"word_attributes"`` (``WordAttributeGroundingHead``): each word of a name encoded alone and matched
         against a colour map (per pixel, no spatial context) and a shape map (a CNN of the frame's edges, of width
         ``grounding_image_channels``, which must be > 0); a name is where all its words are. The head then cannot
-        hold a pair of words, so names whose words were seen in other pairs are read as well as the words. It needs
-        a text-encoder tokenizer that frames every name with one leading and one trailing special token (BERT's
-        ``[CLS] ... [SEP]``, as the bundled all-MiniLM-L6-v2's does): the tokens between them are the pieces.
+        hold a pair of words, so names whose words were seen in other pairs are read as well as the words. The words
+        are the tokenizer's (``class_word_ids`` from ``LavidaProcessor.encode_names``: a word split into several
+        pieces is one word), each encoded between its name's special tokens (BERT's ``[CLS] ... [SEP]``, as the
+        bundled all-MiniLM-L6-v2's).
     mask_source (`str`, defaults to `"decoder"`): where the returned anomaly map (``mask_logits``) comes from; an
         inference-time choice (training always trains SAM2's candidate masks). ``"decoder"`` is the paper's: the mask
         decoder's candidate with the highest predicted IoU. With the name-grounding head (``frame_score=

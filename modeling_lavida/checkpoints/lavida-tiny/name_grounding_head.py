@@ -146,8 +146,8 @@ class WordAttributeGroundingHead(nn.Module):
 
     ``NameGroundingHead`` matches one vector per name against features that mix an object's colour and shape, and
     learns the training names as wholes: a name whose pair of words it never saw together ("purple hexagon") lands
-    wherever its pooled vector happens to fall. Here each word piece of a name is encoded alone (the text encoder
-    never sees the pair either) and matched against two maps of the frame that each hold one kind of evidence:
+    wherever its pooled vector happens to fall. Here each word of a name is encoded alone (the text encoder never
+    sees the pair either; a word the tokenizer splits, "he ##xa ##gon", stays one word) and matched against two maps of the frame that each hold one kind of evidence:
 
     - colour: a per-pixel MLP of the frame's RGB (``1x1`` convs, no spatial context, so it cannot carry shape),
       averaged over each cell of the map;
@@ -163,7 +163,7 @@ class WordAttributeGroundingHead(nn.Module):
     ``grounding_embedding_size`` (d, per map).
     """
 
-    initial_logit_bias = INITIAL_LOGIT_BIAS / 2  # each name is a product of two or more piece probabilities
+    initial_logit_bias = INITIAL_LOGIT_BIAS / 2  # each name is a product of two or more word probabilities
 
     def __init__(self, config: LavidaConfig):
         super().__init__()
@@ -204,8 +204,8 @@ class WordAttributeGroundingHead(nn.Module):
         """
         embeddings, word_mask = names
         word_mask = word_mask.bool()
-        # names share words ("purple" in every purple name, the same vector each time as pieces are encoded alone):
-        # each distinct piece is matched against the pixels once, then gathered per (name, piece)
+        # names share words ("purple" in every purple name, the same vector each time as words are encoded alone):
+        # each distinct word is matched against the pixels once, then gathered per (name, word)
         distinct, index = torch.unique(embeddings[word_mask], dim=0, return_inverse=True)  # (U, E), (K,)
         colour_query, shape_query, word_bias = self.word_encoder(distinct.to(pixels.dtype)).split(
             [self.dim, self.dim, 1], dim=-1)  # (U, d), (U, d), (U, 1)
@@ -214,14 +214,14 @@ class WordAttributeGroundingHead(nn.Module):
         logits = (self.logit_scale[0] * torch.einsum("ud,bdhw->buhw", colour_query, colour) / scale
                   + self.logit_scale[1] * torch.einsum("ud,bdhw->buhw", shape_query, shape) / scale
                   + word_bias[:, 0, None, None] + self.logit_bias)  # (BT, U, h, w)
-        piece_index = torch.zeros(word_mask.shape, dtype=torch.long, device=pixels.device)
-        piece_index[word_mask] = index
-        piece_index = piece_index.repeat_interleave(frames_per_sample, dim=0)  # (BT, N, W)
-        frames, count, pieces = piece_index.shape
+        word_index = torch.zeros(word_mask.shape, dtype=torch.long, device=pixels.device)
+        word_index[word_mask] = index
+        word_index = word_index.repeat_interleave(frames_per_sample, dim=0)  # (BT, N, W)
+        frames, count, words = word_index.shape
         height, width = logits.shape[-2:]
-        logits = logits.gather(1, piece_index.reshape(frames, -1, 1, 1).expand(-1, -1, height, width))
-        logits = logits.reshape(frames, count, pieces, height, width)  # (BT, N, W, h, w)
-        # a padding piece is always there: it leaves the product of the real pieces' probabilities as it is
+        logits = logits.gather(1, word_index.reshape(frames, -1, 1, 1).expand(-1, -1, height, width))
+        logits = logits.reshape(frames, count, words, height, width)  # (BT, N, W, h, w)
+        # a padding word is always there: it leaves the product of the real words' probabilities as it is
         real = word_mask.repeat_interleave(frames_per_sample, dim=0)
         logits = logits.masked_fill(~real[..., None, None], torch.finfo(logits.dtype).max)
         return conjunction_logits(logits, dim=2)
