@@ -54,7 +54,8 @@ class ModelSpec:
         new_modules: for ``pretrained``, modules the checkpoint may lack because ``config`` switches them on (they
             start from their initialisation), e.g. ``[name_grounding_head]``.
         processor: ``build_tiny_processor`` arguments for ``tiny`` (``llm_frame_pixels``, ``sam_size``,
-            ``clip_length``).
+            ``clip_length``); for ``pretrained``, ``LavidaProcessor`` settings applied on top of the checkpoint's
+            (``grounding_image_size``, ``llm_frame_pixels``, ...).
         dtype: dtype the model is loaded in (``"bfloat16"``, ``"float32"``, ...). For ``components`` None (or
             ``auto``) keeps each checkpoint's own dtype (the Qwen2-VL checkpoints are bfloat16, SAM2 and CLIP float32);
             for ``pretrained`` None restores the dtype each part was saved with.
@@ -169,7 +170,7 @@ def build_model_and_processor(spec: ModelSpec):
             raise ValueError("model.init 'pretrained' needs model.pretrained (a folder or Hub id).")
         return (LavidaForVideoAnomalyDetection.from_pretrained(spec.pretrained, new_modules=spec.new_modules,
                                                                **spec.loading_kwargs(), **spec.config),
-                AutoProcessor.from_pretrained(spec.pretrained, revision=spec.revision))
+                AutoProcessor.from_pretrained(spec.pretrained, revision=spec.revision, **spec.processor))
     raise ValueError(f"model.init must be 'tiny', 'components' or 'pretrained', got {spec.init!r}.")
 
 

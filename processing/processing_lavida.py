@@ -5,7 +5,8 @@ per-name tokenisation):
 
 - ``video_processor``: the MLLM's video processor (Qwen2-VL family) -> ``pixel_values_videos``, ``video_grid_thw``;
 - ``tokenizer``: the MLLM's tokenizer, which knows ``<SEG>``; the chat prompt keeps ``mm_token_type_ids``;
-- ``sam_image_processor``: SAM2's image processor -> ``sam_pixel_values [B, T, 3, S, S]``;
+- ``sam_image_processor``: SAM2's image processor -> ``sam_pixel_values [B, T, 3, S, S]`` (and, with
+  ``grounding_image_size``, the same frames at that side for the name-grounding head, ``grounding_pixel_values``);
 - ``class_tokenizer``: the class-name text encoder's tokenizer -> ``class_input_ids [B, N, Lc]``.
 
 Prompt (section 1 of the method): a user turn with the video and "Detect anomalies in this video. Anomalies include
@@ -64,7 +65,7 @@ class LavidaProcessor(ProcessorMixin):
     def __init__(self, video_processor=None, tokenizer=None, sam_image_processor=None, class_tokenizer=None,
                  chat_template: str | None = None, clip_length: int = 8, seg_token: str = "<SEG>",
                  llm_frame_pixels: list[int] | None = None, llm_train_frame_pixels: list[int] | None = None,
-                 llm_image_pixels: list[int] | None = None, **kwargs):
+                 llm_image_pixels: list[int] | None = None, grounding_image_size: int | None = None, **kwargs):
         """
         Args:
             clip_length: frames per clip the model scores (8).
@@ -74,6 +75,9 @@ class LavidaProcessor(ProcessorMixin):
                 32..64 x 28 x 28); None: as at inference.
             llm_image_pixels: ``[min, max]`` area of a single-frame sample (an image source, T = 1) for the MLLM (the
                 paper: 32..1024 x 28 x 28); None: as for video frames.
+            grounding_image_size: side of the frames the name-grounding head reads (``grounding_pixel_values``,
+                resized and normalised as SAM2's), for a head whose evidence needs more pixels than SAM2's input
+                (the shape of small objects); None: the head reads SAM2's frames.
         """
         if chat_template is None and tokenizer is not None:
             chat_template = getattr(tokenizer, "chat_template", None)
@@ -84,6 +88,10 @@ class LavidaProcessor(ProcessorMixin):
         self.llm_frame_pixels = _pixel_budget(llm_frame_pixels, "llm_frame_pixels")
         self.llm_train_frame_pixels = _pixel_budget(llm_train_frame_pixels, "llm_train_frame_pixels")
         self.llm_image_pixels = _pixel_budget(llm_image_pixels, "llm_image_pixels")
+        if grounding_image_size is not None and (isinstance(grounding_image_size, bool)
+                                                 or not isinstance(grounding_image_size, int) or grounding_image_size < 1):
+            raise ValueError(f"grounding_image_size must be a positive int or None, got {grounding_image_size!r}.")
+        self.grounding_image_size = grounding_image_size
         self.video_token = getattr(tokenizer, "video_token", "<|video_pad|>")
 
     # ------------------------------------------------------------------------------------------------ ids
@@ -127,6 +135,8 @@ class LavidaProcessor(ProcessorMixin):
         sam = self.sam_image_processor.size
         sam_height = _size_entry(sam, "height") or _size_entry(sam, "longest_edge")
         sam_width = _size_entry(sam, "width") or _size_entry(sam, "longest_edge")
+        if sam_height and sam_width and self.grounding_image_size:  # the grounding head's frames may be larger
+            sam_height, sam_width = max(sam_height, self.grounding_image_size), max(sam_width, self.grounding_image_size)
         budget = self.llm_pixel_budget(self.clip_length, override=llm_frame_pixels)
         llm_max = budget[1] if budget is not None else _size_entry(self.video_processor.size, "longest_edge")
         if not (sam_height and sam_width and llm_max) or min(native) < 1:
@@ -201,7 +211,8 @@ class LavidaProcessor(ProcessorMixin):
 
         Returns:
             ``BatchFeature`` with ``input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
-            video_grid_thw, sam_pixel_values, class_input_ids, class_attention_mask, class_word_ids, class_mask``, with
+            video_grid_thw, sam_pixel_values, class_input_ids, class_attention_mask, class_word_ids, class_mask``
+            (and ``grounding_pixel_values [B, T, 3, G, G]`` with ``grounding_image_size``), with
             targets ``labels`` (assistant answer only) and ``target_masks [B, T, S, S]``, and, when the clips differ
             in length, ``frame_mask [B, T]``.
         """
@@ -241,13 +252,7 @@ class LavidaProcessor(ProcessorMixin):
         mm_token_type_ids = torch.zeros_like(input_ids, dtype=torch.int)
         mm_token_type_ids[input_ids == self.video_token_id] = 2
 
-        # Frames are always [H, W, 3]: saying so keeps a 1- or 3-pixel-high frame from being read as channels-first.
-        sam = self.sam_image_processor(images=[f for clip in videos for f in clip], return_tensors="pt",
-                                       input_data_format="channels_last")
-        sam_frames = sam["pixel_values"]  # (sum T_i, 3, S, S)
-        sam_pixel_values = sam_frames.new_zeros(len(videos), frames, *sam_frames.shape[1:])
-        for row, chunk in enumerate(sam_frames.split(counts)):
-            sam_pixel_values[row, : len(chunk)] = chunk
+        sam_pixel_values = self._sam_frames(videos, counts, frames)  # (B, T, 3, S, S)
 
         class_batch = self.encode_names(anomalies)
         data = {
@@ -259,6 +264,8 @@ class LavidaProcessor(ProcessorMixin):
             "sam_pixel_values": sam_pixel_values,
             **class_batch,
         }
+        if self.grounding_image_size is not None:
+            data["grounding_pixel_values"] = self._sam_frames(videos, counts, frames, self.grounding_image_size)
         if len(set(counts)) > 1:
             data["frame_mask"] = torch.arange(frames)[None, :] < torch.tensor(counts)[:, None]
         if target_masks is not None:
@@ -301,6 +308,19 @@ class LavidaProcessor(ProcessorMixin):
         order = range(len(videos))
         return {"pixel_values_videos": torch.cat([pieces[i][0] for i in order]),
                 "video_grid_thw": torch.stack([pieces[i][1] for i in order])}
+
+    def _sam_frames(self, videos: list[np.ndarray], counts: list[int], frames: int, side: int | None = None
+                    ) -> torch.Tensor:
+        """The clips' frames through SAM2's image processor (at ``side`` x ``side`` when given, else its own size),
+        ``[B, T, 3, S, S]``, clips shorter than ``frames`` padded with zeros."""
+        # Frames are always [H, W, 3]: saying so keeps a 1- or 3-pixel-high frame from being read as channels-first.
+        size = {} if side is None else {"size": {"height": side, "width": side}}
+        flat = self.sam_image_processor(images=[f for clip in videos for f in clip], return_tensors="pt",
+                                        input_data_format="channels_last", **size)["pixel_values"]  # (sum T_i, 3, S, S)
+        out = flat.new_zeros(len(videos), frames, *flat.shape[1:])
+        for row, chunk in enumerate(flat.split(counts)):
+            out[row, : len(chunk)] = chunk
+        return out
 
     def encode_names(self, anomalies: list[list[str]]) -> dict[str, torch.Tensor]:
         """Tokenise each name for the class-name encoder: ``class_input_ids/attention_mask [B, N, Lc]``,

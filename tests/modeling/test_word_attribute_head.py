@@ -3,6 +3,7 @@ alone and matched against a colour map and a shape map; a name is where all its 
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
 from lavida.model_factory import default_model_path
@@ -103,3 +104,26 @@ def test_a_word_attribute_model_needs_the_names_token_ids(word_config):
     with pytest.raises(ValueError, match="class_input_ids"):
         model._grounding_names(torch.zeros(1, 2, word_config.text_embedding_size), None, None)
     assert isinstance(model.name_grounding_head, WordAttributeGroundingHead)
+
+
+def test_the_word_head_reads_the_grounding_frames_when_given(tiny_batch):
+    """``grounding_pixel_values`` (the processor's ``grounding_image_size``) replace SAM2's frames for the head only."""
+    torch.manual_seed(0)
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(
+        frame_score="name_grounding", grounding_head="word_attributes", grounding_image_channels=8)).eval()
+    batch = {k: v for k, v in tiny_batch.items() if k not in ("labels", "target_masks")}
+    sam = batch["sam_pixel_values"]  # (B, T, 3, 128, 128)
+    with torch.no_grad():
+        for parameter in model.name_grounding_head.parameters():  # the tiny init's maps are nearly flat
+            torch.nn.init.normal_(parameter, std=0.5)
+        reference = model(**batch)
+        same = model(**batch, grounding_pixel_values=sam.clone())
+        larger = model(**batch, grounding_pixel_values=F.interpolate(
+            sam.flatten(0, 1), scale_factor=2, mode="nearest").unflatten(0, sam.shape[:2]))  # the same frames, 256 px
+        other = model(**batch, grounding_pixel_values=sam.flip(-1))
+    torch.testing.assert_close(same.frame_logits, reference.frame_logits)
+    assert larger.frame_logits.shape == reference.frame_logits.shape
+    assert not torch.allclose(other.name_logits, reference.name_logits)  # the head read the frames it was given
+    torch.testing.assert_close(other.candidate_mask_logits, reference.candidate_mask_logits)  # SAM2 did not
+    with pytest.raises(ValueError, match="grounding_pixel_values must be"):
+        model(**batch, grounding_pixel_values=sam[:, :2])

@@ -163,3 +163,25 @@ def test_pixel_budget_argument_accepts_areas_and_token_units():
     for bad in ("192,160x28", "a,b", "5"):
         with pytest.raises(argparse.ArgumentTypeError):
             pixel_budget(bad)
+
+
+def test_grounding_frames_at_their_own_size_survive_saving(tmp_path):
+    """``grounding_image_size`` adds the same frames at that side for the name-grounding head, normalised as SAM2's;
+    the setting is saved with the processor."""
+    processor = build_tiny_processor()
+    processor.grounding_image_size = 64
+    clips = _clips(count=2)
+    batch = processor([clips[0], clips[1][:4]], [["red circle"], ["blue star"]])
+    grounding = batch["grounding_pixel_values"]
+    assert grounding.shape == (2, 8, 3, 64, 64) and batch["sam_pixel_values"].shape == (2, 8, 3, 128, 128)
+    expected = processor.sam_image_processor(images=list(clips[0]), return_tensors="pt", input_data_format="channels_last",
+                                             size={"height": 64, "width": 64})["pixel_values"]
+    torch.testing.assert_close(grounding[0], expected)
+    assert (grounding[1, 4:] == 0).all() and batch["frame_mask"][1].tolist() == [True] * 4 + [False] * 4
+    processor.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(LavidaConfig.tiny().to_json_string())
+    loaded = LavidaProcessor.from_pretrained(tmp_path)
+    assert loaded.grounding_image_size == 64
+    assert "grounding_pixel_values" not in build_tiny_processor()(clips[:1], ["fire"])  # off by default
+    with pytest.raises(ValueError, match="grounding_image_size"):
+        LavidaProcessor.from_pretrained(tmp_path, grounding_image_size=0)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import EvalPrediction, TrainerCallback, TrainingArguments, set_seed
 
-from lavida import LavidaConfig, LavidaForVideoAnomalyDetection
+from lavida import LavidaConfig, LavidaForVideoAnomalyDetection, LavidaProcessor
 from lavida.processing.factories import build_tiny_processor
 from lavida.trainer_lavida import LOSS_TERMS, LavidaDataCollator, LavidaTrainer, compute_frame_metrics, loss_terms
 from tests.training.toy_rows import toy_rows
@@ -204,7 +204,8 @@ def test_in_order_corpus_is_read_sequentially_and_pairs_need_an_even_batch(tmp_p
 
 def test_a_second_stage_trains_only_the_name_grounding_head(tmp_path):
     """configs/lavida-tiny-grounding.yaml's recipe on a tiny model: the head is added to a trained checkpoint and is
-    the only thing that changes; the export carries it and loads without new_modules."""
+    the only thing that changes; the export carries it and loads without new_modules. A processor setting given in the
+    recipe (grounding frames at their own size) reaches the training batches and the export."""
     from safetensors.torch import load_file
 
     from lavida.model_factory import ModelSpec
@@ -216,7 +217,7 @@ def test_a_second_stage_trains_only_the_name_grounding_head(tmp_path):
     build_tiny_processor().save_pretrained(stage1)
     config = TrainConfig(
         model=ModelSpec(init="pretrained", pretrained=str(stage1), config={"frame_score": "name_grounding"},
-                        new_modules=["name_grounding_head"]),
+                        new_modules=["name_grounding_head"], processor={"grounding_image_size": 96}),
         freeze=FreezeSpec(train_only=["name_grounding_head"]),
         train_data=DataSpec(source="synthetic", num_samples=4,
                             options={"max_names": 4, "world": {"size": 64, "clip_length": 8}}),
@@ -235,6 +236,7 @@ def test_a_second_stage_trains_only_the_name_grounding_head(tmp_path):
     assert not torch.equal(after["name_grounding_head.name_encoder.0.weight"], initial.name_encoder[0].weight)
     loaded = LavidaForVideoAnomalyDetection.from_pretrained(tmp_path / "stage2")
     assert loaded.config.frame_score == "name_grounding"
+    assert LavidaProcessor.from_pretrained(tmp_path / "stage2").grounding_image_size == 96
 
 
 def test_train_only_must_name_modules_of_the_model():

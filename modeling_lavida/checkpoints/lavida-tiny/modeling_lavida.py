@@ -554,6 +554,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         target_masks: torch.FloatTensor | None = None,
         name_labels: torch.FloatTensor | None = None,
         grounding_labels: GroundingLabels | None = None,
+        grounding_pixel_values: torch.FloatTensor | None = None,
         object_score_scale: float = 1.0,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
@@ -586,6 +587,9 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             grounding_labels: ``GroundingLabels`` (a dict: ``input_ids``, ``attention_mask``, ``name_mask``,
                 ``targets``): names with their own masks for the grounding head's loss instead of the prompt's.
                 Unused by models without the name-grounding head.
+            grounding_pixel_values: ``[B, T, 3, G, G]`` the same frames at another size (normalised as SAM2's) for
+                the name-grounding head to read instead of SAM2's (``LavidaProcessor(grounding_image_size=G)``);
+                unused by models without the head.
             object_score_scale: factor on the frame-score term's weight in ``loss`` (a warm-up schedule's ramp);
                 the terms themselves are unweighted either way.
             output_hidden_states: return the MLLM language model's hidden states (default
@@ -613,6 +617,11 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             frame_mask = None if frame_mask is None else frame_mask.bool()
             self._check_inputs(input_ids, video_grid_thw, frames, class_input_ids, class_embeddings, class_mask,
                                target_masks, frame_mask, grounding_labels)
+            if grounding_pixel_values is not None and (grounding_pixel_values.dim() != 5 or tuple(
+                    grounding_pixel_values.shape[:3]) != tuple(sam_pixel_values.shape[:3])):
+                raise ValueError(f"grounding_pixel_values must be [B, T, 3, G, G] with [B, T, 3] = "
+                                 f"{list(sam_pixel_values.shape[:3])} (sam_pixel_values'); got shape "
+                                 f"{tuple(grounding_pixel_values.shape)}.")
             prompts = self._encode_prompts(input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
                                            video_grid_thw, labels, output_hidden_states, output_attentions)
             if class_embeddings is None:
@@ -624,8 +633,11 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             grounding_names = (None if self.name_grounding_head is None
                                else self._grounding_names(class_embeddings, class_input_ids, class_attention_mask,
                                                          class_word_ids))
+            grounding_frames = (None if grounding_pixel_values is None or self.name_grounding_head is None
+                                else _real_frames(grounding_pixel_values, frame_mask))
             predictions = self._predict_frames(prompts.seg_hidden_state, class_embeddings, class_mask,
-                                               _real_frames(sam_pixel_values, frame_mask), per_sample, grounding_names)
+                                               _real_frames(sam_pixel_values, frame_mask), per_sample, grounding_names,
+                                               grounding_frames)
 
             losses: dict[str, torch.Tensor | None] = {"lm_loss": prompts.lm_loss}
             if target_masks is not None:
@@ -685,8 +697,8 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
 
     def _predict_frames(self, seg_hidden: torch.Tensor, class_embeddings: torch.Tensor, class_mask: torch.Tensor,
                         sam_frames: torch.Tensor, per_sample: int | torch.Tensor,
-                        grounding_names: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
-                        ) -> _FramePredictions:
+                        grounding_names: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+                        grounding_frames: torch.Tensor | None = None) -> _FramePredictions:
         """Projector, mask decoder and (when configured) the name heads on the real frames.
 
         Args:
@@ -695,6 +707,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             sam_frames: ``[BT, 3, S, S]`` the real frames, sample-major.
             per_sample: T, or ``[B]`` real frames per sample.
             grounding_names: what the name-grounding head matches (``_grounding_names``); None without the head.
+            grounding_frames: ``[BT, 3, G, G]`` the frames the head reads, when not SAM2's (``grounding_pixel_values``).
         """
         features = encode_frames(self.sam, sam_frames)
         prompts = self.semantic_projector(seg_hidden, class_embeddings, class_mask, features.lowest,
@@ -708,7 +721,8 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if self.name_grounding_head is None:
             return _FramePredictions(decoded, self._anomaly_map(decoded, None, real_names), decoded.object_logits,
                                      None, None, None)
-        pixels = self.name_grounding_head.pixel_embeddings(features.feature_maps, sam_frames)  # (BT, D, h, w)
+        pixels = self.name_grounding_head.pixel_embeddings(
+            features.feature_maps, sam_frames if grounding_frames is None else grounding_frames)  # (BT, D, h, w)
         grounding_maps = self.name_grounding_head(pixels, grounding_names, per_sample)  # (BT, N, h, w)
         # a padding name is never the most present one
         presence = name_presence_logits(grounding_maps).masked_fill(

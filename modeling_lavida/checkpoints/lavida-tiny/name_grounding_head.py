@@ -178,16 +178,20 @@ class WordAttributeGroundingHead(nn.Module):
         self.logit_bias = nn.Parameter(torch.full((), self.initial_logit_bias))
 
     def pixel_embeddings(self, feature_maps: list[torch.Tensor], frames: torch.Tensor | None = None) -> torch.Tensor:
-        """The frames ``[BT, 3, S, S]`` (SAM2's normalised input) -> ``[BT, 2 * dim, h, w]`` (colour, then shape), at
-        the size of SAM2's finest FPN level ``feature_maps[0]`` (the only use of the features: the maps' grid)."""
+        """The frames ``[BT, 3, S, S]`` (SAM2's normalised input, or the processor's ``grounding_pixel_values`` at any
+        size) -> ``[BT, 2 * dim, h, w]`` (colour, then shape), at the size of SAM2's finest FPN level
+        ``feature_maps[0]`` (the only use of the features: the maps' grid)."""
         if frames is None:
             raise ValueError("The word_attributes name-grounding head reads the frames: pass them to pixel_embeddings.")
         size = tuple(feature_maps[0].shape[-2:])
         frames = frames.to(self.colour_encoder[0].weight.dtype)
-        # per-pixel colours at half the frame's resolution (4x cheaper; 2x2 pixels of one object share a colour)
-        colour = F.adaptive_avg_pool2d(self.colour_encoder(F.avg_pool2d(frames, 2)), size)
-        shape = self.shape_encoder(frame_edges(frames))
-        if tuple(shape.shape[-2:]) != size:
+        # per-pixel colours at twice the map's resolution, whatever the frames' (pixels of one object share a colour)
+        colours = F.adaptive_avg_pool2d(frames, (2 * size[0], 2 * size[1]))
+        colour = F.adaptive_avg_pool2d(self.colour_encoder(colours), size)
+        shape = self.shape_encoder(frame_edges(frames))  # outlines at the frames' own resolution
+        if shape.shape[-2] > size[0]:  # frames larger than SAM2's: each cell averages the finer shape map
+            shape = F.adaptive_avg_pool2d(shape, size)
+        elif tuple(shape.shape[-2:]) != size:
             shape = F.interpolate(shape, size=size, mode="bilinear", align_corners=False)
         return torch.cat([colour, shape], dim=1)
 
