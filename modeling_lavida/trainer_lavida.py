@@ -219,8 +219,8 @@ class LavidaDataCollator:
 
     Rows with ``object_names`` and ``object_masks`` (``[K, T, H, W]``, every object in view with its own mask) also give
     the name-grounding head's labels, ``grounding_labels`` (a ``GroundingLabels`` dict: ``input_ids``,
-    ``attention_mask`` and ``word_ids [B, M, Lc]``, ``name_mask [B, M]``, ``targets [B, M, T, S, S]``), where the M names of a row are
-    its objects' names (each with its mask) followed by its listed distractors (empty masks).
+    ``attention_mask`` and ``word_ids [B, M, Lc]``, ``name_mask [B, M]``, ``targets [B, M, T, S, S]``), where the M
+    names of a row are its objects' names (each with its mask) followed by its listed distractors (empty masks).
     """
 
     processor: Any

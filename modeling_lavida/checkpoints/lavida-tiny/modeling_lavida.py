@@ -19,6 +19,7 @@ import contextlib
 import copy
 import difflib
 import inspect
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -447,28 +448,25 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             ``[B, N, W, E]`` word vectors (zeros where there is no word) and ``[B, N, W]`` bool, the real words.
         """
         batch, names, length = class_input_ids.shape
+        device = class_input_ids.device
         rows = class_input_ids.reshape(batch * names, length).tolist()
         lengths = class_attention_mask.reshape(batch * names, length).sum(dim=1).tolist()
         if class_word_ids is None:  # every token between the first and the last is a word
-            word_rows = [[-1] + list(range(max(n - 2, 0))) + [-1] * (length - max(n - 2, 0) - 1) for n in lengths]
+            word_rows = [[-1] + list(range(n - 2)) + [-1] if n >= 2 else [-1] for n in lengths]
         else:
             word_rows = class_word_ids.reshape(batch * names, length).tolist()
         texts = [_name_words(row[:n], words[:n]) for row, words, n in zip(rows, word_rows, lengths)]  # M x [tokens]
+        flat = [word for words in texts for word in words]  # (K,) every word's tokens, name-major
+        order = sorted(range(len(flat)), key=lambda k: len(flat[k]))
+        vectors = []
+        for size, group in itertools.groupby(order, key=lambda k: len(flat[k])):  # one length: no padding needed
+            ids = torch.tensor([flat[k] for k in group], device=device)
+            vectors.append(self._encode_texts(ids, torch.ones_like(ids)))
+        vectors = torch.cat(vectors)[torch.tensor(order, device=device).argsort()]  # (K, E) back in name order
         count = max(len(words) for words in texts)
-        flat = [word for words in texts for word in words]
-        vectors: list[torch.Tensor | None] = [None] * len(flat)
-        for size in sorted({len(word) for word in flat}):  # words of one length encode together, with no padding
-            index = [k for k, word in enumerate(flat) if len(word) == size]
-            ids = torch.tensor([flat[k] for k in index], device=class_input_ids.device)
-            for k, vector in zip(index, self._encode_texts(ids, torch.ones_like(ids))):
-                vectors[k] = vector
-        out = vectors[0].new_zeros(batch * names, count, vectors[0].shape[-1])
-        word_mask = torch.zeros(batch * names, count, dtype=torch.bool, device=class_input_ids.device)
-        position = 0
-        for row, words in enumerate(texts):
-            out[row, : len(words)] = torch.stack(vectors[position:position + len(words)])
-            word_mask[row, : len(words)] = True
-            position += len(words)
+        word_mask = torch.tensor([[k < len(words) for k in range(count)] for words in texts], device=device)
+        out = vectors.new_zeros(batch * names, count, vectors.shape[-1])
+        out[word_mask] = vectors  # row-major, as ``flat``
         return out.reshape(batch, names, count, -1), word_mask.reshape(batch, names, count)
 
     def _grounding_names(self, class_embeddings: torch.Tensor | None, class_input_ids: torch.Tensor | None,
@@ -616,12 +614,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             batch, frames = sam_pixel_values.shape[:2]
             frame_mask = None if frame_mask is None else frame_mask.bool()
             self._check_inputs(input_ids, video_grid_thw, frames, class_input_ids, class_embeddings, class_mask,
-                               target_masks, frame_mask, grounding_labels)
-            if grounding_pixel_values is not None and (grounding_pixel_values.dim() != 5 or tuple(
-                    grounding_pixel_values.shape[:3]) != tuple(sam_pixel_values.shape[:3])):
-                raise ValueError(f"grounding_pixel_values must be [B, T, 3, G, G] with [B, T, 3] = "
-                                 f"{list(sam_pixel_values.shape[:3])} (sam_pixel_values'); got shape "
-                                 f"{tuple(grounding_pixel_values.shape)}.")
+                               target_masks, frame_mask, grounding_labels, sam_pixel_values, grounding_pixel_values)
             prompts = self._encode_prompts(input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
                                            video_grid_thw, labels, output_hidden_states, output_attentions)
             if class_embeddings is None:
@@ -827,7 +820,9 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
     def _check_inputs(self, input_ids: torch.Tensor, video_grid_thw: torch.Tensor, frames: int,
                       class_input_ids: torch.Tensor | None, class_embeddings: torch.Tensor | None,
                       class_mask: torch.Tensor | None, target_masks: torch.Tensor | None,
-                      frame_mask: torch.Tensor | None = None, grounding_labels: GroundingLabels | None = None) -> None:
+                      frame_mask: torch.Tensor | None = None, grounding_labels: GroundingLabels | None = None,
+                      sam_pixel_values: torch.Tensor | None = None, grounding_pixel_values: torch.Tensor | None = None
+                      ) -> None:
         """ValueErrors naming what is wrong with ``forward``'s inputs (shapes as in ``forward``)."""
         seg_id = self.config.seg_token_id
         if seg_id is None:
@@ -871,6 +866,11 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             if targets.dim() != 5 or tuple(targets.shape[:3]) != (*names, frames):
                 raise ValueError(f"grounding_labels['targets'] must be [B, M, T, H, W] with [B, M] = {list(names)} "
                                  f"(name_mask) and T = {frames}; got shape {tuple(targets.shape)}.")
+        if grounding_pixel_values is not None and (grounding_pixel_values.dim() != 5 or tuple(
+                grounding_pixel_values.shape[:3]) != tuple(sam_pixel_values.shape[:3])):
+            raise ValueError(f"grounding_pixel_values must be [B, T, 3, G, G] with [B, T, 3] = "
+                             f"{list(sam_pixel_values.shape[:3])} (sam_pixel_values'); got shape "
+                             f"{tuple(grounding_pixel_values.shape)}.")
 
 
 __all__ = ["GroundingLabels", "LavidaForVideoAnomalyDetection", "LavidaOutput", "LavidaPreTrainedModel"]

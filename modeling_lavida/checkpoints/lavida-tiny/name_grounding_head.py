@@ -147,7 +147,8 @@ class WordAttributeGroundingHead(nn.Module):
     ``NameGroundingHead`` matches one vector per name against features that mix an object's colour and shape, and
     learns the training names as wholes: a name whose pair of words it never saw together ("purple hexagon") lands
     wherever its pooled vector happens to fall. Here each word of a name is encoded alone (the text encoder never
-    sees the pair either; a word the tokenizer splits, "he ##xa ##gon", stays one word) and matched against two maps of the frame that each hold one kind of evidence:
+    sees the pair either; a word the tokenizer splits, "he ##xa ##gon", stays one word) and matched against two maps
+    of the frame that each hold one kind of evidence:
 
     - colour: a per-pixel MLP of the frame's RGB (``1x1`` convs, no spatial context, so it cannot carry shape),
       averaged over each cell of the map;

@@ -338,8 +338,9 @@ class LavidaProcessor(ProcessorMixin):
         ids = torch.full((len(anomalies), most, width), self.class_tokenizer.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros(len(anomalies), most, width, dtype=torch.long)
         real = torch.zeros(len(anomalies), most, dtype=torch.bool)
-        flat_words = torch.tensor([[-1 if word is None else word for word in self._word_ids(tokens, k)]
-                                   for k in range(len(flat))], dtype=torch.long).reshape(len(flat), width)
+        special = set(self.class_tokenizer.all_special_ids)
+        flat_words = torch.tensor([self._word_ids(tokens, k, special) for k in range(len(flat))],
+                                  dtype=torch.long).reshape(len(flat), width)
         words = torch.full((len(anomalies), most, width), -1, dtype=torch.long)
         start = 0
         for row, names in enumerate(anomalies):
@@ -351,13 +352,13 @@ class LavidaProcessor(ProcessorMixin):
             start += len(names)
         return {"class_input_ids": ids, "class_attention_mask": mask, "class_word_ids": words, "class_mask": real}
 
-    def _word_ids(self, tokens: BatchEncoding, index: int) -> list[int | None]:
-        """Name ``index``'s word of each token (from a fast tokenizer; otherwise each token its own word), None for
-        special tokens (an end-of-text token appended to the name is not a word)."""
-        special = set(self.class_tokenizer.all_special_ids)
+    @staticmethod
+    def _word_ids(tokens: BatchEncoding, index: int, special: set[int]) -> list[int]:
+        """Name ``index``'s word of each token (from a fast tokenizer; otherwise each token its own word), -1 for the
+        ``special`` token ids (an end-of-text token appended to the name is not a word) and for padding."""
         ids = tokens["input_ids"][index].tolist()
         words = tokens.word_ids(index) if getattr(tokens, "encodings", None) else list(range(len(ids)))
-        return [None if token in special else word for token, word in zip(ids, words)]
+        return [-1 if token in special or word is None else word for token, word in zip(ids, words)]
 
     def _answer_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, texts: list[str],
                        answers: list[str]) -> torch.Tensor:

@@ -47,6 +47,7 @@ import io
 import logging
 import math
 import os
+import tempfile
 import uuid
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -143,8 +144,6 @@ def h264_roundtrip(frames: np.ndarray, crf: int = 18, fps: float = 25.0, preset:
     """``uint8 [T, H, W, 3]`` frames as they come back from an H.264 file written by ``write_video`` (4:2:0 chroma,
     ``crf``): what a model meets in a real video file (colour edges blurred over two pixels, block noise), for training
     data rendered in memory. Even ``H`` and ``W`` only (no padding row to remove)."""
-    import tempfile
-
     if frames.ndim != 4 or frames.shape[1] % 2 or frames.shape[2] % 2:
         raise ValueError(f"h264_roundtrip needs uint8 [T, H, W, 3] frames of even size, got {frames.shape}.")
     with tempfile.TemporaryDirectory(prefix="lavida-h264-") as folder:
