@@ -31,7 +31,7 @@ MASK_LOSS_NORMALIZATION_MODES = ("all_frames", "positive_frames")
 QFORMER_ACTIVATIONS = ("relu", "gelu")
 FRAME_SCORE_MODES = ("object_score", "name_grounding")
 MASK_SOURCE_MODES = ("decoder", "name_grounding", "gated")
-GROUNDING_IMAGE_INPUTS = ("rgb", "edges")
+GROUNDING_IMAGE_INPUTS = ("rgb", "edges", "oriented_edges")
 GROUNDING_HEADS = ("pooled_name", "word_attributes")
 MODULE_DTYPE_NAMES = ("float32", "bfloat16", "float16", "float64")
 
@@ -124,7 +124,11 @@ class LavidaConfig(PreTrainedConfig):
         blob is segmented by its colour); this encoder gives the head shape evidence of its own.
     grounding_image_input (`str`, defaults to `"rgb"`): what that encoder sees: ``"rgb"``, the frame; ``"edges"``, a
         binary map of the frame's colour edges (``frame_edges``), the same for an outline whatever its colours, so the
-        shape evidence it learns cannot be tied to one colour.
+        shape evidence it learns cannot be tied to one colour; ``"oriented_edges"``, two such maps, steps to the pixel
+        on the right and to the pixel below (``frame_edge_directions``), which tell which way an outline runs. The
+        ``word_attributes`` head's shape map reads ``"oriented_edges"`` when set and the merged edges otherwise.
+    grounding_image_stem_channels (`int`, defaults to 0): a stride-1 ``3x3`` conv to this many channels in front of
+        that encoder, at its input's full resolution; 0 = none.
     grounding_head (`str`, defaults to `"pooled_name"`): which name-grounding head. ``"pooled_name"``
         (``NameGroundingHead``): one vector per name matched against SAM2's image features (and the options above).
         ``"word_attributes"`` (``WordAttributeGroundingHead``): each word of a name encoded alone and matched
@@ -205,6 +209,7 @@ class LavidaConfig(PreTrainedConfig):
     grounding_name_slots: int = 1
     grounding_image_channels: int = 0
     grounding_image_input: str = "rgb"
+    grounding_image_stem_channels: int = 0
     grounding_head: str = "pooled_name"
     mask_source: str = "decoder"
     mask_object_threshold: float = 0.12
@@ -254,6 +259,9 @@ class LavidaConfig(PreTrainedConfig):
         if self.grounding_image_input not in GROUNDING_IMAGE_INPUTS:
             raise ValueError(f"grounding_image_input must be one of {GROUNDING_IMAGE_INPUTS}, got "
                              f"{self.grounding_image_input!r}.")
+        if self.grounding_image_stem_channels < 0:
+            raise ValueError(f"grounding_image_stem_channels must be >= 0 (0 = no full-resolution first conv), got "
+                             f"{self.grounding_image_stem_channels}.")
         if self.grounding_image_channels < 0:
             raise ValueError(f"grounding_image_channels must be >= 0 (0 = no image encoder), got "
                              f"{self.grounding_image_channels}.")

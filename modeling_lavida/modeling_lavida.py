@@ -658,6 +658,43 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             )
         return output if return_dict else output.to_tuple()
 
+    def grounding_head_loss(self, sam_pixel_values: torch.FloatTensor, grounding_labels: GroundingLabels,
+                            grounding_pixel_values: torch.FloatTensor | None = None,
+                            frame_mask: torch.BoolTensor | None = None) -> torch.Tensor:
+        """The name-grounding head's loss alone (``forward``'s ``grounding_loss`` on ``grounding_labels``), for a stage
+        that trains only the head (``train_step: grounding_head`` in a recipe).
+
+        When nothing but the head trains, the other terms of ``forward``'s loss have no gradient: this runs only what
+        the head reads. The MLLM, the projector and the mask decoder are not run; SAM2's image encoder only for a head
+        that reads its features (``NameGroundingHead``; the ``word_attributes`` head reads the frames alone).
+
+        Args:
+            sam_pixel_values: ``[B, T, 3, S, S]`` SAM2's frames.
+            grounding_labels: ``GroundingLabels`` (names with their own masks, ``targets [B, M, T, H, W]``).
+            grounding_pixel_values: ``[B, T, 3, G, G]`` the frames at the head's own size, when the processor gives
+                them.
+            frame_mask: ``[B, T]`` bool, False for padding frames.
+
+        Returns:
+            The scalar unweighted grounding loss.
+        """
+        head = self.name_grounding_head
+        if head is None:
+            raise ValueError("grounding_head_loss needs the name-grounding head (config.frame_score='name_grounding'); "
+                             "this model has none.")
+        if grounding_labels is None:
+            raise ValueError("grounding_head_loss trains on grounding_labels (every object in view with its own mask): "
+                             "build the corpus with object_labels and pass its rows through LavidaDataCollator.")
+        batch, frames = sam_pixel_values.shape[:2]
+        frame_mask = None if frame_mask is None else frame_mask.bool()
+        self._check_grounding_inputs(frames, grounding_labels, sam_pixel_values, grounding_pixel_values)
+        per_sample = frames if frame_mask is None else frame_mask.sum(dim=1)
+        sam_frames = _real_frames(sam_pixel_values, frame_mask)  # (BT, 3, S, S)
+        features = encode_frames(self.sam, sam_frames).feature_maps if head.reads_sam_features else None
+        pixels = head.pixel_embeddings(
+            features, sam_frames if grounding_pixel_values is None else _real_frames(grounding_pixel_values, frame_mask))
+        return self._labelled_grounding_loss(pixels, grounding_labels, per_sample, frame_mask)
+
     # ------------------------------------------------------------------------------------------------ forward steps
     def _encode_prompts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                         mm_token_type_ids: torch.Tensor | None, pixel_values_videos: torch.Tensor,
@@ -767,12 +804,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         mask ``[B, T, H, W]`` for the true ones (``name_labels [B, N]``)."""
         weight = self.config.grounding_positive_weight
         if grounding_labels is not None:
-            names = self._grounding_names(None, grounding_labels["input_ids"], grounding_labels["attention_mask"],
-                                          grounding_labels.get("word_ids"))
-            maps = self.name_grounding_head(predictions.pixel_embeddings, names, per_sample)  # (BT, M, h, w)
-            targets = _real_frames(grounding_labels["targets"].transpose(1, 2), frame_mask)  # (BT, M, H, W)
-            name_mask = grounding_labels["name_mask"].bool().repeat_interleave(per_sample, dim=0)  # (BT, M)
-            return name_grounding_loss(maps, name_mask, targets, weight)
+            return self._labelled_grounding_loss(predictions.pixel_embeddings, grounding_labels, per_sample, frame_mask)
         if name_labels is None:
             raise ValueError("frame_score 'name_grounding' trains on name_labels ([B, N], 1 for the clip's true "
                              "target names) or on grounding_labels: pass the corpus rows' name_labels (or "
@@ -781,6 +813,17 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                                       name_labels.repeat_interleave(per_sample, dim=0))  # (BT, N, H, W)
         return name_grounding_loss(predictions.grounding_maps, class_mask.repeat_interleave(per_sample, dim=0),
                                    targets, weight)
+
+    def _labelled_grounding_loss(self, pixels: torch.Tensor, grounding_labels: GroundingLabels,
+                                 per_sample: int | torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
+        """The head's loss on the ``grounding_labels`` names and masks, matched against the pixel embeddings
+        ``[BT, D, h, w]`` of the real frames."""
+        names = self._grounding_names(None, grounding_labels["input_ids"], grounding_labels["attention_mask"],
+                                      grounding_labels.get("word_ids"))
+        maps = self.name_grounding_head(pixels, names, per_sample)  # (BT, M, h, w)
+        targets = _real_frames(grounding_labels["targets"].transpose(1, 2), frame_mask)  # (BT, M, H, W)
+        name_mask = grounding_labels["name_mask"].bool().repeat_interleave(per_sample, dim=0)  # (BT, M)
+        return name_grounding_loss(maps, name_mask, targets, self.config.grounding_positive_weight)
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _unknown_inputs_message(self, unknown: Mapping[str, object]) -> str:
@@ -855,6 +898,12 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if target_masks is not None and target_masks.shape[1] != frames:
             raise ValueError(f"Frame count mismatch: target_masks has {target_masks.shape[1]} frames, "
                              f"sam_pixel_values has {frames}.")
+        self._check_grounding_inputs(frames, grounding_labels, sam_pixel_values, grounding_pixel_values)
+
+    @staticmethod
+    def _check_grounding_inputs(frames: int, grounding_labels: GroundingLabels | None, sam_pixel_values: torch.Tensor,
+                                grounding_pixel_values: torch.Tensor | None) -> None:
+        """ValueErrors naming what is wrong with the name-grounding head's inputs (shapes as in ``forward``)."""
         if grounding_labels is not None:
             if (not isinstance(grounding_labels, Mapping) or not set(GROUNDING_LABEL_KEYS) <= set(grounding_labels)
                     or not set(grounding_labels) <= {*GROUNDING_LABEL_KEYS, *OPTIONAL_GROUNDING_LABEL_KEYS}):

@@ -39,28 +39,50 @@ INITIAL_LOGIT_BIAS = -4.0
 EDGE_STEP = 0.5
 
 
-def frame_edges(frames: torch.Tensor, step: float = EDGE_STEP) -> torch.Tensor:
-    """``[BT, C, S, S]`` frames -> ``[BT, 1, S, S]`` 1.0 where some channel changes by more than ``step`` to the next
-    pixel right or below, else 0.0: an object's outline, the same whatever its colours."""
+def frame_edge_directions(frames: torch.Tensor, step: float = EDGE_STEP) -> torch.Tensor:
+    """``[BT, C, S, S]`` frames -> ``[BT, 2, S, S]`` binary steps by direction: channel 0 is 1.0 where some channel
+    changes by more than ``step`` to the next pixel right (an outline running up and down), channel 1 where it does to
+    the pixel below (an outline running across). Kept apart, the two say which way an outline runs at each pixel,
+    which separates a hexagon's straight sides from a circle's arc at a few pixels across."""
     right = (frames[..., :, 1:] - frames[..., :, :-1]).abs().amax(dim=1, keepdim=True)  # (BT, 1, S, S-1)
     below = (frames[..., 1:, :] - frames[..., :-1, :]).abs().amax(dim=1, keepdim=True)  # (BT, 1, S-1, S)
-    edges = torch.zeros_like(frames[:, :1])
-    edges[..., :, :-1] = torch.maximum(edges[..., :, :-1], (right > step).to(frames.dtype))
-    edges[..., :-1, :] = torch.maximum(edges[..., :-1, :], (below > step).to(frames.dtype))
+    edges = frames.new_zeros(frames.shape[0], 2, *frames.shape[-2:])
+    edges[:, 0, :, :-1] = (right[:, 0] > step).to(frames.dtype)
+    edges[:, 1, :-1, :] = (below[:, 0] > step).to(frames.dtype)
     return edges
+
+
+def frame_edges(frames: torch.Tensor, step: float = EDGE_STEP) -> torch.Tensor:
+    """``[BT, C, S, S]`` frames -> ``[BT, 1, S, S]`` 1.0 where some channel changes by more than ``step`` to the next
+    pixel right or below, else 0.0: an object's outline, the same whatever its colours (``frame_edge_directions``
+    merged)."""
+    return frame_edge_directions(frames, step).amax(dim=1, keepdim=True)
+
+
+# the channels of each edge input of the shape CNN
+EDGE_INPUT_CHANNELS = {"edges": 1, "oriented_edges": 2}
+
+
+def edge_input(frames: torch.Tensor, kind: str) -> torch.Tensor:
+    """The shape CNN's input for ``grounding_image_input`` ``kind``: ``frame_edges`` or ``frame_edge_directions``."""
+    return frame_edge_directions(frames) if kind == "oriented_edges" else frame_edges(frames)
 
 
 class FrameShapeEncoder(nn.Module):
     """A small CNN on the frame: two stride-2 ``3x3`` convs, then two dilated ``3x3`` convs (dilation 2 and 4) so that
-    each output cell sees about 40 input pixels, an object's whole outline at the sizes the head is used at.
+    each output cell sees about 40 input pixels, an object's whole outline at the sizes the head is used at. With
+    ``stem_channels`` a stride-1 ``3x3`` conv to that many channels comes first, at the input's full resolution (where
+    an outline's direction is still a pixel pattern, before any stride averages it away).
 
-    ``[BT, C, S, S]`` -> ``[BT, width, S / 4, S / 4]`` (C = ``in_channels``: 3 for the frame, 1 for its edges).
+    ``[BT, C, S, S]`` -> ``[BT, width, S / 4, S / 4]`` (C = ``in_channels``: 3 for the frame, 1 or 2 for its edges).
     """
 
-    def __init__(self, width: int, in_channels: int = 3):
+    def __init__(self, width: int, in_channels: int = 3, stem_channels: int = 0):
         super().__init__()
+        stem = [nn.Conv2d(in_channels, stem_channels, 3, padding=1), nn.GELU()] if stem_channels else []
         self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, max(width // 2, 1), 3, stride=2, padding=1), nn.GELU(),
+            *stem,
+            nn.Conv2d(stem_channels or in_channels, max(width // 2, 1), 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(max(width // 2, 1), width, 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.GELU(),
             nn.Conv2d(width, width, 3, padding=4, dilation=4),
@@ -82,6 +104,7 @@ class NameGroundingHead(nn.Module):
     """
 
     initial_logit_bias = INITIAL_LOGIT_BIAS
+    reads_sam_features = True
 
     def __init__(self, config: LavidaConfig):
         super().__init__()
@@ -90,8 +113,9 @@ class NameGroundingHead(nn.Module):
         hidden, dim = config.grounding_hidden_size, config.grounding_embedding_size
         width = config.grounding_image_channels
         self.image_input = config.grounding_image_input
-        in_channels = 1 if self.image_input == "edges" else 3
-        self.image_encoder = FrameShapeEncoder(width, in_channels) if width > 0 else None
+        in_channels = EDGE_INPUT_CHANNELS.get(self.image_input, 3)
+        self.image_encoder = (FrameShapeEncoder(width, in_channels, config.grounding_image_stem_channels)
+                              if width > 0 else None)
         self.pixel_encoder = nn.Sequential(
             nn.Conv2d(levels * vision.fpn_hidden_size + width, hidden, 1), nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(),
@@ -115,7 +139,7 @@ class NameGroundingHead(nn.Module):
             if frames is None:
                 raise ValueError("This name-grounding head encodes the frames too (grounding_image_channels > 0): "
                                  "pass them to pixel_embeddings.")
-            frames = frame_edges(frames) if self.image_input == "edges" else frames
+            frames = edge_input(frames, self.image_input) if self.image_input in EDGE_INPUT_CHANNELS else frames
             image = self.image_encoder(frames.to(dtype))
             if tuple(image.shape[-2:]) != tuple(size):
                 image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
@@ -152,17 +176,24 @@ class WordAttributeGroundingHead(nn.Module):
 
     - colour: a per-pixel MLP of the frame's RGB (``1x1`` convs, no spatial context, so it cannot carry shape),
       averaged over each cell of the map;
-    - shape: ``FrameShapeEncoder`` on ``frame_edges`` (binary outlines, the same whatever the colours, so it cannot
-      carry colour), then a ``1x1`` conv.
+    - shape: ``FrameShapeEncoder`` on binary outlines (``frame_edges``, or ``frame_edge_directions`` with
+      ``grounding_image_input="oriented_edges"``; the same whatever the colours, so it cannot carry colour), then a
+      ``1x1`` conv.
 
     A word's logit at a cell is ``s_c <q_c, colour> / sqrt(d) + s_s <q_s, shape> / sqrt(d) + b_word + b`` (queries and
     word bias from the word's vector; scales and ``b`` learned) and a name is at a cell when all its words are (the
     product of their probabilities, ``conjunction_logits``). Nothing in the head can represent a pair of words, so a
     name of two seen words in an unseen pair is read as well as the words are.
 
-    Widths: ``grounding_hidden_size`` (colour MLP), ``grounding_image_channels`` (shape CNN, > 0),
-    ``grounding_embedding_size`` (d, per map).
+    Widths: ``grounding_hidden_size`` (colour MLP), ``grounding_image_channels`` (shape CNN, > 0;
+    ``grounding_image_stem_channels`` for its full-resolution first conv), ``grounding_embedding_size`` (d, per map).
+
+    The maps are laid on the grid of SAM2's finest FPN level (``backbone_feature_sizes[0]``), so that they line up
+    with the mask decoder's masks; the head never reads SAM2's features, and trains without them
+    (``LavidaModel.grounding_head_loss``).
     """
+
+    reads_sam_features = False
 
     initial_logit_bias = INITIAL_LOGIT_BIAS / 2  # each name is a product of two or more word probabilities
 
@@ -172,24 +203,30 @@ class WordAttributeGroundingHead(nn.Module):
         self.dim = dim
         self.colour_encoder = nn.Sequential(nn.Conv2d(3, hidden, 1), nn.GELU(), nn.Conv2d(hidden, hidden, 1),
                                             nn.GELU(), nn.Conv2d(hidden, dim, 1))
-        self.shape_encoder = nn.Sequential(FrameShapeEncoder(width, in_channels=1), nn.GELU(), nn.Conv2d(width, dim, 1))
+        # the frames' colour is never the shape map's input: "rgb" (the config's default) reads the merged edges
+        self.edge_input = "oriented_edges" if config.grounding_image_input == "oriented_edges" else "edges"
+        self.shape_encoder = nn.Sequential(
+            FrameShapeEncoder(width, EDGE_INPUT_CHANNELS[self.edge_input], config.grounding_image_stem_channels),
+            nn.GELU(), nn.Conv2d(width, dim, 1))
+        self.grid = tuple(config.sam_config.vision_config.backbone_feature_sizes[0])
         self.word_encoder = nn.Sequential(nn.Linear(config.text_embedding_size, config.projector_hidden_size),
                                           nn.GELU(), nn.Linear(config.projector_hidden_size, 2 * dim + 1))
         self.logit_scale = nn.Parameter(torch.ones(2))
         self.logit_bias = nn.Parameter(torch.full((), self.initial_logit_bias))
 
-    def pixel_embeddings(self, feature_maps: list[torch.Tensor], frames: torch.Tensor | None = None) -> torch.Tensor:
+    def pixel_embeddings(self, feature_maps: list[torch.Tensor] | None, frames: torch.Tensor | None = None
+                         ) -> torch.Tensor:
         """The frames ``[BT, 3, S, S]`` (SAM2's normalised input, or the processor's ``grounding_pixel_values`` at any
         size) -> ``[BT, 2 * dim, h, w]`` (colour, then shape), at the size of SAM2's finest FPN level
-        ``feature_maps[0]`` (the only use of the features: the maps' grid)."""
+        (``feature_maps[0]`` when given, the only use of the features: the maps' grid; else the config's)."""
         if frames is None:
             raise ValueError("The word_attributes name-grounding head reads the frames: pass them to pixel_embeddings.")
-        size = tuple(feature_maps[0].shape[-2:])
+        size = tuple(feature_maps[0].shape[-2:]) if feature_maps else self.grid
         frames = frames.to(self.colour_encoder[0].weight.dtype)
         # per-pixel colours at twice the map's resolution, whatever the frames' (pixels of one object share a colour)
         colours = F.adaptive_avg_pool2d(frames, (2 * size[0], 2 * size[1]))
         colour = F.adaptive_avg_pool2d(self.colour_encoder(colours), size)
-        shape = self.shape_encoder(frame_edges(frames))  # outlines at the frames' own resolution
+        shape = self.shape_encoder(edge_input(frames, self.edge_input))  # outlines at the frames' own resolution
         if shape.shape[-2] > size[0]:  # frames larger than SAM2's: each cell averages the finer shape map
             shape = F.adaptive_avg_pool2d(shape, size)
         elif tuple(shape.shape[-2:]) != size:
@@ -327,6 +364,7 @@ def listed_name_targets(target_masks: torch.Tensor, name_labels: torch.Tensor) -
     return target_masks.float()[:, None] * name_labels.float()[..., None, None]
 
 
-__all__ = ["INITIAL_LOGIT_BIAS", "FrameShapeEncoder", "NameGroundingHead", "WordAttributeGroundingHead",
-           "conjunction_logits", "listed_name_targets", "name_anomaly_map", "name_grounding_loss", "name_presence_logits",
+__all__ = ["EDGE_INPUT_CHANNELS", "INITIAL_LOGIT_BIAS", "FrameShapeEncoder", "NameGroundingHead",
+           "WordAttributeGroundingHead", "conjunction_logits", "edge_input", "frame_edge_directions", "frame_edges",
+           "listed_name_targets", "name_anomaly_map", "name_grounding_loss", "name_presence_logits",
            "object_gated_logits"]

@@ -18,6 +18,9 @@ checkpoints with optimizer state, resume, evaluation and best-checkpoint selecti
   the authors' code (the processor pads the shorter ones and the model skips padding frames); with
   ``group_by_frame_count`` they are batched by frame count instead: ``FrameCountBatchSampler`` shuffles each count's
   rows, cuts them into whole batches and shuffles the batches, so no batch is padded;
+- with ``train_step="grounding_head"`` (a stage that trains only the name-grounding head) a training step computes
+  the head's loss alone through the model's ``grounding_head_loss``, skipping the frozen MLLM, projector and decoder
+  whose terms have no gradient then; evaluation still runs the whole model;
 - ``prediction_step`` returns frame logits and frame labels so ``compute_frame_metrics`` can report frame AUC on a
   held-out *pseudo-anomaly* set (checkpoint selection never looks at a VAD test set).
 """
@@ -35,6 +38,8 @@ from transformers import EvalPrediction, Trainer
 
 # The frame-score term of each ``LavidaConfig.frame_score``, under its own name.
 FRAME_SCORE_TERMS = {"object_score": "object_score_loss", "name_grounding": "grounding_loss"}
+# What a training step computes (``LavidaTrainer(train_step=...)``).
+TRAIN_STEPS = ("full", "grounding_head")
 # Every term ``LavidaTrainer`` can log, in log order.
 ALL_LOSS_TERMS = ("lm_loss", "focal_loss", "dice_loss", "iou_loss", *FRAME_SCORE_TERMS.values())
 
@@ -63,12 +68,30 @@ class LavidaTrainer(Trainer):
             that. Evaluation always uses the configured weight.
         group_by_frame_count: batch training rows by frame count (``FrameCountBatchSampler``) instead of mixing image
             samples and clips in one batch (the default, as the authors' code does).
+        train_step: ``"full"`` (every training step runs the whole model and its mixed loss) or ``"grounding_head"``
+            (a stage that trains only the name-grounding head: each step computes the head's loss alone,
+            ``LavidaForVideoAnomalyDetection.grounding_head_loss``, and logs it as ``grounding_loss``; the other terms
+            have no gradient then, and skipping the frozen MLLM, projector and decoder makes a step cheaper).
+            Evaluation always runs the whole model.
     """
 
-    def __init__(self, *args, object_score_warmup_steps: int = 0, group_by_frame_count: bool = False, **kwargs):
+    def __init__(self, *args, object_score_warmup_steps: int = 0, group_by_frame_count: bool = False,
+                 train_step: str = "full", **kwargs):
         super().__init__(*args, **kwargs)
         if object_score_warmup_steps < 0:
             raise ValueError(f"object_score_warmup_steps must be >= 0, got {object_score_warmup_steps}.")
+        if train_step not in TRAIN_STEPS:
+            raise ValueError(f"train_step must be one of {list(TRAIN_STEPS)}, got {train_step!r}.")
+        if train_step == "grounding_head":
+            others = [name for name, parameter in self.model.named_parameters()
+                      if parameter.requires_grad and not name.startswith("name_grounding_head.")]
+            if others or getattr(self.model, "name_grounding_head", None) is None:
+                raise ValueError("train_step 'grounding_head' trains the name-grounding head alone, but "
+                                 + (f"{len(others)} other parameters are trainable (first: {others[0]}): "
+                                    if others else "the model has no name-grounding head: ")
+                                 + "use it with freeze.train_only: [name_grounding_head] on a name_grounding model, "
+                                 "or train_step 'full'.")
+        self.train_step = train_step
         self.group_by_frame_count = group_by_frame_count
         self.object_score_warmup_steps = object_score_warmup_steps
         # per term of ALL_LOSS_TERMS: the sum of its values and the number of steps that computed it since the last log
@@ -99,17 +122,34 @@ class LavidaTrainer(Trainer):
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):
+        if self.train_step == "grounding_head" and model.training and not return_outputs:
+            return self._grounding_head_loss(model, inputs)
         outputs = model(**inputs, object_score_scale=self.object_score_scale(training=model.training))
         if outputs.loss is None:
             raise ValueError("The batch has no target_masks, so the model returned no loss: the collator must pass "
                              "targets for training.")
         if model.training:
-            for index, term in enumerate(ALL_LOSS_TERMS):
-                value = getattr(outputs, term)
-                if value is not None:
-                    self._term_sums[index] += float(value.detach())
-                    self._term_counts[index] += 1
+            self._record_terms({term: getattr(outputs, term) for term in ALL_LOSS_TERMS})
         return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _grounding_head_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        """``train_step="grounding_head"``: the head's loss alone, through the model's ``grounding_head_loss``."""
+        if self.accelerator.num_processes > 1:  # a method call bypasses the distributed wrapper's gradient sync
+            raise ValueError("train_step 'grounding_head' runs in one process; launch it without distribution, or use "
+                             "train_step 'full'.")
+        loss = self.accelerator.unwrap_model(model).grounding_head_loss(
+            inputs["sam_pixel_values"], inputs.get("grounding_labels"), inputs.get("grounding_pixel_values"),
+            inputs.get("frame_mask"))
+        self._record_terms({"grounding_loss": loss})
+        return loss
+
+    def _record_terms(self, values: dict[str, torch.Tensor | None]) -> None:
+        """Add this step's loss terms (None: not computed) to the sums ``log`` averages."""
+        for index, term in enumerate(ALL_LOSS_TERMS):
+            value = values.get(term)
+            if value is not None:
+                self._term_sums[index] += float(value.detach())
+                self._term_counts[index] += 1
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and bool(self._term_counts.any()):
@@ -276,4 +316,4 @@ def _as_array(value: Any, channels: int | None) -> np.ndarray:
 
 
 __all__ = ["ALL_LOSS_TERMS", "FRAME_SCORE_TERMS", "LOSS_TERMS", "FrameCountBatchSampler", "LavidaDataCollator",
-           "LavidaTrainer", "compute_frame_metrics", "corpus_frame_counts", "loss_terms"]
+           "LavidaTrainer", "TRAIN_STEPS", "compute_frame_metrics", "corpus_frame_counts", "loss_terms"]

@@ -9,6 +9,10 @@ A config has five sections (see ``configs/lavida-tiny.yaml`` and ``configs/lavid
     training:  transformers.TrainingArguments fields (optimiser, schedule, batch, precision, DeepSpeed, ...)
     export:    where the final model + processor are written (safetensors), optional
 
+and three top-level keys: ``seed``, ``object_score_warmup_steps`` and ``train_step`` (``full``, or ``grounding_head``
+for a stage that trains only the name-grounding head: each step then computes only the head's loss; see
+``LavidaTrainer``).
+
 The same file runs on one CPU, on several GPUs or nodes through ``accelerate launch`` (``TrainingArguments`` read the
 distributed environment), and with DeepSpeed ZeRO-2 when ``training.deepspeed`` names a JSON config
 (``pip install "lavida-hf[train]"``).
@@ -112,10 +116,14 @@ class TrainConfig:
     export: str | None = None
     seed: int = 0
     object_score_warmup_steps: int = 0
+    # "full", or "grounding_head": each step computes only the name-grounding head's loss (a stage that trains only
+    # the head; see LavidaTrainer)
+    train_step: str = "full"
     # the YAML file it was read from (named in error messages); not a YAML key
     source_path: str | None = field(default=None, compare=False)
 
-    SECTIONS = ("model", "freeze", "lora", "data", "training", "export", "seed", "object_score_warmup_steps")
+    SECTIONS = ("model", "freeze", "lora", "data", "training", "export", "seed", "object_score_warmup_steps",
+                "train_step")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
@@ -153,6 +161,11 @@ class TrainConfig:
             problems.append(f"export must be a folder path, got {export!r}")
         seed = _integer(raw.get("seed", 0), "seed", problems)
         warmup = _integer(raw.get("object_score_warmup_steps", 0), "object_score_warmup_steps", problems)
+        from .trainer_lavida import TRAIN_STEPS
+
+        train_step = raw.get("train_step", "full")
+        if train_step not in TRAIN_STEPS:
+            problems.append(f"train_step must be one of {list(TRAIN_STEPS)}, got {_short(train_step)}")
         specs: dict[str, Any] = {}
         section_specs: list[tuple[str, type, dict[str, Any] | None]] = [
             ("model", ModelSpec, sections["model"]),
@@ -176,7 +189,7 @@ class TrainConfig:
             raise UserInputError(f"Training config {path} is malformed: " + "; ".join(problems) + ".")
         return cls(model=specs["model"], freeze=specs["freeze"], lora=specs["lora"], train_data=specs["data.train"],
                    eval_data=specs["data.eval"], training=dict(sections["training"]), export=export, seed=seed,
-                   object_score_warmup_steps=warmup, source_path=str(path))
+                   object_score_warmup_steps=warmup, train_step=train_step, source_path=str(path))
 
 
 def _one_line(error: BaseException | str) -> str:
@@ -699,6 +712,7 @@ def train(config: TrainConfig, output_dir: str | None = None, resume: str | bool
         compute_metrics=compute_frame_metrics if eval_corpus is not None else None,
         object_score_warmup_steps=config.object_score_warmup_steps,
         group_by_frame_count=config.train_data.batching == "by_frame_count",
+        train_step=config.train_step,
         callbacks=callbacks,
     )
     torch.set_num_threads(max(1, torch.get_num_threads()))

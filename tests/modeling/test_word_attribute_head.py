@@ -127,3 +127,37 @@ def test_the_word_head_reads_the_grounding_frames_when_given(tiny_batch):
     torch.testing.assert_close(other.candidate_mask_logits, reference.candidate_mask_logits)  # SAM2 did not
     with pytest.raises(ValueError, match="grounding_pixel_values must be"):
         model(**batch, grounding_pixel_values=sam[:, :2])
+
+
+def test_oriented_edges_tell_which_way_an_outline_runs():
+    from lavida.name_grounding_head import frame_edge_directions, frame_edges
+
+    frames = torch.full((2, 3, 16, 16), -1.0)
+    frames[0, :, 2:14, 6:8] = 2.0  # a bar running up and down
+    frames[1, :, 6:8, 2:14] = 2.0  # the same bar lying across
+    edges = frame_edge_directions(frames)
+    assert edges.shape == (2, 2, 16, 16)
+    # the standing bar's long sides are steps to the pixel on the right (channel 0): columns 5 and 7
+    assert edges[0, 0, 2:14, 5].all() and edges[0, 0, 2:14, 7].all() and edges[0, 0].sum() == 24
+    assert edges[0, 1].sum() == 4  # its two short ends, two pixels each, step to the pixel below
+    torch.testing.assert_close(edges[1], edges[0].flip(0).transpose(-1, -2))  # lying down swaps the two
+    torch.testing.assert_close(frame_edges(frames), edges.amax(dim=1, keepdim=True))
+
+
+def test_the_shape_map_reads_oriented_edges_through_a_full_resolution_stem(word_config):
+    torch.manual_seed(0)
+    word_config.grounding_image_input, word_config.grounding_image_stem_channels = "oriented_edges", 4
+    head = WordAttributeGroundingHead(word_config).eval()
+    stem = head.shape_encoder[0].layers[0]
+    assert (stem.in_channels, stem.out_channels, stem.stride) == (2, 4, (1, 1))
+    frames = torch.full((2, 3, 32, 32), -1.0)
+    frames[:, :, 8:16, 8:16] = torch.tensor([2.0, -1.5, 2.0])[:, None, None]
+    frames[1, :, 8:16, 8:16] = torch.tensor([-1.5, 2.0, -1.5])[:, None, None]
+    dim = word_config.grounding_embedding_size
+    grid = tuple(word_config.sam_config.vision_config.backbone_feature_sizes[0])
+    maps = head.pixel_embeddings(None, frames)  # no SAM2 features: the config's grid
+    assert maps.shape == (2, 2 * dim, *grid)
+    shape = maps.split(dim, dim=1)[1]
+    torch.testing.assert_close(shape[0], shape[1])  # still no colour in the shape map
+    with pytest.raises(ValueError, match="grounding_image_stem_channels"):
+        LavidaConfig(grounding_image_stem_channels=-1)

@@ -147,6 +147,7 @@ def test_the_paper_config_lists_its_unbuilt_corpora_before_building_the_8b_model
     ("schedule: {}\n", "unknown sections ['schedule']"),
     ("when: 2024-13-45\n", "is not valid YAML"),
     ("training: {1: 2}\n", "training has keys that are not names"),
+    ("train_step: head\n", "train_step must be one of ['full', 'grounding_head'], got 'head'"),
 ])
 def test_a_malformed_config_gives_one_line_and_exit_2(tmp_path, capsys, no_model_build, text, expected):
     config = tmp_path / "bad.yaml"

@@ -348,3 +348,65 @@ def test_with_gradient_accumulation_the_logged_loss_is_the_weighted_mean_of_its_
         expected = sum(weight * entry[term] for term, weight in weights.items())
         # a sum over the two micro-batches (twice the gradient) would log twice this
         assert entry["loss"] == pytest.approx(expected, rel=1e-3), entry
+
+
+def _grounding_rows(count: int):
+    from lavida.dataset_builders.synthetic_training import SyntheticTrainingCorpus
+
+    return SyntheticTrainingCorpus(num_samples=count, seed=3, max_names=4, object_labels=True,
+                                   world={"size": 64, "clip_length": 4})
+
+
+@pytest.mark.parametrize("head", ["pooled_name", "word_attributes"])
+def test_the_grounding_head_step_is_forwards_grounding_loss_without_the_mllm(head):
+    set_seed(0)
+    options = {"grounding_image_channels": 8, "grounding_image_input": "oriented_edges",
+               "grounding_image_stem_channels": 4} if head == "word_attributes" else {}
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding", grounding_head=head,
+                                                             **options)).eval()
+    processor = build_tiny_processor()
+    processor.grounding_image_size = 96
+    corpus = _grounding_rows(2)
+    batch = LavidaDataCollator(processor)([corpus[0], corpus[1]])
+    with torch.no_grad():
+        for parameter in model.name_grounding_head.parameters():  # the tiny init's maps are nearly flat
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+        expected = model(**batch).grounding_loss
+        mllm_calls = []
+        model.mllm.register_forward_pre_hook(lambda *args: mllm_calls.append(1))
+        loss = model.grounding_head_loss(batch["sam_pixel_values"], batch["grounding_labels"],
+                                         batch["grounding_pixel_values"])
+    torch.testing.assert_close(loss, expected)
+    assert not mllm_calls
+    with pytest.raises(ValueError, match="grounding_labels"):
+        model.grounding_head_loss(batch["sam_pixel_values"], None)
+
+
+def test_a_grounding_head_step_trains_the_head_alone_and_logs_its_loss(tmp_path):
+    from lavida.training import FreezeSpec
+
+    set_seed(0)
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding"))
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, logging_steps=1,
+                             use_cpu=True, report_to=[], remove_unused_columns=False, seed=0, save_strategy="no",
+                             learning_rate=1e-2, dataloader_num_workers=0)
+    collator = LavidaDataCollator(build_tiny_processor())
+    with pytest.raises(ValueError, match="trains the name-grounding head alone"):
+        LavidaTrainer(model=model, args=args, train_dataset=_grounding_rows(4), data_collator=collator,
+                      train_step="grounding_head")
+    FreezeSpec(train_only=["name_grounding_head"]).apply(model)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    trainer = LavidaTrainer(model=model, args=args, train_dataset=_grounding_rows(4), data_collator=collator,
+                            train_step="grounding_head")
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 2
+    for entry in logs:  # the head's loss is the step's whole loss
+        assert entry["loss"] == pytest.approx(entry["grounding_loss"], rel=1e-5)
+        assert not {"lm_loss", "focal_loss", "dice_loss", "iou_loss"} & set(entry)
+    after = model.state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(name.startswith("name_grounding_head.") for name in changed)
+    with pytest.raises(ValueError, match="train_step"):
+        LavidaTrainer(model=model, args=args, train_dataset=_grounding_rows(4), data_collator=collator,
+                      train_step="head")
