@@ -51,7 +51,8 @@ def test_masks_and_frame_scores_drop_when_the_target_name_is_swapped_for_an_abse
 def test_swapping_one_word_of_a_held_out_name_lowers_the_score_on_its_object(embedded):
     """ "purple hexagon" -> "purple circle" (and -> "red hexagon") on a purple hexagon, a composition never trained on:
     both swaps must lower the frame score, so a checkpoint that reads the names one attribute at a time (or not at all)
-    fails. Measured on the shipped one over these 8 clips: shape-word swap drop 0.35, colour-word swap drop 0.69."""
+    fails. Measured on the shipped one over these 8 clips: shape-word swap drop 0.93, colour-word swap drop 0.94 (the
+    previous, pooled-name head: 0.35 and 0.69)."""
     model, processor = embedded
     shape_drops, colour_drops = name_grounding.one_word_swaps(model, processor, 8)
     assert len(shape_drops) == len(colour_drops) == 8
@@ -111,8 +112,9 @@ def test_shipped_and_newly_built_configs_hold_no_machine_paths():
 def test_the_shipped_sample_gives_its_strongest_event_where_its_anomaly_is(embedded):
     """What ``make demo`` shows: with the sample's prompt (the 16 held-out names), the strongest event lies in the
     frames where the labelled anomaly (a held-out composition) is in view and covers most of them, few normal frames
-    pass the threshold, and the scores rank the anomalous frames first. Measured on the shipped checkpoint: AUC 0.91,
-    the strongest event 41-70 (all inside 37-73), 5 of 59 normal frames above 0.5 (single-frame blips)."""
+    pass the threshold, and the scores rank the anomalous frames first. Measured on the shipped checkpoint: AUC 0.999,
+    one event, 39-69 (all inside 37-73, peak 1.00), no normal frame above 0.02 (the previous, pooled-name head: AUC
+    0.91, five single-frame false alarms just over 0.5)."""
     from pathlib import Path
 
     from sklearn.metrics import roc_auc_score
@@ -165,9 +167,9 @@ def _mask_probabilities(model, processor, frames: np.ndarray, names: list[str]) 
 def test_the_mask_singles_out_the_named_anomaly_not_a_normal_object_sharing_its_words(embedded):
     """Sample frame 55: the held-out "purple hexagon" crosses while a normal "yellow circle" (a listed "yellow square"
     and "purple circle" each share a word with it) is in view. The mask must mark the hexagon, not the circle.
-    Measured on the shipped config (``mask_source="gated"``): hexagon mean 0.62 (max 0.76), circle mean 0.34 (max 0.41);
-    with the decoder's mask (``mask_source="decoder"``) the circle peaked higher (0.66) than the hexagon (0.52), means
-    0.32 and 0.34."""
+    Measured on the shipped config (``mask_source="gated"``): hexagon mean 0.66 (max 0.87), circle at most 0.001 (the
+    previous, pooled-name head: 0.62 / 0.76 and 0.34 / 0.41); with the decoder's mask (``mask_source="decoder"``) the
+    circle peaked higher (0.66) than the hexagon (0.52), means 0.32 and 0.34."""
     model, processor = embedded
     frames, anomaly, names = _sample_clip(51)
     probabilities = _mask_probabilities(model, processor, frames, names)[4]  # frame 55
@@ -180,7 +182,7 @@ def test_the_mask_singles_out_the_named_anomaly_not_a_normal_object_sharing_its_
 def test_frames_without_the_anomaly_get_an_empty_mask(embedded):
     """Sample frames 74-81: only the yellow circle is in view and every frame scores below 0.5. The decoder's mask
     marked the circle in each of them (max 0.58-0.68); the shipped one stays below the detection threshold (max
-    0.15-0.45, each frame's peak at most its frame score)."""
+    0.00-0.02, each frame's peak at most its frame score; the previous, pooled-name head: 0.15-0.45)."""
     model, processor = embedded
     frames, anomaly, names = _sample_clip(74)
     assert not anomaly.any() and _yellow(frames).reshape(len(frames), -1).sum(axis=1).min() > 200
