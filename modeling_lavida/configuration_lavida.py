@@ -30,7 +30,7 @@ MASK_CANDIDATE_TRAINING_MODES = ("lowest_loss", "all")
 MASK_LOSS_NORMALIZATION_MODES = ("all_frames", "positive_frames")
 QFORMER_ACTIVATIONS = ("relu", "gelu")
 FRAME_SCORE_MODES = ("object_score", "name_grounding")
-MASK_SOURCE_MODES = ("decoder", "name_grounding", "gated")
+MASK_SOURCE_MODES = ("decoder", "name_grounding", "gated", "gated_or_names")
 GROUNDING_IMAGE_INPUTS = ("rgb", "edges", "oriented_edges")
 GROUNDING_HEADS = ("pooled_name", "word_attributes")
 MODULE_DTYPE_NAMES = ("float32", "bfloat16", "float16", "float64")
@@ -146,8 +146,12 @@ class LavidaConfig(PreTrainedConfig):
         ``"gated"``: each object the decoder outlines (its mask above ``mask_object_threshold``) takes the best
         name-map logit found on it, so an object is as anomalous as its best match to a listed name and the whole
         object is covered. A decoder that learnt to outline whatever is in view marks normal objects as strongly as
-        the named one; ``"gated"`` keeps its outlines and takes the choice of object from the names.
-    mask_object_threshold (`float`, defaults to 0.12): with ``mask_source="gated"``, the decoder mask probability
+        the named one; ``"gated"`` keeps its outlines and takes the choice of object from the names; outside them a
+        pixel keeps the lower of the decoder's and the name map's logits. ``"gated_or_names"``: the same inside the
+        decoder's objects, and the name map outside them, so an anomaly the decoder does not outline (or outlines in
+        part) is still marked where the names find it.
+    mask_object_threshold (`float`, defaults to 0.12): with ``mask_source="gated"`` or ``"gated_or_names"``, the
+        decoder mask probability
         above which a pixel belongs to an object (low: the decoder's probability on a held-out object is often
         modest, and the name map decides which object is anomalous).
     module_dtypes (`dict[str, str]`, *optional*): the parameter dtype of each part of a model whose parts do not share

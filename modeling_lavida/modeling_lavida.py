@@ -193,7 +193,7 @@ class LavidaOutput(ModelOutput):
         mask_logits: ``[B, T, h, w]`` anomaly map logits, low resolution, from ``config.mask_source``: the decoder's
             candidate with the highest predicted IoU (``"decoder"``, the paper's), the name-grounding head's map of
             the listed names (``"name_grounding"``), or the decoder's objects each scored by its best match to a listed
-            name (``"gated"``).
+            name (``"gated"``; ``"gated_or_names"`` with the name map outside them).
         iou_scores: ``[B, T, 3]`` predicted IoU of the decoder's three candidate masks.
         candidate_mask_logits: ``[B, T, 3, h, w]`` the decoder's three candidates (whatever ``mask_source``).
         seg_hidden_state: ``[B, D]`` the MLLM's last-layer hidden state at ``<SEG>``.
@@ -781,7 +781,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if source == "name_grounding":
             return names_map
         object_logit = math.log(self.config.mask_object_threshold / (1.0 - self.config.mask_object_threshold))
-        return object_gated_logits(decoder_map, names_map, object_logit)
+        return object_gated_logits(decoder_map, names_map, object_logit, names_outside=source == "gated_or_names")
 
     def _loss_terms(self, predictions: _FramePredictions, class_mask: torch.Tensor, per_sample: int | torch.Tensor,
                     frame_mask: torch.Tensor | None, target_masks: torch.Tensor, lm_loss: torch.Tensor | None,

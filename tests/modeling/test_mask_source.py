@@ -26,6 +26,11 @@ def test_each_decoded_object_takes_the_best_name_match_found_on_it():
     outside[1:3, 1:4] = outside[5:7, 5:7] = False
     torch.testing.assert_close(gated[0][outside], torch.minimum(decoder, names)[0][outside])  # both must agree
     assert gated.max() <= names.max()  # never above the frame's best name match
+    # gated_or_names: the same objects, and the name map where the decoder outlines nothing (the off-object match)
+    with_names = object_gated_logits(decoder, names, object_logit=-2.0, names_outside=True)
+    torch.testing.assert_close(with_names[0][~outside], gated[0][~outside])
+    torch.testing.assert_close(with_names[0][outside], names[0][outside])
+    assert with_names[0, 3, 7] == 1.5 and gated[0, 3, 7] == -5.0
 
 
 def test_objects_touching_diagonally_are_one_object():
@@ -58,7 +63,7 @@ def test_config_refuses_mask_sources_it_cannot_serve(tiny_batch):
         model(**batch)
 
 
-@pytest.mark.parametrize("source", ["decoder", "name_grounding", "gated"])
+@pytest.mark.parametrize("source", ["decoder", "name_grounding", "gated", "gated_or_names"])
 def test_the_mask_source_changes_only_the_mask_and_never_outscores_the_frame(tiny_batch, source):
     torch.manual_seed(0)
     model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(frame_score="name_grounding")).eval()

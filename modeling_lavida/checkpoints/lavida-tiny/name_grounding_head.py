@@ -304,19 +304,22 @@ def name_anomaly_map(name_logits: torch.Tensor, name_mask: torch.Tensor, size: t
     return best
 
 
-def object_gated_logits(mask_logits: torch.Tensor, names_map: torch.Tensor, object_logit: float) -> torch.Tensor:
+def object_gated_logits(mask_logits: torch.Tensor, names_map: torch.Tensor, object_logit: float,
+                        names_outside: bool = False) -> torch.Tensor:
     """The decoder's objects scored by the names (``config.mask_source = "gated"``).
 
     The decoder outlines objects well but marks every object in view, named or not; the grounding map says which
     listed name a pixel matches, but only a few cells of an object match strongly. Here each object the decoder
     outlines (a connected region where its mask logit exceeds ``object_logit``, 8-connected) takes the best
     name-map logit found inside it, so the whole object is as anomalous as its best match to a listed name. Outside
-    the objects a pixel keeps the lower of the two logits (both must call it anomalous).
+    the objects a pixel keeps the lower of the two logits (both must call it anomalous), or with ``names_outside`` the
+    name map's (``mask_source="gated_or_names"``: what the decoder does not outline, the names still mark).
 
     Args:
         mask_logits: ``[BT, h, w]`` the decoder's mask logits.
         names_map: ``[BT, h, w]`` the name-grounding map (``name_anomaly_map``) at the same size.
         object_logit: decoder logit above which a pixel belongs to an object.
+        names_outside: outside the objects, the name map's logit instead of the lower of the two.
 
     Returns:
         ``[BT, h, w]`` logits.
@@ -330,7 +333,7 @@ def object_gated_logits(mask_logits: torch.Tensor, names_map: torch.Tensor, obje
         if torch.equal(spread, best):
             break
         best = spread
-    return torch.where(inside, best, torch.minimum(mask_logits, names_map))
+    return torch.where(inside, best, names_map if names_outside else torch.minimum(mask_logits, names_map))
 
 
 def name_grounding_loss(name_logits: torch.Tensor, name_mask: torch.Tensor, name_targets: torch.Tensor,
