@@ -168,9 +168,10 @@ def build_model_and_processor(spec: ModelSpec):
     if spec.init == "pretrained":
         if not spec.pretrained:
             raise ValueError("model.init 'pretrained' needs model.pretrained (a folder or Hub id).")
+        processor = AutoProcessor.from_pretrained(spec.pretrained, revision=spec.revision)
         return (LavidaForVideoAnomalyDetection.from_pretrained(spec.pretrained, new_modules=spec.new_modules,
                                                                **spec.loading_kwargs(), **spec.config),
-                AutoProcessor.from_pretrained(spec.pretrained, revision=spec.revision, **spec.processor))
+                processor.with_settings(**spec.processor) if spec.processor else processor)
     raise ValueError(f"model.init must be 'tiny', 'components' or 'pretrained', got {spec.init!r}.")
 
 

@@ -94,6 +94,24 @@ class LavidaProcessor(ProcessorMixin):
         self.grounding_image_size = grounding_image_size
         self.video_token = getattr(tokenizer, "video_token", "<|video_pad|>")
 
+    # the processor's own settings (``__init__``'s keyword arguments besides its components)
+    SETTINGS = ("clip_length", "seg_token", "llm_frame_pixels", "llm_train_frame_pixels", "llm_image_pixels",
+                "grounding_image_size")
+
+    def with_settings(self, **settings) -> "LavidaProcessor":
+        """A processor with the same components (tokenizers, image and video processors, chat template) and these
+        settings changed (names from ``SETTINGS``), e.g. a recipe's ``model.processor`` on top of a checkpoint's.
+
+        Unlike ``from_pretrained(path, **settings)``, which also hands them to every component (a tokenizer then saves
+        them in its own config), the components are left as they are.
+        """
+        unknown = sorted(set(settings) - set(self.SETTINGS))
+        if unknown:
+            raise ValueError(f"Unknown processor settings {unknown}; allowed: {list(self.SETTINGS)}.")
+        current = {name: getattr(self, name) for name in self.SETTINGS}
+        return type(self)(self.video_processor, self.tokenizer, self.sam_image_processor, self.class_tokenizer,
+                          chat_template=self.chat_template, **{**current, **settings})
+
     # ------------------------------------------------------------------------------------------------ ids
     @property
     def seg_token_id(self) -> int:

@@ -185,3 +185,18 @@ def test_grounding_frames_at_their_own_size_survive_saving(tmp_path):
     assert "grounding_pixel_values" not in build_tiny_processor()(clips[:1], ["fire"])  # off by default
     with pytest.raises(ValueError, match="grounding_image_size"):
         LavidaProcessor.from_pretrained(tmp_path, grounding_image_size=0)
+
+
+def test_with_settings_changes_the_settings_and_keeps_the_components():
+    from lavida.processing.factories import build_tiny_processor
+
+    processor = build_tiny_processor()
+    changed = processor.with_settings(grounding_image_size=64, clip_length=4)
+    assert (changed.grounding_image_size, changed.clip_length) == (64, 4)
+    assert (processor.grounding_image_size, processor.clip_length) == (None, 8)  # the original is untouched
+    assert changed.tokenizer is processor.tokenizer and changed.class_tokenizer is processor.class_tokenizer
+    assert changed.llm_frame_pixels == processor.llm_frame_pixels and changed.seg_token == processor.seg_token
+    with pytest.raises(ValueError, match="Unknown processor settings \\['grounding_size'\\]"):
+        processor.with_settings(grounding_size=64)
+    with pytest.raises(ValueError, match="grounding_image_size must be a positive int"):
+        processor.with_settings(grounding_image_size=0)

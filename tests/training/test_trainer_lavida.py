@@ -237,6 +237,9 @@ def test_a_second_stage_trains_only_the_name_grounding_head(tmp_path):
     loaded = LavidaForVideoAnomalyDetection.from_pretrained(tmp_path / "stage2")
     assert loaded.config.frame_score == "name_grounding"
     assert LavidaProcessor.from_pretrained(tmp_path / "stage2").grounding_image_size == 96
+    for tokenizer_config in ("tokenizer_config.json", "class_tokenizer/tokenizer_config.json"):
+        # the setting is the processor's: its tokenizers are saved as they were
+        assert "grounding_image_size" not in json.loads((tmp_path / "stage2" / tokenizer_config).read_text())
 
 
 def test_train_only_must_name_modules_of_the_model():
