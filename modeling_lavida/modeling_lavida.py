@@ -685,7 +685,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if grounding_labels is None:
             raise ValueError("grounding_head_loss trains on grounding_labels (every object in view with its own mask): "
                              "build the corpus with object_labels and pass its rows through LavidaDataCollator.")
-        batch, frames = sam_pixel_values.shape[:2]
+        frames = sam_pixel_values.shape[1]
         frame_mask = None if frame_mask is None else frame_mask.bool()
         self._check_grounding_inputs(frames, grounding_labels, sam_pixel_values, grounding_pixel_values)
         per_sample = frames if frame_mask is None else frame_mask.sum(dim=1)

@@ -59,12 +59,15 @@ def frame_edges(frames: torch.Tensor, step: float = EDGE_STEP) -> torch.Tensor:
     return frame_edge_directions(frames, step).amax(dim=1, keepdim=True)
 
 
-# the channels of each edge input of the shape CNN
-EDGE_INPUT_CHANNELS = {"edges": 1, "oriented_edges": 2}
+# the channels of each ``grounding_image_input``, as ``image_input`` gives it to the frame CNN
+IMAGE_INPUT_CHANNELS = {"rgb": 3, "edges": 1, "oriented_edges": 2}
 
 
-def edge_input(frames: torch.Tensor, kind: str) -> torch.Tensor:
-    """The shape CNN's input for ``grounding_image_input`` ``kind``: ``frame_edges`` or ``frame_edge_directions``."""
+def image_input(frames: torch.Tensor, kind: str) -> torch.Tensor:
+    """The frame CNN's input for ``grounding_image_input`` ``kind``: the frames themselves (``"rgb"``), ``frame_edges``
+    or ``frame_edge_directions``."""
+    if kind == "rgb":
+        return frames
     return frame_edge_directions(frames) if kind == "oriented_edges" else frame_edges(frames)
 
 
@@ -113,9 +116,8 @@ class NameGroundingHead(nn.Module):
         hidden, dim = config.grounding_hidden_size, config.grounding_embedding_size
         width = config.grounding_image_channels
         self.image_input = config.grounding_image_input
-        in_channels = EDGE_INPUT_CHANNELS.get(self.image_input, 3)
-        self.image_encoder = (FrameShapeEncoder(width, in_channels, config.grounding_image_stem_channels)
-                              if width > 0 else None)
+        self.image_encoder = (FrameShapeEncoder(width, IMAGE_INPUT_CHANNELS[self.image_input],
+                                                config.grounding_image_stem_channels) if width > 0 else None)
         self.pixel_encoder = nn.Sequential(
             nn.Conv2d(levels * vision.fpn_hidden_size + width, hidden, 1), nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(),
@@ -139,8 +141,7 @@ class NameGroundingHead(nn.Module):
             if frames is None:
                 raise ValueError("This name-grounding head encodes the frames too (grounding_image_channels > 0): "
                                  "pass them to pixel_embeddings.")
-            frames = edge_input(frames, self.image_input) if self.image_input in EDGE_INPUT_CHANNELS else frames
-            image = self.image_encoder(frames.to(dtype))
+            image = self.image_encoder(image_input(frames, self.image_input).to(dtype))
             if tuple(image.shape[-2:]) != tuple(size):
                 image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
             levels.append(image)
@@ -190,7 +191,7 @@ class WordAttributeGroundingHead(nn.Module):
 
     The maps are laid on the grid of SAM2's finest FPN level (``backbone_feature_sizes[0]``), so that they line up
     with the mask decoder's masks; the head never reads SAM2's features, and trains without them
-    (``LavidaModel.grounding_head_loss``).
+    (``LavidaForVideoAnomalyDetection.grounding_head_loss``).
     """
 
     reads_sam_features = False
@@ -206,7 +207,7 @@ class WordAttributeGroundingHead(nn.Module):
         # the frames' colour is never the shape map's input: "rgb" (the config's default) reads the merged edges
         self.edge_input = "oriented_edges" if config.grounding_image_input == "oriented_edges" else "edges"
         self.shape_encoder = nn.Sequential(
-            FrameShapeEncoder(width, EDGE_INPUT_CHANNELS[self.edge_input], config.grounding_image_stem_channels),
+            FrameShapeEncoder(width, IMAGE_INPUT_CHANNELS[self.edge_input], config.grounding_image_stem_channels),
             nn.GELU(), nn.Conv2d(width, dim, 1))
         self.grid = tuple(config.sam_config.vision_config.backbone_feature_sizes[0])
         self.word_encoder = nn.Sequential(nn.Linear(config.text_embedding_size, config.projector_hidden_size),
@@ -226,7 +227,7 @@ class WordAttributeGroundingHead(nn.Module):
         # per-pixel colours at twice the map's resolution, whatever the frames' (pixels of one object share a colour)
         colours = F.adaptive_avg_pool2d(frames, (2 * size[0], 2 * size[1]))
         colour = F.adaptive_avg_pool2d(self.colour_encoder(colours), size)
-        shape = self.shape_encoder(edge_input(frames, self.edge_input))  # outlines at the frames' own resolution
+        shape = self.shape_encoder(image_input(frames, self.edge_input))  # outlines at the frames' own resolution
         if shape.shape[-2] > size[0]:  # frames larger than SAM2's: each cell averages the finer shape map
             shape = F.adaptive_avg_pool2d(shape, size)
         elif tuple(shape.shape[-2:]) != size:
@@ -367,7 +368,7 @@ def listed_name_targets(target_masks: torch.Tensor, name_labels: torch.Tensor) -
     return target_masks.float()[:, None] * name_labels.float()[..., None, None]
 
 
-__all__ = ["EDGE_INPUT_CHANNELS", "INITIAL_LOGIT_BIAS", "FrameShapeEncoder", "NameGroundingHead",
-           "WordAttributeGroundingHead", "conjunction_logits", "edge_input", "frame_edge_directions", "frame_edges",
+__all__ = ["IMAGE_INPUT_CHANNELS", "INITIAL_LOGIT_BIAS", "FrameShapeEncoder", "NameGroundingHead",
+           "WordAttributeGroundingHead", "conjunction_logits", "frame_edge_directions", "frame_edges", "image_input",
            "listed_name_targets", "name_anomaly_map", "name_grounding_loss", "name_presence_logits",
            "object_gated_logits"]

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer
 
+from .training import TRAIN_STEPS
+
 # The frame-score term of each ``LavidaConfig.frame_score``, under its own name.
 FRAME_SCORE_TERMS = {"object_score": "object_score_loss", "name_grounding": "grounding_loss"}
-# What a training step computes (``LavidaTrainer(train_step=...)``).
-TRAIN_STEPS = ("full", "grounding_head")
 # Every term ``LavidaTrainer`` can log, in log order.
 ALL_LOSS_TERMS = ("lm_loss", "focal_loss", "dice_loss", "iou_loss", *FRAME_SCORE_TERMS.values())
 
@@ -83,14 +83,7 @@ class LavidaTrainer(Trainer):
         if train_step not in TRAIN_STEPS:
             raise ValueError(f"train_step must be one of {list(TRAIN_STEPS)}, got {train_step!r}.")
         if train_step == "grounding_head":
-            others = [name for name, parameter in self.model.named_parameters()
-                      if parameter.requires_grad and not name.startswith("name_grounding_head.")]
-            if others or getattr(self.model, "name_grounding_head", None) is None:
-                raise ValueError("train_step 'grounding_head' trains the name-grounding head alone, but "
-                                 + (f"{len(others)} other parameters are trainable (first: {others[0]}): "
-                                    if others else "the model has no name-grounding head: ")
-                                 + "use it with freeze.train_only: [name_grounding_head] on a name_grounding model, "
-                                 "or train_step 'full'.")
+            self._check_grounding_head_step()
         self.train_step = train_step
         self.group_by_frame_count = group_by_frame_count
         self.object_score_warmup_steps = object_score_warmup_steps
@@ -132,11 +125,23 @@ class LavidaTrainer(Trainer):
             self._record_terms({term: getattr(outputs, term) for term in ALL_LOSS_TERMS})
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    def _grounding_head_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
-        """``train_step="grounding_head"``: the head's loss alone, through the model's ``grounding_head_loss``."""
+    def _check_grounding_head_step(self) -> None:
+        """``train_step="grounding_head"`` needs the head to be all that trains, in one process."""
+        hint = "use it with freeze.train_only: [name_grounding_head] on a name_grounding model, or train_step 'full'."
+        if getattr(self.model, "name_grounding_head", None) is None:
+            raise ValueError(f"train_step 'grounding_head' trains the name-grounding head alone, but the model has no "
+                             f"name-grounding head: {hint}")
+        others = [name for name, parameter in self.model.named_parameters()
+                  if parameter.requires_grad and not name.startswith("name_grounding_head.")]
+        if others:
+            raise ValueError(f"train_step 'grounding_head' trains the name-grounding head alone, but {len(others)} "
+                             f"other parameters are trainable (first: {others[0]}): {hint}")
         if self.accelerator.num_processes > 1:  # a method call bypasses the distributed wrapper's gradient sync
             raise ValueError("train_step 'grounding_head' runs in one process; launch it without distribution, or use "
                              "train_step 'full'.")
+
+    def _grounding_head_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        """``train_step="grounding_head"``: the head's loss alone, through the model's ``grounding_head_loss``."""
         loss = self.accelerator.unwrap_model(model).grounding_head_loss(
             inputs["sam_pixel_values"], inputs.get("grounding_labels"), inputs.get("grounding_pixel_values"),
             inputs.get("frame_mask"))
@@ -316,4 +321,4 @@ def _as_array(value: Any, channels: int | None) -> np.ndarray:
 
 
 __all__ = ["ALL_LOSS_TERMS", "FRAME_SCORE_TERMS", "LOSS_TERMS", "FrameCountBatchSampler", "LavidaDataCollator",
-           "LavidaTrainer", "TRAIN_STEPS", "compute_frame_metrics", "corpus_frame_counts", "loss_terms"]
+           "LavidaTrainer", "compute_frame_metrics", "corpus_frame_counts", "loss_terms"]

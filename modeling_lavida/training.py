@@ -105,6 +105,10 @@ class DataSpec:
     batching: str = "mixed"
 
 
+# What a training step computes (``TrainConfig.train_step``, ``LavidaTrainer(train_step=...)``).
+TRAIN_STEPS = ("full", "grounding_head")
+
+
 @dataclass
 class TrainConfig:
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -161,8 +165,6 @@ class TrainConfig:
             problems.append(f"export must be a folder path, got {export!r}")
         seed = _integer(raw.get("seed", 0), "seed", problems)
         warmup = _integer(raw.get("object_score_warmup_steps", 0), "object_score_warmup_steps", problems)
-        from .trainer_lavida import TRAIN_STEPS
-
         train_step = raw.get("train_step", "full")
         if train_step not in TRAIN_STEPS:
             problems.append(f"train_step must be one of {list(TRAIN_STEPS)}, got {_short(train_step)}")
@@ -791,6 +793,6 @@ def export_model(model, processor, destination: str | os.PathLike,
     return destination
 
 
-__all__ = ["DataSpec", "FreezeSpec", "LoraSpec", "SMALL_CHECKPOINT_HALF_PRECISION", "TrainConfig", "build_corpus",
-           "check_training_inputs", "export_model", "keep_trainable_weights_in_float32", "preflight", "train",
-           "training_arguments"]
+__all__ = ["DataSpec", "FreezeSpec", "LoraSpec", "SMALL_CHECKPOINT_HALF_PRECISION", "TRAIN_STEPS", "TrainConfig",
+           "build_corpus", "check_training_inputs", "export_model", "keep_trainable_weights_in_float32", "preflight",
+           "train", "training_arguments"]
