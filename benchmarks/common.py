@@ -22,6 +22,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_TRAINING_CONFIG = REPO_ROOT / "configs" / "lavida-tiny.yaml"
+# the shipped sample (``make demo``'s video) with its ground truth: sample.anomalies.txt, sample.masks.npz
+SAMPLE_VIDEO = REPO_ROOT / "modeling_lavida" / "assets" / "sample.mp4"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -39,9 +39,8 @@ from typing import Any
 
 from lavida.atomic_files import write_json_atomic
 
-from .common import REPO_ROOT, Column, environment, format_table
+from .common import REPO_ROOT, SAMPLE_VIDEO, Column, environment, format_table
 
-SAMPLE_VIDEO = REPO_ROOT / "modeling_lavida" / "assets" / "sample.mp4"
 START_TIMEOUT_S = 300.0
 REQUEST_TIMEOUT_S = 900.0
 

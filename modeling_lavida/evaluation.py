@@ -92,6 +92,8 @@ class EvaluationConfig:
         stride: frame stride given to the scorer; None = the benchmark's standard stride.
         anomaly_names: prompt names; None = the benchmark's standard list.
         return_masks: ask the scorer for pixel masks; None = when the benchmark has pixel ground truth.
+        mask_stride: with masks, the scorer computes one on every N-th decoded frame besides the scored ones
+            (``DetectionOptions.mask_stride``; 1, the default, as pixel-level protocols score every frame's own mask).
         threshold, min_event_frames: the events of the per-video results and of the event metrics
             (``DetectionOptions``).
         region_level: pixel score at which a predicted map is cut into regions (RBDC/TBDC).
@@ -117,6 +119,7 @@ class EvaluationConfig:
     stride: int | None = None
     anomaly_names: list[str] | None = None
     return_masks: bool | None = None
+    mask_stride: int = DetectionOptions.mask_stride
     threshold: float = DetectionOptions.threshold
     min_event_frames: int = DetectionOptions.min_event_frames
     region_level: float = 0.5
@@ -147,7 +150,7 @@ class EvaluationConfig:
         """The detection settings of this run at ``stride`` (the per-video results record them)."""
         return DetectionOptions(stride=stride, threshold=self.threshold, min_event_frames=self.min_event_frames,
                                 smoothing_sigma=self.smoothing_sigma, return_masks=return_masks,
-                                llm_frame_pixels=self.llm_frame_pixels)
+                                mask_stride=self.mask_stride, llm_frame_pixels=self.llm_frame_pixels)
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ class _RunPlan:
     coverage: float
     cache_version: int = 1
     llm_frame_pixels: tuple[int, int] | None = None
+    mask_stride: int | None = None  # with masks only (it changes no frame score)
     model_fingerprint: str | None = None  # ``ModelIdentity.fingerprint``; None for a scorer that gives none
 
 
@@ -543,6 +547,7 @@ def _plan(benchmark, config: EvaluationConfig, model: ModelIdentity | None = Non
                     tracks=masks and benchmark.has_tracks, region_level=float(config.region_level),
                     region_min_area=int(config.region_min_area), coverage=float(config.coverage),
                     llm_frame_pixels=None if config.llm_frame_pixels is None else tuple(config.llm_frame_pixels),
+                    mask_stride=config.mask_stride if masks else None,
                     model_fingerprint=None if model is None else model.fingerprint)
 
 
@@ -738,29 +743,34 @@ def pipeline_model_identity(pipe) -> ModelIdentity:
 
 
 class PipelineScoreFn:
-    """A ``score_fn`` calling a ``video-anomaly-detection`` pipeline (with an MLLM pixel budget when given); its
-    ``model_identity`` keys the evaluation cache."""
+    """A ``score_fn`` calling a ``video-anomaly-detection`` pipeline (with an MLLM pixel budget when given, and the
+    masks' ``mask_stride``); its ``model_identity`` keys the evaluation cache."""
 
-    def __init__(self, pipe, llm_frame_pixels: tuple[int, int] | None = None):
+    def __init__(self, pipe, llm_frame_pixels: tuple[int, int] | None = None,
+                 mask_stride: int = DetectionOptions.mask_stride):
         self.pipe = pipe
-        self.budget = {} if llm_frame_pixels is None else {"llm_frame_pixels": tuple(llm_frame_pixels)}
+        self.settings: dict[str, Any] = {"mask_stride": mask_stride}
+        if llm_frame_pixels is not None:
+            self.settings["llm_frame_pixels"] = tuple(llm_frame_pixels)
         self.model_identity = pipeline_model_identity(pipe)
 
     def __call__(self, video, names: list[str], stride: int, return_masks: bool) -> VideoDetection:
-        return self.pipe(video, anomalies=names, stride=stride, return_masks=return_masks, **self.budget)
+        return self.pipe(video, anomalies=names, stride=stride, return_masks=return_masks, **self.settings)
 
 
-def pipeline_score_fn(pipe, llm_frame_pixels: tuple[int, int] | None = None) -> PipelineScoreFn:
+def pipeline_score_fn(pipe, llm_frame_pixels: tuple[int, int] | None = None,
+                      mask_stride: int = DetectionOptions.mask_stride) -> PipelineScoreFn:
     """A ``score_fn`` calling a ``video-anomaly-detection`` pipeline (with an MLLM pixel budget when given)."""
-    return PipelineScoreFn(pipe, llm_frame_pixels)
+    return PipelineScoreFn(pipe, llm_frame_pixels, mask_stride)
 
 
 def load_pipeline_score_fn(model: str | None = None, device: str | int | None = None,
-                           llm_frame_pixels: tuple[int, int] | None = None) -> PipelineScoreFn:
+                           llm_frame_pixels: tuple[int, int] | None = None,
+                           mask_stride: int = DetectionOptions.mask_stride) -> PipelineScoreFn:
     """The ``score_fn`` of a checkpoint folder / Hub id (None = the embedded default model)."""
     from .processing.factories import load_detection_pipeline
 
-    return pipeline_score_fn(load_detection_pipeline(model, device=device), llm_frame_pixels)
+    return pipeline_score_fn(load_detection_pipeline(model, device=device), llm_frame_pixels, mask_stride)
 
 
 __all__ = ["METRICS_JSON", "METRICS_MD", "RESULTS_DIR", "RUN_FILE", "EvaluationConfig", "ModelIdentity",

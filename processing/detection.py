@@ -35,9 +35,10 @@ SCORE_DECIMALS = 6  # rounding of result.json and scores.csv, so the two agree e
 
 
 class LowResMaskStore:
-    """Low-resolution mask logits of the sampled frames, appended batch by batch to an unnamed temporary file.
+    """Low-resolution mask logits of the frames a mask was computed on, appended batch by batch to an unnamed
+    temporary file, with each one's decoded-frame index.
 
-    ``array()`` memory-maps what was written as ``float16 [S, h, w]``; pages are read on demand, so memory does not
+    ``array()`` memory-maps what was written as ``float16 [M, h, w]``; pages are read on demand, so memory does not
     grow with the video's length. The file is unlinked on creation and freed when the store and its arrays are gone.
     """
 
@@ -45,22 +46,32 @@ class LowResMaskStore:
         self._file = tempfile.TemporaryFile(prefix="lavida-masks-")
         self._shape: tuple[int, int] | None = None
         self._count = 0
+        self._indices: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return self._count
 
-    def append(self, masks: np.ndarray) -> None:
-        """Add ``[n, h, w]`` masks (any float dtype; stored as float16)."""
+    def append(self, masks: np.ndarray, frame_indices: np.ndarray) -> None:
+        """Add ``[n, h, w]`` masks (any float dtype; stored as float16) of the decoded frames ``frame_indices [n]``,
+        which come after every frame appended before."""
         masks = np.ascontiguousarray(masks, dtype=np.float16)
+        frame_indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+        if len(frame_indices) != len(masks):
+            raise ValueError(f"{len(masks)} masks for {len(frame_indices)} frame indices.")
         if self._shape is None:
             self._shape = masks.shape[1:]
         elif masks.shape[1:] != self._shape:
             raise ValueError(f"Mask size changed within one video: {masks.shape[1:]} after {self._shape}.")
         self._file.write(masks.tobytes())
         self._count += len(masks)
+        self._indices.append(frame_indices)
+
+    def frame_indices(self) -> np.ndarray:
+        """``int64 [M]``: the decoded-frame index of each stored mask, in order."""
+        return np.concatenate(self._indices) if self._indices else np.zeros(0, dtype=np.int64)
 
     def array(self) -> np.ndarray | None:
-        """``float16 [S, h, w]`` read-only memory map (None when nothing was appended)."""
+        """``float16 [M, h, w]`` read-only memory map (None when nothing was appended)."""
         if self._count == 0:
             return None
         self._file.flush()
@@ -78,25 +89,28 @@ class MaskFrames(Protocol):
 class FrameMasks:
     """The anomaly masks of one video, one frame at a time at the native size (never a ``[F, H, W]`` stack).
 
-    ``masks[i]`` is ``float16 [H, W]``: the low-resolution logits of frame ``i``'s nearest sampled frame, resized and
-    passed through the sigmoid (``LavidaProcessor.post_process_masks``), stored as float16 (the pixel metrics count
+    ``masks[i]`` is ``float16 [H, W]``: the low-resolution logits of frame ``i``, or of its nearest frame a mask was
+    computed on (the scored frames and every ``DetectionOptions.mask_stride``-th frame), resized and passed through
+    the sigmoid (``LavidaProcessor.post_process_masks``), stored as float16 (the pixel metrics count
     float16 values exactly). Iterating yields the frames in order; ``frame(i, size)`` gives one at another size (the
     overlay's) without making the native-size one.
     """
 
-    def __init__(self, lowres_logits: np.ndarray, sampled_frames: np.ndarray, num_frames: int,
+    def __init__(self, lowres_logits: np.ndarray, mask_frames: np.ndarray, num_frames: int,
                  size: tuple[int, int]):
         """
         Args:
-            lowres_logits: ``float16 [S, h, w]`` (a memory map from ``LowResMaskStore``).
-            sampled_frames: ``int64 [S]`` the decoded-frame index of each row, increasing.
+            lowres_logits: ``float16 [M, h, w]`` (a memory map from ``LowResMaskStore``).
+            mask_frames: ``int64 [M]`` the decoded-frame index of each row, increasing.
             num_frames: ``F``, decoded frames.
             size: the native ``(height, width)``.
         """
-        if len(lowres_logits) != len(sampled_frames):
-            raise ValueError(f"{len(lowres_logits)} masks for {len(sampled_frames)} sampled frames.")
+        if len(lowres_logits) != len(mask_frames):
+            raise ValueError(f"{len(lowres_logits)} masks for {len(mask_frames)} frame indices.")
         self.lowres_logits = lowres_logits
-        self.sampled_frames = np.asarray(sampled_frames, dtype=np.int64)
+        self.mask_frames = np.asarray(mask_frames, dtype=np.int64)
+        if np.any(np.diff(self.mask_frames) <= 0):
+            raise ValueError("The masks' frame indices must increase.")
         self.num_frames = int(num_frames)
         self.size = (int(size[0]), int(size[1]))
 
@@ -108,9 +122,9 @@ class FrameMasks:
     def __len__(self) -> int:
         return self.num_frames
 
-    def nearest_sample(self, frame_index: int) -> int:
-        """Row of the sampled frame nearest to ``frame_index`` (ties to the earlier one, as the scores)."""
-        return int(nearest_samples(self.sampled_frames, [frame_index])[0])
+    def nearest_row(self, frame_index: int) -> int:
+        """Row of the frame with a mask nearest to ``frame_index`` (ties to the earlier one, as the scores)."""
+        return int(nearest_samples(self.mask_frames, [frame_index])[0])
 
     def __getitem__(self, frame_index: int) -> np.ndarray:
         return self.frame(frame_index)
@@ -120,7 +134,7 @@ class FrameMasks:
         if isinstance(frame_index, slice) or not 0 <= int(frame_index) < self.num_frames:
             raise IndexError(f"Frame index {frame_index!r} outside [0, {self.num_frames}): masks are read one frame "
                              "at a time.")
-        logits = torch.from_numpy(np.asarray(self.lowres_logits[self.nearest_sample(int(frame_index))],
+        logits = torch.from_numpy(np.asarray(self.lowres_logits[self.nearest_row(int(frame_index))],
                                              dtype=np.float32))
         size = self.size if size is None else (int(size[0]), int(size[1]))
         # torch's float16 conversion rounds as numpy's does (to nearest even) and is several times faster

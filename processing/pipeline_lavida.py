@@ -15,9 +15,9 @@
 Input: a path, bytes, ``uint8 [F, H, W, 3]`` frames, a list of ``uint8 [H, W, 3]`` frames, a ``FrameArray`` (frames
 with their fps) or an unread ``VideoReader``; a list of these is a list of videos. Keyword arguments: ``anomalies``,
 the ``DetectionOptions`` fields (``stride``, ``threshold``, ``min_event_frames``, ``smoothing_sigma``,
-``return_masks``, ``llm_frame_pixels``), ``progress`` (called with ``(frames done, frames expected)`` after each model
-call) and transformers' ``batch_size`` (clips per model call, ``DEFAULT_BATCH_SIZE`` by default; clips of consecutive
-videos share calls) and ``num_workers``. Anything else raises ``TypeError`` naming the allowed arguments.
+``return_masks``, ``mask_stride``, ``llm_frame_pixels``), ``progress`` (called with ``(frames done, frames
+expected)`` after each model call) and transformers' ``batch_size`` (clips per model call, ``DEFAULT_BATCH_SIZE``
+by default; clips of consecutive videos share calls) and ``num_workers``. Anything else raises ``TypeError`` naming the allowed arguments.
 
 It is a chunk pipeline, as transformers' mask-generation pipeline: ``preprocess`` decodes the video once, streaming
 (with the model on an accelerator, in a background thread ``prefetch_batches`` model calls ahead, so that
@@ -26,8 +26,9 @@ at the size the processor needs (``LavidaProcessor.decoding_size``: a huge video
 does not grow with resolution) and upright, and yields one clip of ``clip_length`` sampled frames at a time as model
 tensors (``LavidaProcessor``); ``_forward``
 is the model's forward on a batch of clips (the anomaly names are encoded once per name list), which appends the
-clips' low-resolution mask logits to a memory-mapped store when masks are asked for; ``postprocess`` fills the skipped
-frames, smooths and finds the events (timed by the frames' own timestamps) through the processor's ``post_process_*``
+clips' low-resolution mask logits to a memory-mapped store when masks are asked for (those of the frames between the
+scored ones too, every ``mask_stride``-th, through the model's per-frame path alone, ``segment_frames``, with their
+clip's prompt encoding); ``postprocess`` fills the skipped frames' scores, smooths and finds the events (timed by the frames' own timestamps) through the processor's ``post_process_*``
 methods, names each event after the anomaly that drove it when the model scores each name
 (``postprocessing.name_events`` on the sampled frames' per-name probabilities, ``float32 [S, N]``, which the result
 keeps) and returns a ``VideoDetection`` whose ``masks`` are read one frame at a time at the video's upright size.
@@ -84,6 +85,9 @@ class ClipInfo:
         frame_indices: ``int64 [T]`` decoded-frame index of each frame (padding repeats the last real one).
         real: ``bool [T]``, False for the padding of a video's last clip.
         return_masks: keep this clip's masks.
+        mask_frames: with masks, ``uint8 [K, H, W, 3]`` the decoded frames after the clip's sampled ones that only
+            the masks read (``Clip.mask_frames``; K may be 0), else None.
+        mask_frame_indices: ``int64 [K]`` their decoded-frame indices, or None.
         expected_frames: the frame count the container declares (progress only), or None.
         name: the video's name for the result.
         video: on the video's last clip, the exact ``VideoInfo`` of the finished decoding pass.
@@ -99,6 +103,8 @@ class ClipInfo:
     name: str
     video: VideoInfo | None = None
     source: VideoSource | None = None
+    mask_frames: np.ndarray | None = None
+    mask_frame_indices: np.ndarray | None = None
 
 
 @dataclass
@@ -207,11 +213,14 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         size = partial(self.processor.decoding_size, llm_frame_pixels=settings.llm_frame_pixels)
         held: dict[str, Any] | None = None
         try:
-            for clip in iter_clips(reader, settings.stride, self.processor.clip_length, size=size):
+            mask_stride = settings.mask_stride if settings.return_masks else None
+            for clip in iter_clips(reader, settings.stride, self.processor.clip_length, size=size,
+                                   mask_stride=mask_stride):
                 item = self._clip_inputs(clip, names, budget)
                 item["clip"] = ClipInfo(video_key=key, names=names, frame_indices=clip.frame_indices, real=clip.real,
                                         return_masks=settings.return_masks,
-                                        expected_frames=reader.header.num_frames, name=name)
+                                        expected_frames=reader.header.num_frames, name=name,
+                                        mask_frames=clip.mask_frames, mask_frame_indices=clip.mask_frame_indices)
                 item["is_last"] = False
                 if held is not None:
                     yield held
@@ -272,7 +281,14 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
                 if store is None:
                     store = self._mask_stores[info.video_key] = LowResMaskStore()
                 real = torch.from_numpy(info.real).to(output.mask_logits.device)
-                store.append(output.mask_logits[row][real].float().cpu().numpy())  # (real T, h, w)
+                masks = output.mask_logits[row][real].float().cpu().numpy()  # (real T, h, w)
+                indices = info.frame_indices[info.real]
+                if info.mask_frames is not None and len(info.mask_frames):
+                    between = self._between_masks(output.seg_hidden_state[row: row + 1], info)  # (K, h, w)
+                    indices = np.concatenate([indices, info.mask_frame_indices])
+                    masks = np.concatenate([masks, between])
+                order = np.argsort(indices, kind="stable")
+                store.append(masks[order], indices[order])
         if progress is not None:
             last = infos[-1]
             progress(int(last.frame_indices[last.real].max()) + 1, last.expected_frames)
@@ -280,6 +296,20 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         if output.name_logits is not None:  # a name-grounding model: each name's probability per frame (b, T, N)
             outputs["name_probabilities"] = self.processor.post_process_frame_scores(output.name_logits)
         return outputs
+
+    def _between_masks(self, seg_hidden_state: torch.Tensor, info: ClipInfo) -> np.ndarray:
+        """``float32 [K, h, w]`` mask logits of the clip's frames between its scored ones (``info.mask_frames``),
+        from the model's per-frame path with the clip's ``f_sem`` ``seg_hidden_state [1, D]`` (``segment_frames``:
+        no MLLM), ``clip_length`` times the batch size frames per call."""
+        chunk = self.processor.clip_length * self._batch_size
+        names = self._class_inputs([info.names])
+        pieces = []
+        for start in range(0, len(info.mask_frames), chunk):
+            inputs = self.processor.segmenter_inputs(info.mask_frames[start: start + chunk])
+            inputs = {key: value.to(self.device) for key, value in inputs.items()}
+            out = self.model.segment_frames(seg_hidden_state, **inputs, **names)
+            pieces.append(out.mask_logits[0].float().cpu().numpy())  # (k, h, w)
+        return np.concatenate(pieces)
 
     def postprocess(self, model_outputs: list[dict[str, Any]], **options) -> VideoDetection:
         """One video's clips -> its ``VideoDetection`` (scores for every decoded frame, named events, lazy
@@ -305,7 +335,7 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
         store = self._mask_stores.pop(last.video_key, None)
         masks = None
         if settings.return_masks and store is not None:
-            masks = FrameMasks(store.array(), sampled_frames, video.num_frames, (video.height, video.width))
+            masks = FrameMasks(store.array(), store.frame_indices(), video.num_frames, (video.height, video.width))
         return VideoDetection(video=video, name=last.name, anomalies=list(last.names), options=settings,
                               model_id=self.model_id, scores=scores, events=events, sampled_frames=sampled_frames,
                               sampled_scores=sampled_scores, name_probabilities=name_probabilities, masks=masks,

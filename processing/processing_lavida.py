@@ -270,7 +270,8 @@ class LavidaProcessor(ProcessorMixin):
         mm_token_type_ids = torch.zeros_like(input_ids, dtype=torch.int)
         mm_token_type_ids[input_ids == self.video_token_id] = 2
 
-        sam_pixel_values = self._sam_frames(videos, counts, frames)  # (B, T, 3, S, S)
+        frame_pixels = self._frame_pixels(videos, counts, frames)
+        sam_pixel_values = frame_pixels["sam_pixel_values"]  # (B, T, 3, S, S)
 
         class_batch = self.encode_names(anomalies)
         data = {
@@ -279,11 +280,9 @@ class LavidaProcessor(ProcessorMixin):
             "mm_token_type_ids": mm_token_type_ids,
             "pixel_values_videos": video_inputs["pixel_values_videos"],
             "video_grid_thw": video_inputs["video_grid_thw"],
-            "sam_pixel_values": sam_pixel_values,
+            **frame_pixels,
             **class_batch,
         }
-        if self.grounding_image_size is not None:
-            data["grounding_pixel_values"] = self._sam_frames(videos, counts, frames, self.grounding_image_size)
         if len(set(counts)) > 1:
             data["frame_mask"] = torch.arange(frames)[None, :] < torch.tensor(counts)[:, None]
         if target_masks is not None:
@@ -326,6 +325,28 @@ class LavidaProcessor(ProcessorMixin):
         order = range(len(videos))
         return {"pixel_values_videos": torch.cat([pieces[i][0] for i in order]),
                 "video_grid_thw": torch.stack([pieces[i][1] for i in order])}
+
+    def segmenter_inputs(self, frames: np.ndarray, return_tensors: str = "pt") -> BatchFeature:
+        """The inputs of the per-frame path alone (``LavidaForVideoAnomalyDetection.segment_frames``), for frames
+        that take an already-encoded clip's prompt: ``sam_pixel_values [1, K, 3, S, S]`` (and
+        ``grounding_pixel_values [1, K, 3, G, G]`` with ``grounding_image_size``), as ``__call__`` gives them.
+
+        Args:
+            frames: ``uint8 [K, H, W, 3]`` RGB, any K >= 1.
+        """
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+            raise ValueError(f"frames has shape {frames.shape}; expected [K, H, W, 3] uint8 RGB with K >= 1.")
+        return BatchFeature(data=self._frame_pixels([frames], [len(frames)], len(frames)),
+                            tensor_type=return_tensors)
+
+    def _frame_pixels(self, videos: list[np.ndarray], counts: list[int], frames: int) -> dict[str, torch.Tensor]:
+        """What the per-frame path reads of the clips: ``sam_pixel_values [B, T, 3, S, S]`` and, with
+        ``grounding_image_size``, ``grounding_pixel_values [B, T, 3, G, G]``."""
+        pixels = {"sam_pixel_values": self._sam_frames(videos, counts, frames)}
+        if self.grounding_image_size is not None:
+            pixels["grounding_pixel_values"] = self._sam_frames(videos, counts, frames, self.grounding_image_size)
+        return pixels
 
     def _sam_frames(self, videos: list[np.ndarray], counts: list[int], frames: int, side: int | None = None
                     ) -> torch.Tensor:

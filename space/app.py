@@ -204,7 +204,8 @@ def build_app(settings: SpaceSettings | None = None, service: DetectionService |
                 with gr.Row():
                     stride = gr.Slider(1, settings.max_stride, value=settings.default_stride, step=1, precision=0,
                                        label="Stride",
-                                       info="score every N-th frame (faster with larger N)", elem_id="stride")
+                                       info="score every N-th frame (faster with larger N); each frame still "
+                                            "gets a mask of its own", elem_id="stride")
                     threshold = gr.Slider(0.0, 1.0, value=settings.default_threshold, step=0.01, label="Threshold",
                                           info=THRESHOLD_INFO, elem_id="threshold")
                 calibration = gr.File(label="Site calibration (optional): calibration.json from lavida calibrate",

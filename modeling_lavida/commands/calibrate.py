@@ -111,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="calibration.json", help="the calibration file (default: calibration.json)")
     add_dataclass_arguments(parser, CalibrationTarget, aliases={"frame_fpr": ["--target-fpr"]},
                             metavars={"false_alarms_per_hour": "N", "frame_fpr": "F"})
-    add_scoring_arguments(parser, exclude=["threshold", "min_event_frames"])
+    add_scoring_arguments(parser, exclude=["threshold", "min_event_frames", "mask_stride"])
     add_dataclass_arguments(parser, CalibrationSearch)
     parser.add_argument("--clip-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"clips per model call (default: {DEFAULT_BATCH_SIZE})")

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     options = detection_options(args)
     config = evaluation.EvaluationConfig(
         stride=args.stride, anomaly_names=parse_anomaly_names(args.anomalies) if args.anomalies else None,
-        return_masks=args.return_masks, threshold=options.threshold, min_event_frames=options.min_event_frames,
+        return_masks=args.return_masks, mask_stride=options.mask_stride, threshold=options.threshold, min_event_frames=options.min_event_frames,
         smoothing_sigma=options.smoothing_sigma, plots=not args.no_plots, max_videos=args.max_videos,
         llm_frame_pixels=args.llm_frame_pixels, restart=args.restart, calibration=calibration_settings(args))
     out_dir = Path(args.out) if args.out else Path("outputs") / "evaluate" / name
@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None and Path(args.model).is_dir():  # a cache of another model is refused before loading
         evaluation.check_cached_results(benchmark, out_dir, config, evaluation.model_identity(args.model))
     budget = {} if args.llm_frame_pixels is None else {"llm_frame_pixels": args.llm_frame_pixels}
-    score_fn = evaluation.load_pipeline_score_fn(args.model, device=args.device, **budget)
+    score_fn = evaluation.load_pipeline_score_fn(args.model, device=args.device, mask_stride=options.mask_stride,
+                                                 **budget)
     model = getattr(score_fn, "model_identity", None)
     names = list(config.anomaly_names or benchmark.anomaly_names)
     stride = config.stride or benchmark.stride

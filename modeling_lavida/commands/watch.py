@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stream URL (rtsp://, udp://, tcp://, http://...), capture device or growing file")
     parser.add_argument("--out", default="watch", help="output folder (default: watch)")
     defaults, helps = calibrated_flag_settings()
-    add_scoring_arguments(parser, defaults=defaults, helps=helps)
+    add_scoring_arguments(parser, exclude=["mask_stride"], defaults=defaults, helps=helps)  # scores only
     add_calibration_argument(parser)
     add_dataclass_arguments(parser, WatchOptions)
     add_dataclass_arguments(parser, StreamOptions, exclude=["input_options"])

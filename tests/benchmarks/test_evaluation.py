@@ -90,16 +90,22 @@ def test_cli_writes_outputs_and_reports_user_errors(tmp_path, monkeypatch, capsy
     from lavida import evaluation
 
     layout = BUILDERS["shanghaitech"](tmp_path)
-    scorer = OracleScorer()
-    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None: scorer)
+    scorer, loaded = OracleScorer(), {}
+    monkeypatch.setattr(evaluation, "load_pipeline_score_fn",
+                        lambda model=None, device=None, **settings: loaded.update(settings) or scorer)
     out = tmp_path / "out"
     status = main(["evaluate", "--benchmark", "ShanghaiTech", "--data-root", str(layout.root), "--out", str(out),
-                   "--stride", "3", "--anomalies", "bicycle, skateboard", "--device", "cpu"])
+                   "--stride", "3", "--anomalies", "bicycle, skateboard", "--device", "cpu", "--mask-stride", "3"])
     assert status == 0
     printed = capsys.readouterr().out
     assert "| frame AUC (micro, all frames pooled) | 1.0000 |" in printed and "stride 3" in printed
     assert {c["stride"] for c in scorer.calls} == {3} and scorer.calls[0]["names"] == ["bicycle", "skateboard"]
     assert (out / "metrics.json").is_file() and len(list((out / "plots").glob("*.png"))) == 2
+    assert loaded["mask_stride"] == 3 and json.loads((out / "run.json").read_text())["mask_stride"] == 3
+    # masks from other frames are other cached results: refused in one line
+    assert main(["evaluate", "--benchmark", "ShanghaiTech", "--data-root", str(layout.root), "--out", str(out),
+                 "--stride", "3", "--anomalies", "bicycle, skateboard", "--device", "cpu"]) == 2
+    assert "a different mask_stride" in capsys.readouterr().err
 
     assert main(["evaluate", "--benchmark", "ped2", "--data-root", str(tmp_path / "nowhere")]) == 2
     error = capsys.readouterr().err
@@ -286,7 +292,8 @@ def test_cache_writes_that_fail_on_a_full_disk_end_the_run_in_one_line(tmp_path,
     from lavida import evaluation
 
     layout = BUILDERS["ped2"](tmp_path)
-    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None: OracleScorer())
+    monkeypatch.setattr(evaluation, "load_pipeline_score_fn",
+                        lambda model=None, device=None, **settings: OracleScorer())
 
     def disk_full(path, arrays):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -343,7 +350,7 @@ def test_evaluate_applies_a_calibration_records_it_and_keeps_its_cache(tmp_path,
 
     layout = BUILDERS["ped2"](tmp_path)
     scorer = OracleScorer()
-    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None, **budget: scorer)
+    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None, **settings: scorer)
     out = tmp_path / "out"
     run = ["evaluate", "--benchmark", "ped2", "--data-root", str(layout.root), "--out", str(out), "--no-plots"]
     assert main([*run, "--threshold", "0.01"]) == 0  # the oracle's scores reach 0.042 on anomalous frames

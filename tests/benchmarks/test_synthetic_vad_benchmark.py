@@ -62,7 +62,7 @@ def test_cli_renders_the_split_when_the_folder_is_empty(tmp_path, monkeypatch):
     monkeypatch.setattr(benchmarks, "build_synthetic_vad_split",
                         functools.partial(build_synthetic_vad_split, config=SMALL))
     scorer = SidecarOracle()
-    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None: scorer)
+    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None, **settings: scorer)
     data = tmp_path / "data"
     status = main(["evaluate", "--benchmark", "synthetic-vad", "--data-root", str(data), "--synthetic-videos", "2",
                    "--out", str(tmp_path / "out"), "--device", "cpu", "--no-plots"])
@@ -106,7 +106,7 @@ def test_cli_renders_the_near_miss_split_on_first_use(tmp_path, monkeypatch):
     monkeypatch.setattr(benchmarks, "build_synthetic_vad_split",
                         functools.partial(build_synthetic_vad_split, config=SMALL))
     scorer = SidecarOracle()
-    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None: scorer)
+    monkeypatch.setattr(evaluation, "load_pipeline_score_fn", lambda model=None, device=None, **settings: scorer)
     data = tmp_path / "data"
     status = main(["evaluate", "--benchmark", "synthetic-vad-near-miss", "--data-root", str(data),
                    "--synthetic-videos", "2", "--out", str(tmp_path / "out"), "--device", "cpu", "--no-plots"])

@@ -563,3 +563,49 @@ def test_a_model_with_bfloat16_towers_runs_under_autocast(tiny_model, tiny_batch
     with torch.no_grad():
         out = tiny_model(**_inference_batch(tiny_batch))
     assert torch.isfinite(out.frame_logits.float()).all() and out.seg_hidden_state.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("settings", [
+    {},  # the paper's: the decoder's object score and mask
+    {"frame_score": "name_grounding", "grounding_head": "word_attributes", "grounding_image_channels": 8,
+     "mask_source": "gated_or_names"},  # lavida-tiny's kind: the word head and gated masks
+], ids=["object_score", "word_attributes"])
+def test_segment_frames_gives_forwards_per_frame_outputs_without_the_mllm(tiny_batch, settings):
+    """The per-frame path on frames of an encoded clip (the pipeline's frames between scored ones): any frames, any
+    count, the MLLM not run, and on frames the forward saw, the forward's outputs."""
+    torch.manual_seed(0)
+    model = LavidaForVideoAnomalyDetection(LavidaConfig.tiny(**settings)).eval()
+    batch = _inference_batch(tiny_batch)
+    with torch.no_grad():
+        # the tiny init's outputs hardly depend on the frame: widen the part that makes the frame scores
+        if model.name_grounding_head is None:
+            for parameter in model.sam.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+        else:
+            for parameter in model.name_grounding_head.parameters():
+                torch.nn.init.normal_(parameter, std=0.5)
+        full = model(**batch)
+        names = {key: value for key, value in batch.items() if key.startswith("class_")}
+        picked = [5, 2, 7]
+        grounding = ({} if "grounding_head" not in settings
+                     else {"grounding_pixel_values": batch["sam_pixel_values"][:, picked].flip(-1)})
+        calls = []
+        hook = model.mllm.register_forward_pre_hook(lambda *args: calls.append(1))
+        try:
+            part = model.segment_frames(full.seg_hidden_state, batch["sam_pixel_values"][:, picked], **names)
+            flipped = model.segment_frames(full.seg_hidden_state, batch["sam_pixel_values"][:, picked].flip(-1),
+                                           **names, **grounding)
+        finally:
+            hook.remove()
+    assert not calls
+    assert part.frame_logits.shape == (2, 3) and part.mask_logits.shape == (2, 3, *full.mask_logits.shape[-2:])
+    torch.testing.assert_close(part.frame_logits, full.frame_logits[:, picked], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(part.mask_logits, full.mask_logits[:, picked], rtol=1e-4, atol=1e-4)
+    if "grounding_head" in settings:  # the gated masks are flat at this init: the names show the frames read
+        torch.testing.assert_close(part.name_logits, full.name_logits[:, picked], rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(flipped.name_logits, part.name_logits, atol=1e-3)  # each frame's own pixels
+    else:
+        assert part.name_logits is None
+        assert not torch.allclose(flipped.mask_logits, part.mask_logits, atol=1e-3)
+    with pytest.raises(ValueError, match=r"seg_hidden_state must be \[B, D\] with B = 2"):
+        model.segment_frames(full.seg_hidden_state[:1], batch["sam_pixel_values"], **names)

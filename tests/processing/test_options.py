@@ -17,6 +17,7 @@ from lavida.processing.options import DEFAULT_BATCH_SIZE, DetectionOptions
     ({"stride": 1.5}, "stride must be a positive whole number"),
     ({"threshold": 1.2}, r"threshold must be a number in \[0, 1\], got 1.2"),
     ({"min_event_frames": 0}, "min_event_frames must be a positive whole number"),
+    ({"mask_stride": 0}, "mask_stride must be a positive whole number, got 0"),
     ({"smoothing_sigma": -2.0}, "smoothing_sigma must be a non-negative number of frames, got -2.0"),
     ({"smoothing_sigma": float("nan")}, "smoothing_sigma must be a non-negative number"),
     ({"llm_frame_pixels": (10, 5)}, "llm_frame_pixels must hold 0 < min <= max"),
@@ -50,6 +51,8 @@ def test_detect_flags_come_from_the_options_with_their_defaults():
                              "--llm-frame-pixels", "1,2x28", "--no-overlay"])
     assert detection_options(args) == DetectionOptions(min_event_frames=3, smoothing_sigma=5.0,
                                                        llm_frame_pixels=(784, 1568))
+    assert detection_options(_parse("detect", ["clip.mp4", "--anomalies", "fire", "--stride", "4", "--mask-stride",
+                                               "4"])) == DetectionOptions(stride=4, return_masks=True, mask_stride=4)
     assert _parse("detect", ["clip.mp4", "--anomalies", "fire", "--smoothing", "5"]).smoothing_sigma == 5.0
 
 
@@ -67,6 +70,7 @@ def test_evaluate_flags_share_the_options_and_leave_the_benchmark_defaults_open(
     (["detect", "clip.mp4", "--anomalies", "fire", "--clip-batch-size", "0"], "--clip-batch-size must be a positive"),
     (["evaluate", "--benchmark", "ped2", "--stride", "0"], "stride must be a positive whole number, got 0"),
     (["evaluate", "--benchmark", "ped2", "--threshold", "2"], r"threshold must be a number in \[0, 1\]"),
+    (["evaluate", "--benchmark", "ped2", "--mask-stride", "-1"], "mask_stride must be a positive whole number"),
 ])
 def test_bad_flags_fail_with_one_line_before_any_model_is_loaded(argv, message, capsys):
     from lavida.cli import main

@@ -94,6 +94,31 @@ def test_path_and_bytes_agree_and_masks_come_one_frame_at_a_time(detector, frame
     np.testing.assert_array_equal(frame, expected.numpy().astype(np.float16))
 
 
+def test_frames_between_scored_ones_get_masks_from_their_own_pixels(varied_lavida_checkpoint):
+    """At stride 2, frame 2i+1 repeats frame 2i+2: with ``mask_stride=1`` its mask is frame 2i+2's when both share a
+    clip (each frame is decoded on its own with its clip's prompt), not frame 2i's, which ``mask_stride=2`` gives it;
+    the scores do not depend on ``mask_stride``."""
+    from lavida.model_factory import load_model_and_processor
+
+    model, processor = load_model_and_processor(str(varied_lavida_checkpoint), device="cpu")
+    detector = VideoAnomalyDetectionPipeline(model=model, processor=processor, device="cpu", task=TASK, batch_size=1)
+    rng = np.random.default_rng(1)
+    video = rng.integers(0, 255, (22, 64, 80, 3), dtype=np.uint8)
+    video[1:21:2] = video[2:22:2]  # each odd frame repeats the next even one
+    dense = detector(FrameArray(video, fps=10.0), anomalies=NAMES, stride=2, return_masks=True, mask_stride=1)
+    sparse = detector(FrameArray(video, fps=10.0), anomalies=NAMES, stride=2, return_masks=True, mask_stride=2)
+    np.testing.assert_array_equal(dense.scores, sparse.scores)
+    np.testing.assert_array_equal(dense.masks.mask_frames, np.arange(22))
+    np.testing.assert_array_equal(sparse.masks.mask_frames, np.arange(0, 22, 2))
+    rows = dense.masks.lowres_logits.astype(np.float32)  # (22, h, w): one row per frame
+    same_clip = [1, 3, 5, 7, 9, 11, 13, 17, 19]  # frames 0-14 are clip 1's scored frames, 16-20 clip 2's
+    for odd in same_clip:
+        np.testing.assert_allclose(rows[odd], rows[odd + 1], atol=2e-3)
+        assert np.abs(rows[odd] - rows[odd - 1]).max() > 1e-2  # not the previous scored frame's mask
+        np.testing.assert_array_equal(sparse.masks[odd], sparse.masks[odd - 1])  # scored frames only: the nearest's
+    np.testing.assert_array_equal(dense.masks[4], sparse.masks[4])  # a scored frame's mask is the same either way
+
+
 def test_batch_size_two_on_two_videos_equals_one_video_at_a_time(detector, clip_files):
     one_by_one = [detector(str(path), anomalies=NAMES, batch_size=1) for path in clip_files]
     together = detector([str(path) for path in clip_files], anomalies=NAMES, batch_size=2)

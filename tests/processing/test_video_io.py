@@ -102,6 +102,23 @@ def test_iter_clips_pads_last_clip_with_its_last_frame(h264_video):
     assert all(np.array_equal(last.frames[i], last.frames[3]) for i in range(4, 8))
 
 
+@pytest.mark.parametrize("mask_stride, between", [
+    (1, [[1, 2, 3, 5, 6, 7], [9, 10, 11, 13, 14, 15], [17, 18, 19, 21, 22]]),
+    (2, [[2, 6], [10, 14], [18, 22]]),
+    (3, [[3, 6], [9, 15], [18, 21]]),  # not a divisor of the stride: its frames besides the scored ones
+    (4, [[], [], []]),  # every mask frame is scored
+])
+def test_clips_carry_the_frames_only_the_masks_read(mask_stride, between):
+    frames = np.arange(23, dtype=np.uint8)[:, None, None, None].repeat(4, 1).repeat(6, 2).repeat(3, 3)  # value = index
+    clips = list(iter_clips(FrameArray(frames), stride=4, clip_length=2, mask_stride=mask_stride))
+    assert [clip.frame_indices.tolist() for clip in clips] == [[0, 4], [8, 12], [16, 20]]
+    assert [clip.mask_frame_indices.tolist() for clip in clips] == between  # after the clip's frames, to the next's
+    for clip in clips:
+        assert clip.mask_frames.shape == (len(clip.mask_frame_indices), 4, 6, 3)
+        np.testing.assert_array_equal(clip.mask_frames[:, 0, 0, 0], clip.mask_frame_indices)  # each its own frame
+    assert all(clip.mask_frames is None for clip in iter_clips(FrameArray(frames), stride=4, clip_length=2))
+
+
 def test_bytes_path_and_array_sources_agree(h264_video):
     from_path = np.stack([frame.image for frame in iter_frames(h264_video, stride=7)])
     from_bytes = np.stack([frame.image for frame in iter_frames(h264_video.read_bytes(), stride=7)])

@@ -225,6 +225,22 @@ class LavidaOutput(ModelOutput):
 
 
 @dataclass
+class LavidaFrameOutput(ModelOutput):
+    """Output of ``LavidaForVideoAnomalyDetection.segment_frames``: ``forward``'s per-frame fields for frames of clips
+    whose prompts were encoded before.
+
+    Attributes:
+        frame_logits: ``[B, K]`` each frame's anomaly score before the sigmoid.
+        name_logits: ``[B, K, N]`` each name's presence logit per frame (with ``frame_score="name_grounding"``).
+        mask_logits: ``[B, K, h, w]`` anomaly map logits (``config.mask_source``), low resolution.
+    """
+
+    frame_logits: torch.FloatTensor | None = None
+    name_logits: torch.FloatTensor | None = None
+    mask_logits: torch.FloatTensor | None = None
+
+
+@dataclass
 class _PromptEncoding:
     """What the MLLM gives for a batch of prompts (``LavidaForVideoAnomalyDetection._encode_prompts``)."""
 
@@ -605,12 +621,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             output_hidden_states = bool(self.config.output_hidden_states)
         if output_attentions is None:
             output_attentions = bool(self.config.output_attentions)
-        compute_dtype = self._mixed_precision_dtype(input_ids.device.type)
-        # A checkpoint saved from mixed-precision training (frozen towers in bf16, trainable parts in fp32) runs as it
-        # trained: under autocast to its lower precision, so no layer meets an input of the other dtype.
-        precision = (contextlib.nullcontext() if compute_dtype is None
-                     else torch.autocast(device_type=input_ids.device.type, dtype=compute_dtype))
-        with precision:
+        with self._precision(input_ids.device.type):
             batch, frames = sam_pixel_values.shape[:2]
             frame_mask = None if frame_mask is None else frame_mask.bool()
             self._check_inputs(input_ids, video_grid_thw, frames, class_input_ids, class_embeddings, class_mask,
@@ -623,14 +634,9 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                           if class_mask is None else class_mask.bool())  # (B, N)
             # frames per sample: T for all, or [B] counts; per-frame work runs on the real frames only, sample-major
             per_sample = frames if frame_mask is None else frame_mask.sum(dim=1)
-            grounding_names = (None if self.name_grounding_head is None
-                               else self._grounding_names(class_embeddings, class_input_ids, class_attention_mask,
-                                                         class_word_ids))
-            grounding_frames = (None if grounding_pixel_values is None or self.name_grounding_head is None
-                                else _real_frames(grounding_pixel_values, frame_mask))
             predictions = self._predict_frames(prompts.seg_hidden_state, class_embeddings, class_mask,
-                                               _real_frames(sam_pixel_values, frame_mask), per_sample, grounding_names,
-                                               grounding_frames)
+                                               sam_pixel_values, per_sample, frame_mask, class_input_ids,
+                                               class_attention_mask, class_word_ids, grounding_pixel_values)
 
             losses: dict[str, torch.Tensor | None] = {"lm_loss": prompts.lm_loss}
             if target_masks is not None:
@@ -657,6 +663,58 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                 attentions=prompts.attentions,
             )
         return output if return_dict else output.to_tuple()
+
+    def segment_frames(
+        self,
+        seg_hidden_state: torch.FloatTensor,
+        sam_pixel_values: torch.FloatTensor,
+        class_input_ids: torch.LongTensor | None = None,
+        class_attention_mask: torch.LongTensor | None = None,
+        class_word_ids: torch.LongTensor | None = None,
+        class_mask: torch.BoolTensor | None = None,
+        class_embeddings: torch.FloatTensor | None = None,
+        grounding_pixel_values: torch.FloatTensor | None = None,
+    ) -> LavidaFrameOutput:
+        """``forward``'s per-frame path (projector, mask decoder, name heads) on frames of clips whose prompts were
+        already encoded: the MLLM does not run, each clip's ``f_sem`` is given. Every frame is decoded on its own
+        (no memory between frames), so on a frame ``forward`` saw this gives ``forward``'s outputs for it; on the frames
+        between two scored ones it gives their masks without scoring them through the MLLM (the pipeline's
+        ``mask_stride``).
+
+        Args:
+            seg_hidden_state: ``[B, D]`` ``f_sem`` of each clip (``forward``'s ``seg_hidden_state``).
+            sam_pixel_values: ``[B, K, 3, S_sam, S_sam]`` K frames per clip for SAM2 (``LavidaProcessor``'s
+                ``segmenter_inputs``), any K >= 1.
+            class_input_ids, class_attention_mask, class_word_ids, class_mask, class_embeddings: the anomaly names,
+                as ``forward`` takes them.
+            grounding_pixel_values: ``[B, K, 3, G, G]`` the same frames at the name-grounding head's size, for a
+                processor with ``grounding_image_size``.
+
+        Returns:
+            ``LavidaFrameOutput``: ``frame_logits [B, K]``, ``name_logits [B, K, N]`` (with the name-grounding head)
+            and ``mask_logits [B, K, h, w]``, as ``forward``'s.
+        """
+        batch, frames = sam_pixel_values.shape[:2]
+        if seg_hidden_state.dim() != 2 or seg_hidden_state.shape[0] != batch:
+            raise ValueError(f"seg_hidden_state must be [B, D] with B = {batch} (sam_pixel_values' clips); got shape "
+                             f"{tuple(seg_hidden_state.shape)}.")
+        if class_embeddings is None and class_input_ids is None:
+            raise ValueError("Give the anomaly names as class_input_ids (+ class_attention_mask) or class_embeddings.")
+        self._check_grounding_inputs(frames, None, sam_pixel_values, grounding_pixel_values)
+        with self._precision(sam_pixel_values.device.type):
+            if class_embeddings is None:
+                class_embeddings = self.encode_class_names(class_input_ids, class_attention_mask)  # (B, N, E)
+            class_mask = (torch.ones(class_embeddings.shape[:2], dtype=torch.bool, device=class_embeddings.device)
+                          if class_mask is None else class_mask.bool())  # (B, N)
+            predictions = self._predict_frames(seg_hidden_state, class_embeddings, class_mask, sam_pixel_values,
+                                               frames, None, class_input_ids, class_attention_mask, class_word_ids,
+                                               grounding_pixel_values)
+        lowest = torch.finfo(predictions.frame_logits.dtype).min
+        return LavidaFrameOutput(
+            frame_logits=_per_frame(predictions.frame_logits, None, batch, frames, lowest),
+            name_logits=(None if predictions.name_logits is None
+                         else _per_frame(predictions.name_logits, None, batch, frames, lowest)),
+            mask_logits=_per_frame(predictions.mask_logits, None, batch, frames))
 
     def grounding_head_loss(self, sam_pixel_values: torch.FloatTensor, grounding_labels: GroundingLabels,
                             grounding_pixel_values: torch.FloatTensor | None = None,
@@ -726,19 +784,22 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         )
 
     def _predict_frames(self, seg_hidden: torch.Tensor, class_embeddings: torch.Tensor, class_mask: torch.Tensor,
-                        sam_frames: torch.Tensor, per_sample: int | torch.Tensor,
-                        grounding_names: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
-                        grounding_frames: torch.Tensor | None = None) -> _FramePredictions:
+                        sam_pixel_values: torch.Tensor, per_sample: int | torch.Tensor,
+                        frame_mask: torch.Tensor | None, class_input_ids: torch.Tensor | None,
+                        class_attention_mask: torch.Tensor | None, class_word_ids: torch.Tensor | None,
+                        grounding_pixel_values: torch.Tensor | None) -> _FramePredictions:
         """Projector, mask decoder and (when configured) the name heads on the real frames.
 
         Args:
             seg_hidden: ``[B, D]`` ``f_sem``.
             class_embeddings: ``[B, N, E]``; class_mask: ``[B, N]`` bool.
-            sam_frames: ``[BT, 3, S, S]`` the real frames, sample-major.
+            sam_pixel_values: ``[B, T, 3, S, S]``; frame_mask: ``[B, T]`` bool or None (all real).
             per_sample: T, or ``[B]`` real frames per sample.
-            grounding_names: what the name-grounding head matches (``_grounding_names``); None without the head.
-            grounding_frames: ``[BT, 3, G, G]`` the frames the head reads, when not SAM2's (``grounding_pixel_values``).
+            class_input_ids, class_attention_mask, class_word_ids: the names' tokens, for a grounding head that reads
+                them (``_grounding_names``).
+            grounding_pixel_values: ``[B, T, 3, G, G]`` the frames the head reads, when not SAM2's.
         """
+        sam_frames = _real_frames(sam_pixel_values, frame_mask)  # (BT, 3, S, S)
         features = encode_frames(self.sam, sam_frames)
         prompts = self.semantic_projector(seg_hidden, class_embeddings, class_mask, features.lowest,
                                           features.lowest_positional, per_sample)  # (BT, S)
@@ -751,8 +812,11 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if self.name_grounding_head is None:
             return _FramePredictions(decoded, self._anomaly_map(decoded, None, real_names), decoded.object_logits,
                                      None, None, None)
+        grounding_names = self._grounding_names(class_embeddings, class_input_ids, class_attention_mask,
+                                                class_word_ids)
         pixels = self.name_grounding_head.pixel_embeddings(
-            features.feature_maps, sam_frames if grounding_frames is None else grounding_frames)  # (BT, D, h, w)
+            features.feature_maps,
+            sam_frames if grounding_pixel_values is None else _real_frames(grounding_pixel_values, frame_mask))
         grounding_maps = self.name_grounding_head(pixels, grounding_names, per_sample)  # (BT, N, h, w)
         # a padding name is never the most present one
         presence = name_presence_logits(grounding_maps).masked_fill(
@@ -837,6 +901,13 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         return (f"{type(self).__name__}.forward got unknown input(s) {', '.join(hints)}. "
                 f"Accepted inputs: {', '.join(accepted)}.")
+    def _precision(self, device_type: str) -> contextlib.AbstractContextManager:
+        """A checkpoint saved from mixed-precision training (frozen towers in bf16, trainable parts in fp32) runs as it
+        trained: under autocast to its lower precision, so no layer meets an input of the other dtype."""
+        compute_dtype = self._mixed_precision_dtype(device_type)
+        return (contextlib.nullcontext() if compute_dtype is None
+                else torch.autocast(device_type=device_type, dtype=compute_dtype))
+
     def _mixed_precision_dtype(self, device_type: str) -> torch.dtype | None:
         """The lowest floating dtype of the parameters when they mix several and autocast is off, else None."""
         if torch.is_autocast_enabled(device_type):
@@ -922,4 +993,5 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                              f"{tuple(grounding_pixel_values.shape)}.")
 
 
-__all__ = ["GroundingLabels", "LavidaForVideoAnomalyDetection", "LavidaOutput", "LavidaPreTrainedModel"]
+__all__ = ["GroundingLabels", "LavidaForVideoAnomalyDetection", "LavidaFrameOutput", "LavidaOutput",
+           "LavidaPreTrainedModel"]

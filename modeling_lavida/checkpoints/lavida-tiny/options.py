@@ -74,6 +74,10 @@ class DetectionOptions:
         min_event_frames: shortest event kept, in frames.
         smoothing_sigma: Gaussian temporal smoothing of the scores, in frames (0: none).
         return_masks: keep the anomaly masks (memory-mapped, handed out one frame at a time).
+        mask_stride: with ``return_masks``, a mask is computed from the pixels of every N-th decoded frame as well as
+            of every scored frame; the other frames take their nearest such frame's mask. The frames in between the
+            scored ones go through SAM2 and the mask decoder with their clip's prompt (not through the MLLM), so 1,
+            the default, follows an anomaly that moves between scored frames; ``stride`` keeps to the scored frames.
         llm_frame_pixels: ``(min, max)`` MLLM pixel area per frame; None: the checkpoint processor's budget.
     """
 
@@ -85,6 +89,9 @@ class DetectionOptions:
         "help": "Gaussian temporal smoothing sigma in frames, truncated at 4 sigma (0 = off)"})
     return_masks: bool = field(default=False, metadata={
         "help": "keep the anomaly masks (memory-mapped, read one frame at a time)"})
+    mask_stride: int = field(default=1, metadata={
+        "help": "with masks, compute a mask on every N-th decoded frame besides the scored ones (1 = every frame; "
+                "the stride = the scored frames only, faster)"})
     llm_frame_pixels: tuple[int, int] | None = field(default=None, metadata={
         "help": "MLLM pixel area per frame as MIN,MAX (default: the checkpoint processor's budget)"})
 
@@ -95,6 +102,7 @@ class DetectionOptions:
                       "min_event_frames": check_positive_int("min_event_frames", self.min_event_frames),
                       "smoothing_sigma": check_smoothing_sigma(self.smoothing_sigma),
                       "return_masks": bool(self.return_masks),
+                      "mask_stride": check_positive_int("mask_stride", self.mask_stride),
                       "llm_frame_pixels": check_pixel_budget("llm_frame_pixels", self.llm_frame_pixels)}
         except ValueError as error:
             raise UserInputError(str(error)) from None

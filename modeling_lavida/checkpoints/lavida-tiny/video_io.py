@@ -705,11 +705,16 @@ class Clip:
         frames: ``uint8 [T, H, W, 3]`` RGB.
         frame_indices: ``int64 [T]`` decoded-frame index of each frame (padding repeats the last real index).
         real: ``bool [T]``; False marks padding that completes the last clip (a copy of its last real frame).
+        mask_frames: ``uint8 [K, H, W, 3]``, the frames the scores skip but the masks read (``iter_clips``'
+            ``mask_stride``): those after this clip's first sampled frame and before the next clip's; None without.
+        mask_frame_indices: ``int64 [K]`` their decoded-frame indices, increasing (None without).
     """
 
     frames: np.ndarray
     frame_indices: np.ndarray
     real: np.ndarray
+    mask_frames: np.ndarray | None = None
+    mask_frame_indices: np.ndarray | None = None
 
     @property
     def num_real(self) -> int:
@@ -735,34 +740,54 @@ def iter_frames(source: VideoSource, stride: int = 1, size: SizeFn | None = None
 
 
 def iter_clips(source: VideoSource, stride: int = 1, clip_length: int = DEFAULT_CLIP_LENGTH,
-               size: SizeFn | None = None) -> Iterator[Clip]:
+               size: SizeFn | None = None, mask_stride: int | None = None) -> Iterator[Clip]:
     """Group the frames of ``iter_frames(source, stride, size)`` into clips of ``clip_length`` sampled frames.
 
-    The last clip is completed by repeating its last frame; ``Clip.real`` tells real frames from padding.
-    Holds one clip in memory. Give a ``VideoReader`` to read ``info`` after the last clip.
+    The last clip is completed by repeating its last frame; ``Clip.real`` tells real frames from padding. With
+    ``mask_stride``, every ``mask_stride``-th decoded frame that is not sampled also travels, in the clip whose
+    sampled frames it follows (``Clip.mask_frames``): the frames a mask is computed on besides the scored ones.
+    Holds one clip in memory (with ``mask_stride``, its frames in between too). Give a ``VideoReader`` to read
+    ``info`` after the last clip.
     """
     if isinstance(clip_length, bool) or not isinstance(clip_length, (int, np.integer)) or clip_length < 1:
         raise ValueError(f"clip_length must be a positive integer, got {clip_length!r}.")
+    stride = _check_stride(stride)
+    step = stride if mask_stride is None else math.gcd(stride, _check_stride(mask_stride))
     images: list[np.ndarray] = []
     indices: list[int] = []
-    for index, image in iter_frames(source, stride, size):
+    between: list[np.ndarray] = []
+    between_indices: list[int] = []
+    keep_between = mask_stride is not None
+    for index, image in iter_frames(source, step, size):
+        if index % stride:  # a frame only the masks read (index % mask_stride == 0)
+            if keep_between and index % mask_stride == 0:
+                between.append(image)
+                between_indices.append(index)
+            continue
+        if len(images) == clip_length:
+            yield make_clip(images, indices, clip_length, between if keep_between else None, between_indices)
+            images, indices, between, between_indices = [], [], [], []
         images.append(image)
         indices.append(index)
-        if len(images) == clip_length:
-            yield make_clip(images, indices, clip_length)
-            images, indices = [], []
     if images:
-        yield make_clip(images, indices, clip_length)
+        yield make_clip(images, indices, clip_length, between if keep_between else None, between_indices)
 
 
-def make_clip(images: list[np.ndarray], indices: list[int], clip_length: int) -> Clip:
-    """A ``Clip`` of ``clip_length`` frames from up to ``clip_length`` sampled ones (the last repeated as padding)."""
+def make_clip(images: list[np.ndarray], indices: list[int], clip_length: int,
+              mask_frames: list[np.ndarray] | None = None, mask_frame_indices: list[int] | None = None) -> Clip:
+    """A ``Clip`` of ``clip_length`` frames from up to ``clip_length`` sampled ones (the last repeated as padding), with
+    the frames only its masks read when ``mask_frames`` is a list (an empty one: ``uint8 [0, H, W, 3]``)."""
     real = np.zeros(clip_length, dtype=bool)
     real[: len(images)] = True
     missing = clip_length - len(images)
+    between = between_indices = None
+    if mask_frames is not None:
+        between = (np.stack(mask_frames) if mask_frames
+                   else np.zeros((0, *images[0].shape), dtype=images[0].dtype))  # (K, H, W, 3)
+        between_indices = np.asarray(mask_frame_indices or [], dtype=np.int64)  # (K,)
     return Clip(frames=np.stack(images + [images[-1]] * missing),  # (T, H, W, 3)
                 frame_indices=np.asarray(indices + [indices[-1]] * missing, dtype=np.int64),
-                real=real)
+                real=real, mask_frames=between, mask_frame_indices=between_indices)
 
 
 __all__ = ["DEFAULT_ARRAY_FPS", "DEFAULT_CLIP_LENGTH", "DOWNSCALE_INTERPOLATION", "MIN_FRAMES", "VIDEO_SUFFIXES",
