@@ -628,10 +628,8 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                                target_masks, frame_mask, grounding_labels, sam_pixel_values, grounding_pixel_values)
             prompts = self._encode_prompts(input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
                                            video_grid_thw, labels, output_hidden_states, output_attentions)
-            if class_embeddings is None:
-                class_embeddings = self.encode_class_names(class_input_ids, class_attention_mask)  # (B, N, E)
-            class_mask = (torch.ones(class_embeddings.shape[:2], dtype=torch.bool, device=class_embeddings.device)
-                          if class_mask is None else class_mask.bool())  # (B, N)
+            class_embeddings, class_mask = self._class_names(class_input_ids, class_attention_mask, class_mask,
+                                                             class_embeddings)
             # frames per sample: T for all, or [B] counts; per-frame work runs on the real frames only, sample-major
             per_sample = frames if frame_mask is None else frame_mask.sum(dim=1)
             predictions = self._predict_frames(prompts.seg_hidden_state, class_embeddings, class_mask,
@@ -702,10 +700,8 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             raise ValueError("Give the anomaly names as class_input_ids (+ class_attention_mask) or class_embeddings.")
         self._check_grounding_inputs(frames, None, sam_pixel_values, grounding_pixel_values)
         with self._precision(sam_pixel_values.device.type):
-            if class_embeddings is None:
-                class_embeddings = self.encode_class_names(class_input_ids, class_attention_mask)  # (B, N, E)
-            class_mask = (torch.ones(class_embeddings.shape[:2], dtype=torch.bool, device=class_embeddings.device)
-                          if class_mask is None else class_mask.bool())  # (B, N)
+            class_embeddings, class_mask = self._class_names(class_input_ids, class_attention_mask, class_mask,
+                                                             class_embeddings)
             predictions = self._predict_frames(seg_hidden_state, class_embeddings, class_mask, sam_pixel_values,
                                                frames, None, class_input_ids, class_attention_mask, class_word_ids,
                                                grounding_pixel_values)
@@ -754,6 +750,17 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         return self._labelled_grounding_loss(pixels, grounding_labels, per_sample, frame_mask)
 
     # ------------------------------------------------------------------------------------------------ forward steps
+    def _class_names(self, class_input_ids: torch.Tensor | None, class_attention_mask: torch.Tensor | None,
+                     class_mask: torch.Tensor | None, class_embeddings: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The names as ``class_embeddings [B, N, E]`` (encoded here unless given) and ``class_mask [B, N]`` bool
+        (all real unless given)."""
+        if class_embeddings is None:
+            class_embeddings = self.encode_class_names(class_input_ids, class_attention_mask)  # (B, N, E)
+        class_mask = (torch.ones(class_embeddings.shape[:2], dtype=torch.bool, device=class_embeddings.device)
+                      if class_mask is None else class_mask.bool())  # (B, N)
+        return class_embeddings, class_mask
+
     def _encode_prompts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                         mm_token_type_ids: torch.Tensor | None, pixel_values_videos: torch.Tensor,
                         video_grid_thw: torch.Tensor, labels: torch.Tensor | None, output_hidden_states: bool,
