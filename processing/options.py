@@ -78,6 +78,8 @@ class DetectionOptions:
             of every scored frame; the other frames take their nearest such frame's mask. The frames in between the
             scored ones go through SAM2 and the mask decoder with their clip's prompt (not through the MLLM), so 1,
             the default, follows an anomaly that moves between scored frames; ``stride`` keeps to the scored frames.
+            A clip's frames in between are held in memory until its masks are computed: at a large stride, a larger
+            ``mask_stride`` keeps that bounded.
         llm_frame_pixels: ``(min, max)`` MLLM pixel area per frame; None: the checkpoint processor's budget.
     """
 
