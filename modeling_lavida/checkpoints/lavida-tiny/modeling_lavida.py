@@ -908,6 +908,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         return (f"{type(self).__name__}.forward got unknown input(s) {', '.join(hints)}. "
                 f"Accepted inputs: {', '.join(accepted)}.")
+
     def _precision(self, device_type: str) -> contextlib.AbstractContextManager:
         """A checkpoint saved from mixed-precision training (frozen towers in bf16, trainable parts in fp32) runs as it
         trained: under autocast to its lower precision, so no layer meets an input of the other dtype."""

@@ -17,7 +17,8 @@ with their fps) or an unread ``VideoReader``; a list of these is a list of video
 the ``DetectionOptions`` fields (``stride``, ``threshold``, ``min_event_frames``, ``smoothing_sigma``,
 ``return_masks``, ``mask_stride``, ``llm_frame_pixels``), ``progress`` (called with ``(frames done, frames
 expected)`` after each model call) and transformers' ``batch_size`` (clips per model call, ``DEFAULT_BATCH_SIZE``
-by default; clips of consecutive videos share calls) and ``num_workers``. Anything else raises ``TypeError`` naming the allowed arguments.
+by default; clips of consecutive videos share calls) and ``num_workers``. Anything else raises ``TypeError`` naming
+the allowed arguments.
 
 It is a chunk pipeline, as transformers' mask-generation pipeline: ``preprocess`` decodes the video once, streaming
 (with the model on an accelerator, in a background thread ``prefetch_batches`` model calls ahead, so that
@@ -28,10 +29,10 @@ tensors (``LavidaProcessor``); ``_forward``
 is the model's forward on a batch of clips (the anomaly names are encoded once per name list), which appends the
 clips' low-resolution mask logits to a memory-mapped store when masks are asked for (those of the frames between the
 scored ones too, every ``mask_stride``-th, through the model's per-frame path alone, ``segment_frames``, with their
-clip's prompt encoding); ``postprocess`` fills the skipped frames' scores, smooths and finds the events (timed by the frames' own timestamps) through the processor's ``post_process_*``
-methods, names each event after the anomaly that drove it when the model scores each name
-(``postprocessing.name_events`` on the sampled frames' per-name probabilities, ``float32 [S, N]``, which the result
-keeps) and returns a ``VideoDetection`` whose ``masks`` are read one frame at a time at the video's upright size.
+clip's prompt encoding); ``postprocess`` fills the skipped frames' scores, smooths and finds the events (timed by the
+frames' own timestamps) through the processor's ``post_process_*`` methods, names each event after the anomaly that
+drove it when the model scores each name (``postprocessing.name_events`` on the sampled frames' per-name
+probabilities, ``float32 [S, N]``, which the result keeps) and returns a ``VideoDetection`` whose ``masks`` are read one frame at a time at the video's upright size.
 
 This file and its siblings (``detection``, ``options``, ``video_io``, ``postprocessing``, ``anomaly_names``,
 ``processing_lavida``, ``prefetch``, ``errors``) are copied next to saved checkpoints (``declare_pipeline``): they
@@ -287,6 +288,7 @@ class VideoAnomalyDetectionPipeline(ChunkPipeline):
                     between = self._between_masks(output.seg_hidden_state[row: row + 1], info)  # (K, h, w)
                     indices = np.concatenate([indices, info.mask_frame_indices])
                     masks = np.concatenate([masks, between])
+                info.mask_frames = None  # the clip's info stays until its video ends: memory must not grow with it
                 order = np.argsort(indices, kind="stable")
                 store.append(masks[order], indices[order])
         if progress is not None:
