@@ -42,20 +42,18 @@ def sample_ground_truth() -> tuple[str, list[str], np.ndarray]:
 
 def mask_figures(masks, truth: np.ndarray) -> dict[str, float]:
     """Pixel criterion AUC / EER, pixel AUC and mean anomaly coverage at 0.5 of one detection's masks."""
-    from lavida.metrics import PixelAUCAccumulator, criterion_frame_score, pixel_criterion_metrics
+    from lavida.metrics import PixelAUCAccumulator, PixelCriterionAccumulator
 
-    pixels = PixelAUCAccumulator()
-    reduced, anomalous, coverage = [], [], []
+    pixels, criterion = PixelAUCAccumulator(), PixelCriterionAccumulator()
+    coverage = []
     for index, target in enumerate(truth):
         mask = masks[index][: target.shape[0], : target.shape[1]].astype(np.float32)  # (H, W)
         pixels.update(mask, target)
-        score, is_anomalous = criterion_frame_score(mask, target)
-        reduced.append(score)
-        anomalous.append(is_anomalous)
+        criterion.update(mask, target)
         if target.any():
             coverage.append(float((mask[target] >= 0.5).mean()))
-    criterion = pixel_criterion_metrics(np.asarray(reduced), np.asarray(anomalous))
-    return {"criterion_auc": criterion["auc"], "criterion_eer": criterion["eer"], "pixel_auc": pixels.auc(),
+    result = criterion.result()
+    return {"criterion_auc": result["auc"], "criterion_eer": result["eer"], "pixel_auc": pixels.auc(),
             "anomaly_coverage": float(np.mean(coverage))}
 
 

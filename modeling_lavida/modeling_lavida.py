@@ -696,8 +696,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if seg_hidden_state.dim() != 2 or seg_hidden_state.shape[0] != batch:
             raise ValueError(f"seg_hidden_state must be [B, D] with B = {batch} (sam_pixel_values' clips); got shape "
                              f"{tuple(seg_hidden_state.shape)}.")
-        if class_embeddings is None and class_input_ids is None:
-            raise ValueError("Give the anomaly names as class_input_ids (+ class_attention_mask) or class_embeddings.")
+        self._check_names(class_input_ids, class_embeddings, class_mask)
         self._check_grounding_inputs(frames, None, sam_pixel_values, grounding_pixel_values)
         with self._precision(sam_pixel_values.device.type):
             class_embeddings, class_mask = self._class_names(class_input_ids, class_attention_mask, class_mask,
@@ -954,14 +953,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
         if missing:
             raise ValueError(f"No <SEG> token (id {seg_id}) in input_ids of sample(s) {missing}: the prompt's "
                              "answer must contain <SEG>; build inputs with LavidaProcessor.")
-        if class_embeddings is None and class_input_ids is None:
-            raise ValueError("Give the anomaly names as class_input_ids (+ class_attention_mask) or class_embeddings.")
-        names = class_embeddings if class_embeddings is not None else class_input_ids
-        if names.shape[1] == 0:
-            raise ValueError("The class (anomaly name) list is empty: give at least one anomaly name.")
-        if class_mask is not None and not bool(class_mask.bool().any(dim=1).all()):
-            empty = (~class_mask.bool().any(dim=1)).nonzero().flatten().tolist()
-            raise ValueError(f"The class (anomaly name) list of sample(s) {empty} is empty: give at least one name.")
+        self._check_names(class_input_ids, class_embeddings, class_mask)
         temporal_patch = self.config.mllm_config.vision_config.temporal_patch_size
         # a single frame (an image sample) is one temporal patch: the video processor repeats it to fill the patch
         groups = video_grid_thw[:, 0].tolist()
@@ -978,6 +970,19 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             raise ValueError(f"Frame count mismatch: target_masks has {target_masks.shape[1]} frames, "
                              f"sam_pixel_values has {frames}.")
         self._check_grounding_inputs(frames, grounding_labels, sam_pixel_values, grounding_pixel_values)
+
+    @staticmethod
+    def _check_names(class_input_ids: torch.Tensor | None, class_embeddings: torch.Tensor | None,
+                     class_mask: torch.Tensor | None) -> None:
+        """ValueErrors for missing or empty anomaly name lists (shapes as in ``forward``)."""
+        if class_embeddings is None and class_input_ids is None:
+            raise ValueError("Give the anomaly names as class_input_ids (+ class_attention_mask) or class_embeddings.")
+        names = class_embeddings if class_embeddings is not None else class_input_ids
+        if names.shape[1] == 0:
+            raise ValueError("The class (anomaly name) list is empty: give at least one anomaly name.")
+        if class_mask is not None and not bool(class_mask.bool().any(dim=1).all()):
+            empty = (~class_mask.bool().any(dim=1)).nonzero().flatten().tolist()
+            raise ValueError(f"The class (anomaly name) list of sample(s) {empty} is empty: give at least one name.")
 
     @staticmethod
     def _check_grounding_inputs(frames: int, grounding_labels: GroundingLabels | None, sam_pixel_values: torch.Tensor,
