@@ -609,3 +609,6 @@ def test_segment_frames_gives_forwards_per_frame_outputs_without_the_mllm(tiny_b
         assert not torch.allclose(flipped.mask_logits, part.mask_logits, atol=1e-3)
     with pytest.raises(ValueError, match=r"seg_hidden_state must be \[B, D\] with B = 2"):
         model.segment_frames(full.seg_hidden_state[:1], batch["sam_pixel_values"], **names)
+    no_names = {**names, "class_mask": torch.zeros_like(names["class_input_ids"][..., 0], dtype=torch.bool)}
+    with pytest.raises(ValueError, match=r"name\) list of sample\(s\) \[0, 1\] is empty"):
+        model.segment_frames(full.seg_hidden_state, batch["sam_pixel_values"], **no_names)
