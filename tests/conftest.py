@@ -6,10 +6,17 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# A fresh datasets cache per test session: local folders of the same name must never hit an older cached build.
+# One scratch folder per test session, removed when the session ends (repeated runs must not fill the disk). It holds
+# a fresh datasets cache (local folders of the same name must never hit an older cached build) and the files the
+# Space tests upload through gradio.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="lavida-test-datasets-cache-")
+SESSION_SCRATCH = tempfile.mkdtemp(prefix="lavida-tests-")
+atexit.register(shutil.rmtree, SESSION_SCRATCH, ignore_errors=True)
+os.environ["HF_DATASETS_CACHE"] = os.path.join(SESSION_SCRATCH, "datasets-cache")
+os.environ["GRADIO_TEMP_DIR"] = os.path.join(SESSION_SCRATCH, "gradio")
 
 import numpy as np
 import pytest

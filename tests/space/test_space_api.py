@@ -18,6 +18,17 @@ from lavida.processing.result_writers import overlay_frame_size
 from .conftest import MAX_DURATION_S
 
 
+@pytest.fixture(autouse=True)
+def _downloads_stage_in_tmp_path(tmp_path):
+    """gradio_client stages each download in a folder of its own in the system temp folder and leaves that folder
+    behind: keep those in the test's own folder (a patch of its own, which a test's ``monkeypatch.undo()`` keeps)."""
+    import tempfile
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(tmp_path))
+        yield
+
+
 def _client(live_app, tmp_path: Path) -> Client:
     return Client(live_app.url, verbose=False, download_files=str(tmp_path / "downloads"))
 
