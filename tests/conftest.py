@@ -7,8 +7,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One scratch folder per test session, removed when the session ends (repeated runs must not fill the disk). It holds
-# a fresh datasets cache (local folders of the same name must never hit an older cached build) and the files the
-# Space tests upload through gradio.
+# a fresh datasets cache (local folders of the same name must never hit an older cached build), the files the Space
+# tests upload through gradio, and the temp folder of every process the tests start (the log folders that
+# `accelerate launch` leaves behind, among others).
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
@@ -17,6 +18,8 @@ SESSION_SCRATCH = tempfile.mkdtemp(prefix="lavida-tests-")
 atexit.register(shutil.rmtree, SESSION_SCRATCH, ignore_errors=True)
 os.environ["HF_DATASETS_CACHE"] = os.path.join(SESSION_SCRATCH, "datasets-cache")
 os.environ["GRADIO_TEMP_DIR"] = os.path.join(SESSION_SCRATCH, "gradio")
+os.environ["TMPDIR"] = os.path.join(SESSION_SCRATCH, "tmp")
+os.makedirs(os.environ["TMPDIR"])
 
 import numpy as np
 import pytest

@@ -93,9 +93,7 @@ def test_two_process_cpu_training_has_identical_losses_on_both_ranks(tmp_path):
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     if accelerate is None:
         pytest.skip("accelerate launcher not installed next to this interpreter")
-    scratch = tmp_path / "tmp"  # the launcher's log folders (torchelastic_*) land here, not in the system's
-    scratch.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), TMPDIR=str(scratch))
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531",
                str(ROOT / "tests" / "training" / "ddp_smoke.py"), str(tmp_path)]
