@@ -35,9 +35,11 @@ from .common import SAMPLE_VIDEO, environment, resolve_device
 
 def sample_ground_truth() -> tuple[str, list[str], np.ndarray]:
     """The shipped sample: its path, its anomaly names and its ground-truth masks ``bool [F, H, W]``."""
-    names = [name.strip() for name in SAMPLE_VIDEO.with_suffix(".anomalies.txt").read_text().split(",")]
-    packed = np.load(SAMPLE_VIDEO.with_suffix(".masks.npz"))["masks"]
-    return str(SAMPLE_VIDEO), [name for name in names if name], np.unpackbits(packed, axis=-1).astype(bool)
+    from lavida.dataset_builders.synthetic_vad import load_vad_masks
+    from lavida.processing.anomaly_names import parse_anomaly_names
+
+    names = parse_anomaly_names(SAMPLE_VIDEO.with_suffix(".anomalies.txt").read_text())
+    return str(SAMPLE_VIDEO), names, load_vad_masks(SAMPLE_VIDEO.with_suffix(".masks.npz"))
 
 
 def mask_figures(masks, truth: np.ndarray) -> dict[str, float]:

@@ -98,7 +98,7 @@ def run_benchmark(config: MemoryConfig) -> dict[str, Any]:
         "video": {"base_frames": config.base_frames, "height_width": [config.height, config.width],
                   "multiples": list(config.multiples)},
         "kept_mask_bytes_per_frame": {"this model": mask_side * mask_side * 2,
-                                              "full size (SAM2 at 1024 px)": 256 * 256 * 2},
+                                      "full size (SAM2 at 1024 px)": 256 * 256 * 2},
         "environment": environment("cpu"), "rows": rows,
         "target": {"multiple": config.multiples[-1], "ratio_to_1x": longest["ratio_to_1x"], "target": TARGET_RATIO,
                    "met": longest["ratio_to_1x"] <= TARGET_RATIO},

@@ -262,6 +262,15 @@ class _FramePredictions:
     pixel_embeddings: torch.Tensor | None  # (BT, D, h, w), with the name-grounding head
     grounding_maps: torch.Tensor | None  # (BT, N, h, w), with the name-grounding head
 
+    def per_frame(self, frame_mask: torch.Tensor | None, batch: int, frames: int) -> dict[str, torch.Tensor | None]:
+        """The fields ``forward`` and ``segment_frames`` return, ``[B, T, ...]``: ``frame_logits``, ``name_logits``
+        and ``mask_logits`` (padding frames score the lowest logit and have a zero mask)."""
+        lowest = torch.finfo(self.frame_logits.dtype).min
+        return {"frame_logits": _per_frame(self.frame_logits, frame_mask, batch, frames, lowest),
+                "name_logits": (None if self.name_logits is None
+                                else _per_frame(self.name_logits, frame_mask, batch, frames, lowest)),
+                "mask_logits": _per_frame(self.mask_logits, frame_mask, batch, frames)}
+
 
 def _name_words(tokens: list[int], word_ids: list[int]) -> list[list[int]]:
     """One name's token ids and word ids (``-1``: a special token) -> each word's tokens between the name's leading
@@ -644,15 +653,11 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
                           "lm_loss": terms.lm_loss, "focal_loss": terms.focal_loss, "dice_loss": terms.dice_loss,
                           "iou_loss": terms.iou_loss, "object_score_loss": terms.object_score_loss,
                           "grounding_loss": terms.grounding_loss}
-            lowest = torch.finfo(predictions.frame_logits.dtype).min
             decoded = predictions.decoded
             # built in one go: a ModelOutput field set after construction would come last in to_tuple()
             output = LavidaOutput(
                 **losses,
-                frame_logits=_per_frame(predictions.frame_logits, frame_mask, batch, frames, lowest),
-                name_logits=(None if predictions.name_logits is None
-                             else _per_frame(predictions.name_logits, frame_mask, batch, frames, lowest)),
-                mask_logits=_per_frame(predictions.mask_logits, frame_mask, batch, frames),
+                **predictions.per_frame(frame_mask, batch, frames),
                 iou_scores=_per_frame(decoded.iou_scores, frame_mask, batch, frames),
                 candidate_mask_logits=_per_frame(decoded.mask_logits, frame_mask, batch, frames),
                 seg_hidden_state=prompts.seg_hidden_state,
@@ -704,12 +709,7 @@ class LavidaForVideoAnomalyDetection(LavidaPreTrainedModel):
             predictions = self._predict_frames(seg_hidden_state, class_embeddings, class_mask, sam_pixel_values,
                                                frames, None, class_input_ids, class_attention_mask, class_word_ids,
                                                grounding_pixel_values)
-        lowest = torch.finfo(predictions.frame_logits.dtype).min
-        return LavidaFrameOutput(
-            frame_logits=_per_frame(predictions.frame_logits, None, batch, frames, lowest),
-            name_logits=(None if predictions.name_logits is None
-                         else _per_frame(predictions.name_logits, None, batch, frames, lowest)),
-            mask_logits=_per_frame(predictions.mask_logits, None, batch, frames))
+        return LavidaFrameOutput(**predictions.per_frame(None, batch, frames))
 
     def grounding_head_loss(self, sam_pixel_values: torch.FloatTensor, grounding_labels: GroundingLabels,
                             grounding_pixel_values: torch.FloatTensor | None = None,

@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     options = detection_options(args)
     config = evaluation.EvaluationConfig(
         stride=args.stride, anomaly_names=parse_anomaly_names(args.anomalies) if args.anomalies else None,
-        return_masks=args.return_masks, mask_stride=options.mask_stride, threshold=options.threshold, min_event_frames=options.min_event_frames,
-        smoothing_sigma=options.smoothing_sigma, plots=not args.no_plots, max_videos=args.max_videos,
+        return_masks=args.return_masks, mask_stride=options.mask_stride, threshold=options.threshold,
+        min_event_frames=options.min_event_frames, smoothing_sigma=options.smoothing_sigma, plots=not args.no_plots, max_videos=args.max_videos,
         llm_frame_pixels=args.llm_frame_pixels, restart=args.restart, calibration=calibration_settings(args))
     out_dir = Path(args.out) if args.out else Path("outputs") / "evaluate" / name
     check_output_folder(out_dir, "--out")  # the default one too, before the model is loaded

@@ -151,9 +151,8 @@ class LavidaConfig(PreTrainedConfig):
         decoder's objects, and the name map outside them, so an anomaly the decoder does not outline (or outlines in
         part) is still marked where the names find it.
     mask_object_threshold (`float`, defaults to 0.12): with ``mask_source="gated"`` or ``"gated_or_names"``, the
-        decoder mask probability
-        above which a pixel belongs to an object (low: the decoder's probability on a held-out object is often
-        modest, and the name map decides which object is anomalous).
+        decoder mask probability above which a pixel belongs to an object (low: the decoder's probability on a
+        held-out object is often modest, and the name map decides which object is anomalous).
     module_dtypes (`dict[str, str]`, *optional*): the parameter dtype of each part of a model whose parts do not share
         one dtype (a bfloat16 MLLM next to a float32 projector and SAM2, float32 trainable weights inside a bfloat16
         tower), written by ``save_pretrained``: ``{"": root dtype, "module.or.parameter.name": dtype, ...}``, a deeper

@@ -32,7 +32,8 @@ scored ones too, every ``mask_stride``-th, through the model's per-frame path al
 clip's prompt encoding); ``postprocess`` fills the skipped frames' scores, smooths and finds the events (timed by the
 frames' own timestamps) through the processor's ``post_process_*`` methods, names each event after the anomaly that
 drove it when the model scores each name (``postprocessing.name_events`` on the sampled frames' per-name
-probabilities, ``float32 [S, N]``, which the result keeps) and returns a ``VideoDetection`` whose ``masks`` are read one frame at a time at the video's upright size.
+probabilities, ``float32 [S, N]``, which the result keeps) and returns a ``VideoDetection`` whose ``masks`` are read
+one frame at a time at the video's upright size.
 
 This file and its siblings (``detection``, ``options``, ``video_io``, ``postprocessing``, ``anomaly_names``,
 ``processing_lavida``, ``prefetch``, ``errors``) are copied next to saved checkpoints (``declare_pipeline``): they

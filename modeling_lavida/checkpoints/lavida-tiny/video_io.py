@@ -755,22 +755,22 @@ def iter_clips(source: VideoSource, stride: int = 1, clip_length: int = DEFAULT_
     step = stride if mask_stride is None else math.gcd(stride, _check_stride(mask_stride))
     images: list[np.ndarray] = []
     indices: list[int] = []
-    between: list[np.ndarray] = []
+    between: list[np.ndarray] | None = None if mask_stride is None else []
     between_indices: list[int] = []
-    keep_between = mask_stride is not None
     for index, image in iter_frames(source, step, size):
-        if index % stride:  # a frame only the masks read (index % mask_stride == 0)
-            if keep_between and index % mask_stride == 0:
+        if index % stride:  # not sampled: only with mask_stride (step < stride), a frame the masks read or neither
+            if index % mask_stride == 0:
                 between.append(image)
                 between_indices.append(index)
             continue
         if len(images) == clip_length:
-            yield make_clip(images, indices, clip_length, between if keep_between else None, between_indices)
-            images, indices, between, between_indices = [], [], [], []
+            yield make_clip(images, indices, clip_length, between, between_indices)
+            images, indices, between_indices = [], [], []
+            between = None if between is None else []
         images.append(image)
         indices.append(index)
     if images:
-        yield make_clip(images, indices, clip_length, between if keep_between else None, between_indices)
+        yield make_clip(images, indices, clip_length, between, between_indices)
 
 
 def make_clip(images: list[np.ndarray], indices: list[int], clip_length: int,
